@@ -1,0 +1,3 @@
+"""astroapp: localize astronaut photographs of Earth."""
+
+__version__ = "0.1.0"

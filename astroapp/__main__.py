@@ -1,0 +1,3 @@
+from astroapp.cli import main
+
+raise SystemExit(main())

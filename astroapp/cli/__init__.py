@@ -1,0 +1,63 @@
+"""The `astroapp` command: one argparse parser, one module per subcommand group."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from astroapp import __version__
+
+# Each module defines `register(subparsers)`; order is the order shown in --help.
+SUBCOMMAND_MODULES = [
+    "astroapp.cli.catalog_cmds",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astroapp",
+        description="Localize astronaut photographs of Earth. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"astroapp {__version__}")
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="catalogue file (default: catalog.sqlite in the user data dir)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command is None:
+        if "astroapp.cli.gui_cmds" in SUBCOMMAND_MODULES:
+            args = parser.parse_args([*(argv or sys.argv[1:]), "gui"])
+        else:
+            parser.print_help()
+            return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(f"astroapp: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class UserError(Exception):
+    """An error caused by input the user gave: printed as one clear line, exit code 2."""

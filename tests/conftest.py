@@ -1,0 +1,23 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ASTROAPP_SHARED", REPO.parent / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """../shared (reference vectors, real pairs); skips the test when it is absent."""
+    if not (SHARED / "reference").is_dir():
+        pytest.skip("../shared is absent (fresh clone): skipping tests that use shared data")
+    return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Never touch the user's real data dir from a test."""
+    monkeypatch.setenv("ASTROAPP_HOME", str(tmp_path / "astroapp_home"))
