@@ -14,6 +14,12 @@ from astroapp import __version__
 # Each module defines `register(subparsers)`; order is the order shown in --help.
 SUBCOMMAND_MODULES = [
     "astroapp.cli.catalog_cmds",
+    "astroapp.cli.gui_cmds",
+    "astroapp.cli.geo_cmds",
+    "astroapp.cli.retrieval_cmds",
+    "astroapp.cli.index_cmds",
+    "astroapp.cli.match_cmds",
+    "astroapp.cli.export_cmds",
 ]
 
 

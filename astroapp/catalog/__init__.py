@@ -1,0 +1,29 @@
+"""Photo catalogue (SQLite), roll import, EXIF, NASA photo ids and NASA metadata CSVs."""
+
+from astroapp.catalog.db import (
+    SCHEMA_VERSION,
+    STATUSES,
+    Catalog,
+    CatalogError,
+    ImportRecord,
+    Localization,
+    NasaMetadata,
+    Photo,
+    ReviewEvent,
+    StoredCandidate,
+    utc_now,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "Catalog",
+    "CatalogError",
+    "ImportRecord",
+    "Localization",
+    "NasaMetadata",
+    "Photo",
+    "ReviewEvent",
+    "StoredCandidate",
+    "utc_now",
+]

@@ -1,0 +1,217 @@
+"""`astroapp import`, `photos` (`list`), `status`, `import-nasa`: the catalogue from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from astroapp.catalog import STATUSES, Catalog, CatalogError
+
+
+def _user_error(message: str) -> Exception:
+    from astroapp.cli import UserError
+
+    return UserError(message)
+
+
+def open_catalog(args: argparse.Namespace) -> Catalog:
+    """The catalogue named by --catalog (default: the user data dir), as a clear UserError
+    when it cannot be used. Other CLI modules use this too."""
+    try:
+        return Catalog(getattr(args, "catalog", None))
+    except CatalogError as exc:
+        raise _user_error(str(exc)) from exc
+    except OSError as exc:
+        raise _user_error(f"cannot open catalogue: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from astroapp.catalog.importer import ImportReport, iter_import
+
+    missing = [str(p) for p in args.paths if not Path(p).expanduser().exists()]
+    if missing:
+        raise _user_error(f"no such file or folder: {', '.join(missing)}")
+    with open_catalog(args) as catalog:
+        holder: list[ImportReport] = []
+        bar = None
+        try:
+            for res in iter_import(catalog, args.paths, report=holder):
+                if bar is None:
+                    bar = tqdm(total=res.total, unit="photo", file=sys.stderr,
+                               disable=True if args.quiet else None, dynamic_ncols=True)
+                bar.update(1)
+                if res.outcome == "failed" and not args.quiet:
+                    bar.write(f"failed: {res.path}: {res.reason}", file=sys.stderr)
+        finally:
+            if bar is not None:
+                bar.close()
+        report = holder[0]
+        rate = f"{report.photos_per_second:.1f} files/s" if report.seconds else ""
+        print(
+            f"import #{report.import_id}: {report.total} files: {report.added} added, "
+            f"{report.duplicates} duplicates, {report.already} already in the catalogue, "
+            f"{report.failed} failed ({report.seconds:.1f} s{', ' + rate if rate else ''})"
+        )
+        print(f"catalogue: {catalog.path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- photos
+
+
+def _statuses(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    wanted = [s.strip().lower() for s in text.split(",") if s.strip()]
+    bad = [s for s in wanted if s not in STATUSES]
+    if bad:
+        raise _user_error(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
+    return wanted
+
+
+def _cmd_photos(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 0:
+        raise _user_error("--limit must be >= 0")
+    with open_catalog(args) as catalog:
+        photos = catalog.photos(
+            status=_statuses(args.status),
+            mission=args.mission,
+            search=args.search,
+            min_conf=args.min_conf,
+            max_conf=args.max_conf,
+            date_from=args.date_from,
+            date_to=args.date_to,
+            limit=args.limit,
+        )
+    if args.json:
+        json.dump([dataclasses.asdict(p) for p in photos], sys.stdout, indent=2)
+        print()
+        return 0
+    if not photos:
+        print("no photos match", file=sys.stderr)
+        return 0
+    header = ("ID", "STATUS", "NASA ID", "CAPTURED (UTC)", "SIZE", "CONF", "FILE")
+    rows = []
+    for p in photos:
+        rows.append((
+            str(p.id),
+            p.status,
+            p.nasa_id or "-",
+            (p.captured_at or "-").replace("T", " ").rstrip("Z"),
+            f"{p.width}x{p.height}" if p.width else "-",
+            f"{p.confidence:.2f}" if p.confidence is not None else "-",
+            p.name + (f"  ({p.status_reason})" if p.status == "failed" and p.status_reason else ""),
+        ))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1])
+    return 0
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    with open_catalog(args) as catalog:
+        counts = catalog.counts_by_status()
+        imports = catalog.imports()
+        nasa_rows = catalog.connection.execute("SELECT count(*) FROM nasa_metadata").fetchone()[0]
+        info = {
+            "catalog": str(catalog.path),
+            "schema_version": catalog.schema_version,
+            "photos": sum(counts.values()),
+            "by_status": counts,
+            "nasa_metadata_rows": nasa_rows,
+            "imports": len(imports),
+            "last_import": dataclasses.asdict(imports[-1]) if imports else None,
+        }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"catalogue:      {info['catalog']}")
+    print(f"schema version: {info['schema_version']}")
+    print(f"photos:         {info['photos']}")
+    for status in STATUSES:
+        print(f"  {status:<12} {counts[status]}")
+    print(f"NASA metadata:  {nasa_rows} photo ids")
+    if imports:
+        last = imports[-1]
+        print(
+            f"last import:    #{last.id} {last.started_at} ({last.state}): {last.added} added, "
+            f"{last.duplicates} duplicates, {last.already} already, {last.failed} failed"
+        )
+    return 0
+
+
+# --------------------------------------------------------------------------- NASA CSV
+
+
+def _cmd_import_nasa(args: argparse.Namespace) -> int:
+    from astroapp.catalog.nasa_csv import import_nasa_csv
+
+    if not args.csv.is_file():
+        raise _user_error(f"no such CSV file: {args.csv}")
+    with open_catalog(args) as catalog:
+        try:
+            report = import_nasa_csv(catalog, args.csv)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _user_error(f"cannot read {args.csv}: {exc}") from exc
+    for line, reason in report.errors:
+        print(f"{args.csv}:{line}: skipped: {reason}", file=sys.stderr)
+    print(
+        f"{report.rows} rows: {report.stored} stored ({report.attached} match photos in the "
+        f"catalogue), {len(report.errors)} skipped"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "import",
+        help="import photos: files, folders (recursive) and .zip rolls",
+        description="Add photos to the catalogue. Duplicates (same content) are recognised; "
+        "re-running adds nothing new; bad files are recorded as failed with the reason.",
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or per-file errors")
+    p.set_defaults(func=_cmd_import)
+
+    p = subparsers.add_parser(
+        "photos", aliases=["list"], help="list catalogued photos (filters, table or JSON)"
+    )
+    p.add_argument("--status", help=f"comma-separated: {', '.join(STATUSES)}")
+    p.add_argument("--mission", help="NASA mission, e.g. ISS064")
+    p.add_argument("--search", help="substring of file path, NASA id or camera")
+    p.add_argument("--min-conf", type=float, help="latest localization confidence >= this")
+    p.add_argument("--max-conf", type=float, help="latest localization confidence <= this")
+    p.add_argument("--from", dest="date_from", help="captured at or after (ISO date/time, UTC)")
+    p.add_argument("--to", dest="date_to", help="captured at or before (ISO date/time, UTC)")
+    p.add_argument("--limit", type=int, help="at most this many")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=_cmd_photos)
+
+    p = subparsers.add_parser("status", help="catalogue path, schema version, photos per status")
+    p.add_argument("--json", action="store_true", help="JSON instead of text")
+    p.set_defaults(func=_cmd_status)
+
+    p = subparsers.add_parser(
+        "import-nasa",
+        help="attach NASA catalogue metadata (centre, nadir, altitude, ...) from a CSV",
+        description="Columns are matched by name: photo id (photo_id/MRF/id or mission+roll+"
+        "frame), center lat/lon (LAT/LON), nadir lat/lon (NLAT/NLON), altitude in km "
+        "(altitude_nmi for nautical miles), focal length (FCLT), tilt, cloud %% (CLDP), sun "
+        "elevation/azimuth, features.",
+    )
+    p.add_argument("csv", type=Path, metavar="CSV")
+    p.set_defaults(func=_cmd_import_nasa)

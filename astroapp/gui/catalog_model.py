@@ -1,0 +1,241 @@
+"""The catalogue as a Qt model: one row per photo, thumbnails loaded lazily.
+
+Filtering happens in SQL (`Catalog.photos` filters), so the model holds only the rows that
+match. Thumbnails are decoded only when a view asks for them (visible rows), a batch at a
+time from the event loop, and kept in a bounded cache.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
+
+from astroapp.catalog.db import STATUSES, Catalog, Photo
+
+STATUS_COLORS = {
+    "new": QColor(150, 150, 150),
+    "localizing": QColor(80, 160, 255),
+    "localized": QColor(255, 200, 40),
+    "accepted": QColor(60, 190, 90),
+    "rejected": QColor(220, 70, 70),
+    "failed": QColor(170, 60, 170),
+}
+
+THUMB_SIZE = QSize(128, 128)
+
+
+@dataclass
+class PhotoFilter:
+    """What the filter bar asks for; None/empty means no constraint."""
+
+    status: str | None = None
+    mission: str | None = None
+    search: str = ""
+    min_conf: float | None = None
+    max_conf: float | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    def query(self) -> dict[str, Any]:
+        return {
+            "status": self.status or None,
+            "mission": self.mission or None,
+            "search": self.search.strip() or None,
+            "min_conf": self.min_conf,
+            "max_conf": self.max_conf,
+            "date_from": self.date_from or None,
+            "date_to": self.date_to or None,
+        }
+
+
+def photo_label(photo: Photo) -> str:
+    """How a photo is named in the UI: its NASA id when known, else its file name."""
+    return photo.nasa_id or photo.name
+
+
+def placeholder_icon(status: str | None = None) -> QIcon:
+    pix = QPixmap(THUMB_SIZE)
+    pix.fill(QColor(40, 44, 52))
+    painter = QPainter(pix)
+    painter.setPen(STATUS_COLORS.get(status or "new", QColor(120, 120, 120)))
+    painter.drawRect(0, 0, THUMB_SIZE.width() - 1, THUMB_SIZE.height() - 1)
+    painter.end()
+    return QIcon(pix)
+
+
+class ThumbnailCache:
+    """photo id -> QIcon, least recently used dropped beyond `capacity`."""
+
+    def __init__(self, capacity: int = 3000) -> None:
+        self.capacity = capacity
+        self._icons: OrderedDict[int, QIcon] = OrderedDict()
+
+    def get(self, photo_id: int) -> QIcon | None:
+        icon = self._icons.get(photo_id)
+        if icon is not None:
+            self._icons.move_to_end(photo_id)
+        return icon
+
+    def put(self, photo_id: int, icon: QIcon) -> None:
+        self._icons[photo_id] = icon
+        self._icons.move_to_end(photo_id)
+        while len(self._icons) > self.capacity:
+            self._icons.popitem(last=False)
+
+    def drop(self, photo_id: int) -> None:
+        self._icons.pop(photo_id, None)
+
+    def __len__(self) -> int:
+        return len(self._icons)
+
+
+class PhotoTableModel(QAbstractTableModel):
+    COLUMNS = ("Photo", "File", "Mission", "Captured (UTC)", "Status", "Confidence", "Size", "Camera")
+    PhotoIdRole = Qt.ItemDataRole.UserRole + 1
+    PhotoRole = Qt.ItemDataRole.UserRole + 2
+
+    countsChanged = Signal(dict)  # status -> count, over the whole catalogue
+
+    def __init__(self, catalog: Catalog, parent=None) -> None:
+        super().__init__(parent)
+        self.catalog = catalog
+        self.filter = PhotoFilter()
+        self._photos: list[Photo] = []
+        self._row_of: dict[int, int] = {}
+        self.thumbs = ThumbnailCache()
+        self._pending: list[int] = []
+        self._placeholders = {s: placeholder_icon(s) for s in STATUSES}
+        self._thumb_timer = QTimer(self)
+        self._thumb_timer.setSingleShot(True)
+        self._thumb_timer.setInterval(0)
+        self._thumb_timer.timeout.connect(self._load_pending_thumbnails)
+
+    # ---- data access -----------------------------------------------------------------
+    def set_catalog(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.thumbs = ThumbnailCache()
+        self.reload()
+
+    def set_filter(self, flt: PhotoFilter) -> None:
+        self.filter = flt
+        self.reload()
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        self._photos = self.catalog.photos(**self.filter.query())
+        self._row_of = {p.id: i for i, p in enumerate(self._photos)}
+        self.endResetModel()
+        self.countsChanged.emit(self.catalog.counts_by_status())
+
+    def refresh_photos(self, photo_ids) -> None:
+        """Re-read the given photos (status or confidence changed) without a reset."""
+        ids = [int(i) for i in photo_ids if int(i) in self._row_of]
+        if ids:
+            for photo in self.catalog.photos(ids=ids):
+                row = self._row_of[photo.id]
+                self._photos[row] = photo
+                self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
+        self.countsChanged.emit(self.catalog.counts_by_status())
+
+    def photo_at(self, row: int) -> Photo | None:
+        return self._photos[row] if 0 <= row < len(self._photos) else None
+
+    def row_of(self, photo_id: int) -> int | None:
+        return self._row_of.get(int(photo_id))
+
+    def photo_ids(self) -> list[int]:
+        return [p.id for p in self._photos]
+
+    # ---- Qt model API ----------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self._photos)
+
+    def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        photo = self._photos[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(photo, col)
+        if role == Qt.ItemDataRole.DecorationRole and col == 0:
+            return self._icon(photo)
+        if role == Qt.ItemDataRole.ForegroundRole and col == 4:
+            return STATUS_COLORS.get(photo.status)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tip = f"{photo.path}\nstatus: {photo.status}"
+            if photo.status_reason:
+                tip += f"\n{photo.status_reason}"
+            return tip
+        if role == Qt.ItemDataRole.TextAlignmentRole and col == 5:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == self.PhotoIdRole:
+            return photo.id
+        if role == self.PhotoRole:
+            return photo
+        return None
+
+    def _display(self, photo: Photo, col: int) -> str:
+        if col == 0:
+            return photo_label(photo)
+        if col == 1:
+            return photo.name
+        if col == 2:
+            return photo.mission or ""
+        if col == 3:
+            return (photo.captured_at or "").replace("T", " ").rstrip("Z")[:19]
+        if col == 4:
+            return photo.status
+        if col == 5:
+            return "" if photo.confidence is None else f"{photo.confidence:.3f}"
+        if col == 6:
+            return f"{photo.width}x{photo.height}" if photo.width else ""
+        if col == 7:
+            return " ".join(x for x in (photo.camera_make, photo.camera_model) if x)
+        return ""
+
+    # ---- lazy thumbnails -------------------------------------------------------------
+    def _icon(self, photo: Photo) -> QIcon:
+        icon = self.thumbs.get(photo.id)
+        if icon is not None:
+            return icon
+        if photo.id not in self._pending:
+            self._pending.append(photo.id)
+            if not self._thumb_timer.isActive():
+                self._thumb_timer.start()
+        return self._placeholders.get(photo.status) or self._placeholders["new"]
+
+    def _load_pending_thumbnails(self, batch: int = 64) -> None:
+        todo, self._pending = self._pending[:batch], self._pending[batch:]
+        for photo_id in todo:
+            data = self.catalog.thumbnail(photo_id)
+            image = QImage()
+            if data is None or not image.loadFromData(data):
+                photo = self.photo_at(self._row_of.get(photo_id, -1))
+                icon = self._placeholders.get(photo.status if photo else "failed")
+            else:
+                icon = QIcon(QPixmap.fromImage(image))
+            self.thumbs.put(photo_id, icon)
+            row = self._row_of.get(photo_id)
+            if row is not None:
+                idx = self.index(row, 0)
+                self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+        if self._pending:
+            self._thumb_timer.start()
+
+    def missions(self) -> list[str]:
+        rows = self.catalog.connection.execute(
+            "SELECT DISTINCT mission FROM photos WHERE mission IS NOT NULL ORDER BY mission"
+        ).fetchall()
+        return [r[0] for r in rows]

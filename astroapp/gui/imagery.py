@@ -1,0 +1,148 @@
+"""Pictures the review view shows, computed without Qt: the satellite view of a localization,
+its georeference, and where the photo's pixels land on it.
+
+A footprint's four corners fix the photo -> Web Mercator homography exactly (the pipeline's
+photo -> surroundings homography composed with the surroundings' affine georeference), so
+the review can redraw any localization from what the catalogue stores, at any extent.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import cv2
+import numpy as np
+
+from astroapp.geo.tiles import WORLD, MercatorGrid, lonlat_to_mercator, mercator_to_lonlat
+
+log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1)
+def _blue_marble() -> np.ndarray:
+    from astroapp.gui.map_view import world_image_path
+
+    img = cv2.imread(str(world_image_path()), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(f"cannot read {world_image_path()}")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+@functools.lru_cache(maxsize=8)
+def _open_source(source_id: str):
+    from astroapp.geo.sources.base import open_source
+
+    return open_source(source_id)
+
+
+def read_blue_marble(bounds, width: int, height: int) -> np.ndarray:
+    """The bundled world (plate carree) resampled onto a Mercator box, longitudes wrapped."""
+    world = _blue_marble()
+    h, w = world.shape[:2]
+    xmin, ymin, xmax, ymax = bounds
+    xs = xmin + (np.arange(width) + 0.5) * (xmax - xmin) / width
+    ys = ymax - (np.arange(height) + 0.5) * (ymax - ymin) / height
+    # Mercator is separable: longitude depends on x only, latitude on y only
+    lon, _ = mercator_to_lonlat(xs, np.zeros_like(xs))
+    _, lat = mercator_to_lonlat(np.zeros_like(ys), ys)
+    px1 = ((np.asarray(lon) + 180.0) / 360.0 * w - 0.5).astype(np.float32)
+    py1 = ((90.0 - np.asarray(lat)) / 180.0 * h - 0.5).astype(np.float32)
+    px, py = np.meshgrid(px1, py1)
+    return cv2.remap(world, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+
+
+def read_satellite(source_id: str | None, bounds, width: int, height: int) -> tuple[np.ndarray, str]:
+    """RGB view of a Mercator box from the localization's tile source, else the bundled world.
+
+    Returns the image and the name of what it came from (shown to the reviewer).
+    """
+    if source_id:
+        try:
+            src = _open_source(source_id)
+            return np.ascontiguousarray(src.read_mercator(bounds, width, height)), source_id
+        except Exception as exc:  # noqa: BLE001 - a missing source still gets a view
+            log.info("tile source %r unavailable (%s): showing the bundled world", source_id, exc)
+    return read_blue_marble(bounds, width, height), "bundled Blue Marble"
+
+
+def unwrap_corners(corners) -> np.ndarray:
+    """(4, 2) lon/lat with longitudes made continuous (footprints across the antimeridian)."""
+    pts = np.array(corners, dtype=np.float64).reshape(-1, 2)
+    for i in range(1, len(pts)):
+        d = (pts[i, 0] - pts[i - 1, 0] + 180.0) % 360.0 - 180.0
+        pts[i, 0] = pts[i - 1, 0] + d
+    return pts
+
+
+def mercator_corners(corners) -> np.ndarray:
+    pts = unwrap_corners(corners)
+    lat = np.clip(pts[:, 1], -85.0, 85.0)
+    mx, my = lonlat_to_mercator(pts[:, 0], lat)
+    mx = np.asarray(mx, dtype=np.float64)
+    # lonlat_to_mercator wraps; restore continuity so the box can cross +-WORLD
+    for i in range(1, len(mx)):
+        while mx[i] - mx[i - 1] > WORLD:
+            mx[i] -= 2 * WORLD
+        while mx[i] - mx[i - 1] < -WORLD:
+            mx[i] += 2 * WORLD
+    return np.column_stack([mx, np.asarray(my, dtype=np.float64)])
+
+
+def view_bounds(corner_sets, margin: float = 1.0, min_size_m: float = 20_000.0):
+    """A square Mercator box around the given footprints, `margin` times their size around."""
+    pts = np.vstack([mercator_corners(c) for c in corner_sets])
+    cx, cy = (pts[:, 0].min() + pts[:, 0].max()) / 2, (pts[:, 1].min() + pts[:, 1].max()) / 2
+    half = max(np.ptp(pts[:, 0]), np.ptp(pts[:, 1]), min_size_m) * (1 + 2 * margin) / 2
+    half = min(half, WORLD)
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def photo_to_view_h(corners, photo_size: tuple[int, int], grid: MercatorGrid) -> np.ndarray:
+    """Homography from photo pixels (edge coordinates) to pixels of the view `grid`."""
+    w, h = photo_size
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
+    merc = mercator_corners(corners)
+    vx, vy = grid.mercator_to_pixel(merc[:, 0], merc[:, 1])
+    dst = np.column_stack([np.asarray(vx, dtype=np.float64), np.asarray(vy, dtype=np.float64)])
+    return cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
+
+
+def apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+    hom = np.column_stack([pts, np.ones(len(pts))]) @ h.T
+    return hom[:, :2] / hom[:, 2:3]
+
+
+def warp_to_photo(view: np.ndarray, h_photo_to_view: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
+    """The satellite view resampled into the photo's frame (what the photo should look like)."""
+    w, h = photo_size
+    # OpenCV samples at pixel centres: shift edge coordinates by half a pixel on both sides
+    shift = np.array([[1, 0, 0.5], [0, 1, 0.5], [0, 0, 1]], dtype=np.float64)
+    unshift = np.array([[1, 0, -0.5], [0, 1, -0.5], [0, 0, 1]], dtype=np.float64)
+    m = unshift @ h_photo_to_view @ shift
+    return cv2.warpPerspective(view, m, (int(w), int(h)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+
+
+def correspondence_pairs(
+    correspondences, h_photo_to_view: np.ndarray, surroundings_to_view: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) photo points and (K, 2) view points of stored inlier correspondences.
+
+    Stored rows are (photo x, photo y, surroundings x, surroundings y). When the surroundings'
+    georeference is known (`surroundings_to_view`, 3x3) the matched surroundings keypoint is
+    drawn; otherwise its position predicted by the footprint's homography (within the
+    RANSAC threshold of it, for inliers).
+    """
+    arr = np.asarray(correspondences if correspondences is not None else [], dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 2)), np.zeros((0, 2))
+    arr = arr.reshape(-1, arr.shape[-1])
+    photo = arr[:, :2]
+    if surroundings_to_view is not None and arr.shape[1] >= 4:
+        view = apply_h(surroundings_to_view, arr[:, 2:4])
+    else:
+        view = apply_h(h_photo_to_view, photo)
+    ok = np.isfinite(view).all(axis=1)
+    return photo[ok], view[ok]
+

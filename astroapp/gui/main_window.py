@@ -1,0 +1,660 @@
+"""The main window: catalogue table and thumbnail grid, filters, import, batch localization."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QDate, QItemSelectionModel, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QStyle,
+    QTableView,
+    QTabWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from astroapp.catalog.db import STATUSES, Catalog, CatalogError
+from astroapp.gui import backend
+from astroapp.gui.catalog_model import STATUS_COLORS, PhotoFilter, PhotoTableModel, photo_label
+from astroapp.gui.map_view import MapView
+from astroapp.gui.settings import AppSettings, load_settings, save_settings
+from astroapp.gui.workers import Job, Progress, callback_job, format_eta
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp"}
+
+
+def droppable_paths(urls) -> list[Path]:
+    """Local folders, zip rolls and image files among dropped URLs."""
+    out = []
+    for url in urls:
+        if not url.isLocalFile():
+            continue
+        path = Path(url.toLocalFile())
+        if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES | {".zip"}:
+            out.append(path)
+    return out
+
+
+class FilterBar(QWidget):
+    changed = Signal(object)  # PhotoFilter
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(4, 2, 4, 2)
+        self.search = QLineEdit(placeholderText="Search photo id / file…", clearButtonEnabled=True)
+        self.status = QComboBox()
+        self.status.addItem("All statuses", None)
+        for s in STATUSES:
+            self.status.addItem(s, s)
+        self.mission = QComboBox()
+        self.mission.addItem("All missions", None)
+        self.conf_min = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
+        self.conf_max = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05, value=1.0)
+        self.conf_on = QCheckBox("Confidence")
+        self.date_on = QCheckBox("Date")
+        self.date_from = QDateEdit(calendarPopup=True, displayFormat="yyyy-MM-dd")
+        self.date_to = QDateEdit(calendarPopup=True, displayFormat="yyyy-MM-dd")
+        self.date_from.setDate(QDate(2000, 1, 1))
+        self.date_to.setDate(QDate.currentDate())
+        for w in (self.search,):
+            lay.addWidget(w, 2)
+        lay.addWidget(self.status)
+        lay.addWidget(self.mission)
+        lay.addWidget(self.conf_on)
+        lay.addWidget(self.conf_min)
+        lay.addWidget(QLabel("–"))
+        lay.addWidget(self.conf_max)
+        lay.addWidget(self.date_on)
+        lay.addWidget(self.date_from)
+        lay.addWidget(QLabel("–"))
+        lay.addWidget(self.date_to)
+        self._debounce = QTimer(self, singleShot=True, interval=200)
+        self._debounce.timeout.connect(self._emit)
+        self.search.textChanged.connect(self._debounce.start)
+        for combo in (self.status, self.mission):
+            combo.currentIndexChanged.connect(self._emit)
+        for spin in (self.conf_min, self.conf_max):
+            spin.valueChanged.connect(self._emit)
+        for box in (self.conf_on, self.date_on):
+            box.toggled.connect(self._emit)
+        for d in (self.date_from, self.date_to):
+            d.dateChanged.connect(self._emit)
+
+    def set_missions(self, missions: list[str]) -> None:
+        current = self.mission.currentData()
+        self.mission.blockSignals(True)
+        self.mission.clear()
+        self.mission.addItem("All missions", None)
+        for m in missions:
+            self.mission.addItem(m, m)
+        idx = self.mission.findData(current)
+        self.mission.setCurrentIndex(max(idx, 0))
+        self.mission.blockSignals(False)
+
+    def value(self) -> PhotoFilter:
+        flt = PhotoFilter(
+            status=self.status.currentData(),
+            mission=self.mission.currentData(),
+            search=self.search.text(),
+        )
+        if self.conf_on.isChecked():
+            flt.min_conf, flt.max_conf = self.conf_min.value(), self.conf_max.value()
+        if self.date_on.isChecked():
+            flt.date_from = self.date_from.date().toString("yyyy-MM-dd")
+            flt.date_to = self.date_to.date().toString("yyyy-MM-dd")
+        return flt
+
+    def _emit(self, *_args) -> None:
+        self.changed.emit(self.value())
+
+
+class MainWindow(QMainWindow):
+    """The app. `settings` default to the persisted ones; `catalog_path` overrides them."""
+
+    jobFinished = Signal(str, object)  # kind ("import" | "localize"), summary
+
+    def __init__(self, catalog_path: Path | None = None, settings: AppSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or load_settings()
+        if catalog_path is not None:
+            self.settings.catalog = str(catalog_path)
+        self.catalog_path = self.settings.catalog_path()
+        self.catalog = Catalog(self.catalog_path)
+        self.job: Job | None = None
+        self.job_kind = ""
+        self.job_ids: list[int] = []
+        self.last_import_summary = None
+        self.last_localize_summary = None
+        self.last_export = None
+        self._last_reload = 0.0
+        self._job_summary = None
+        self.setWindowTitle(f"astroapp — {self.catalog_path}")
+        self.resize(1400, 860)
+        self.setAcceptDrops(True)
+
+        self.model = PhotoTableModel(self.catalog, self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setIconSize(QSize(40, 40))
+        self.table.verticalHeader().setDefaultSectionSize(44)
+        self.table.verticalHeader().hide()
+        self.table.setAlternatingRowColors(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        for col, width in enumerate((190, 190, 80, 150, 90, 90, 90)):
+            self.table.setColumnWidth(col, width)
+        self.grid = QListView()
+        self.grid.setModel(self.model)
+        self.grid.setSelectionModel(self.table.selectionModel())
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setIconSize(QSize(128, 128))
+        self.grid.setGridSize(QSize(150, 160))
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.grid.setWordWrap(True)
+        self.table.activated.connect(self._open_review_at)
+        self.grid.activated.connect(self._open_review_at)
+        self.overview = MapView()
+        self.overview.footprintClicked.connect(self._on_overview_click)
+
+        from astroapp.gui.review_view import ReviewView
+
+        self.review = ReviewView(self)
+        self.review.decisionMade.connect(self._on_decision)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Table")
+        self.tabs.addTab(self.grid, "Grid")
+        self.tabs.addTab(self.review, "Review")
+        self.tabs.addTab(self.overview, "Map")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+
+        self.filters = FilterBar()
+        self.filters.changed.connect(self.model.set_filter)
+        central = QWidget()
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.filters)
+        lay.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+
+        self._make_actions()
+        self._make_status_bar()
+        self.model.countsChanged.connect(self._show_counts)
+        self.model.modelReset.connect(self._update_actions)
+        self.table.selectionModel().selectionChanged.connect(self._update_actions)
+        self.reload()
+
+    # ---- UI construction -------------------------------------------------------------
+    def _action(self, text, slot, shortcut=None, icon=None, tip="") -> QAction:
+        act = QAction(text, self)
+        if icon is not None:
+            act.setIcon(self.style().standardIcon(icon))
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        return act
+
+    def _make_actions(self) -> None:
+        sp = QStyle.StandardPixmap
+        self.act_import_folder = self._action(
+            "Import &folder…", self.import_folder_dialog, "Ctrl+I", sp.SP_DirOpenIcon,
+            "Import every photo in a folder (recursively)")
+        self.act_import_files = self._action(
+            "Import files or &zip…", self.import_files_dialog, "Ctrl+Shift+I", sp.SP_FileIcon,
+            "Import photos or a zipped roll")
+        self.act_demo = self._action("Load &demo roll", self.load_demo, None, sp.SP_DriveNetIcon,
+                                     "Prepare the bundled demo world and import its roll")
+        self.act_open_catalog = self._action("&Open catalogue…", self.open_catalog_dialog, "Ctrl+O")
+        self.act_export = self._action("&Export…", self.export_dialog, "Ctrl+E", sp.SP_DialogSaveButton,
+                                       "Export footprints (GeoJSON, GeoTIFF, HTML map, CSV)")
+        self.act_settings = self._action("&Settings…", self.settings_dialog, "Ctrl+,")
+        self.act_quit = self._action("&Quit", self.close, "Ctrl+Q")
+        self.act_localize_sel = self._action(
+            "Localize &selected", self.localize_selected, "Ctrl+L", sp.SP_MediaPlay,
+            "Retrieve and coregister the selected photos in the background")
+        self.act_localize_all = self._action(
+            "Localize &all new", self.localize_all, "Ctrl+Shift+L", sp.SP_MediaSeekForward,
+            "Localize every photo not yet localized")
+        self.act_cancel = self._action("&Cancel", self.cancel_job, "Esc", sp.SP_MediaStop,
+                                       "Stop the running job; finished photos are kept")
+        self.act_review = self._action("&Review", self.open_review, "Ctrl+R", sp.SP_FileDialogContentsView,
+                                       "Review the selected photo's localization")
+        self.act_refresh = self._action("Re&fresh", self.reload, "F5", sp.SP_BrowserReload)
+        self.act_cancel.setEnabled(False)
+
+        bar = self.menuBar()
+        m = bar.addMenu("&File")
+        for a in (self.act_import_folder, self.act_import_files, self.act_demo):
+            m.addAction(a)
+        m.addSeparator()
+        m.addAction(self.act_open_catalog)
+        m.addAction(self.act_export)
+        m.addAction(self.act_settings)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = bar.addMenu("&Localize")
+        for a in (self.act_localize_sel, self.act_localize_all, self.act_cancel):
+            m.addAction(a)
+        m = bar.addMenu("&View")
+        m.addAction(self.act_review)
+        m.addAction(self.act_refresh)
+
+        tb = QToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for a in (self.act_import_folder, self.act_import_files, None, self.act_localize_sel,
+                  self.act_localize_all, self.act_cancel, None, self.act_review, self.act_export):
+            if a is None:
+                tb.addSeparator()
+            else:
+                tb.addAction(a)
+        self.addToolBar(tb)
+
+    def _make_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.counts_label = QLabel()
+        self.counts_label.setTextFormat(Qt.TextFormat.RichText)
+        sb.addWidget(self.counts_label, 1)
+        self.job_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(260)
+        self.progress.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel_job)
+        for w in (self.job_label, self.progress, self.cancel_button):
+            sb.addPermanentWidget(w)
+            w.hide()
+
+    # ---- catalogue -------------------------------------------------------------------
+    def reload(self) -> None:
+        self.model.reload()
+        self.filters.set_missions(self.model.missions())
+
+    def _show_counts(self, counts: dict) -> None:
+        parts = []
+        for status in STATUSES:
+            color = STATUS_COLORS[status].name()
+            parts.append(f"<span style='color:{color}'>●</span> {status} {counts.get(status, 0)}")
+        total = sum(counts.values())
+        self.counts_label.setText(f"{total} photos &nbsp; " + " &nbsp; ".join(parts))
+        self.counts = dict(counts)
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
+        return [self.model.photo_at(r).id for r in rows]
+
+    def select_photo(self, photo_id: int) -> None:
+        row = self.model.row_of(photo_id)
+        if row is not None:
+            self.table.selectionModel().select(
+                self.model.index(row, 0),
+                QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+            )
+            self.table.scrollTo(self.model.index(row, 0))
+
+    def _update_actions(self, *_args) -> None:
+        busy = self.job is not None
+        has_sel = bool(self.table.selectionModel().selectedRows())
+        for a in (self.act_import_folder, self.act_import_files, self.act_demo, self.act_open_catalog):
+            a.setEnabled(not busy)
+        self.act_localize_sel.setEnabled(not busy and has_sel)
+        self.act_localize_all.setEnabled(not busy and self.model.rowCount() > 0)
+        self.act_cancel.setEnabled(busy)
+        self.act_review.setEnabled(has_sel or self.review.photo_id is not None)
+
+    def open_catalog(self, path: Path) -> None:
+        try:
+            catalog = Catalog(path)
+        except CatalogError as exc:
+            QMessageBox.critical(self, "Cannot open catalogue", str(exc))
+            return
+        self.catalog.close()
+        self.catalog = catalog
+        self.catalog_path = Path(path)
+        self.settings.catalog = str(path)
+        save_settings(self.settings)
+        self.setWindowTitle(f"astroapp — {self.catalog_path}")
+        self.model.set_catalog(catalog)
+        self.review.clear()
+        self.reload()
+
+    def open_catalog_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Open or create a catalogue", str(self.catalog_path), "Catalogue (*.sqlite *.db)",
+            options=QFileDialog.Option.DontConfirmOverwrite)
+        if path:
+            self.open_catalog(Path(path))
+
+    # ---- drag and drop ---------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and droppable_paths(event.mimeData().urls()) and self.job is None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = droppable_paths(event.mimeData().urls())
+        if paths:
+            event.acceptProposedAction()
+            self.start_import(paths)
+
+    # ---- jobs ------------------------------------------------------------------------
+    def _start_job(self, kind: str, func, title: str, ids: list[int] | None = None) -> Job | None:
+        if self.job is not None:
+            QMessageBox.information(self, "Busy", f"{self.job.title} is still running.")
+            return None
+        job = Job(func, title)
+        self.job, self.job_kind, self.job_ids = job, kind, list(ids or [])
+        job.worker.yielded.connect(functools.partial(self._on_progress, job))
+        job.worker.returned.connect(functools.partial(self._on_job_returned, job))
+        job.worker.errored.connect(functools.partial(self._on_job_error, job))
+        job.worker.finished.connect(functools.partial(self._on_job_finished, job))
+        self.progress.setRange(0, 0)
+        self.job_label.setText(f"{title}…")
+        for w in (self.job_label, self.progress, self.cancel_button):
+            w.show()
+        self.cancel_button.setEnabled(True)
+        self._update_actions()
+        job.start()
+        return job
+
+    def _on_progress(self, job: Job, p: Progress) -> None:
+        if job is not self.job:
+            return
+        job.last = p
+        if p.total > 0:
+            self.progress.setRange(0, p.total)
+            self.progress.setValue(min(p.done, p.total))
+            self.progress.setFormat(f"%v / %m  {format_eta(job.eta_seconds(p))}")
+        msg = p.message or (str(p.item) if p.item is not None and not isinstance(p.item, dict) else "")
+        self.job_label.setText(f"{job.title}: {msg}"[:90] if msg else job.title)
+        photo_id = _photo_id_of(p)
+        if self.job_kind == "import":
+            now = time.monotonic()
+            if now - self._last_reload > 1.0 or p.done == p.total:
+                self._last_reload = now
+                self.reload()
+        elif photo_id is not None:
+            self.model.refresh_photos([photo_id])
+            if self.review.photo_id == photo_id:
+                self.review.refresh()
+
+    def _on_job_returned(self, job: Job, summary) -> None:
+        if self.job_kind == "import":
+            self.last_import_summary = summary
+        elif self.job_kind == "localize":
+            self.last_localize_summary = summary
+        self._job_summary = summary
+
+    def _on_job_error(self, job: Job, exc: Exception) -> None:
+        log.error("%s failed: %s", job.title, exc, exc_info=exc)
+        self._job_summary = exc
+        QMessageBox.critical(self, f"{job.title} failed", f"{type(exc).__name__}: {exc}")
+
+    def _on_job_finished(self, job: Job) -> None:
+        if job is not self.job:
+            return
+        kind, ids = self.job_kind, self.job_ids
+        summary = getattr(self, "_job_summary", None)
+        self._job_summary = None
+        if kind == "localize":
+            released = backend.release_stuck(self.catalog, ids)
+            if released:
+                log.info("%d photos left in 'localizing' were released", released)
+        self.job = None
+        for w in (self.job_label, self.progress, self.cancel_button):
+            w.hide()
+        cancelled = job.cancel.is_set()
+        elapsed = time.monotonic() - job.started_at
+        self.statusBar().showMessage(
+            f"{job.title} {'cancelled' if cancelled else 'finished'} after {elapsed:.1f} s", 10000)
+        self.reload()
+        if self.review.photo_id is not None:
+            self.review.refresh()
+        if self.tabs.currentWidget() is self.overview:
+            self.refresh_overview()
+        self._update_actions()
+        if kind == "import" and summary is not None and not isinstance(summary, Exception):
+            self._show_import_failures(summary)
+        if kind == "export" and isinstance(summary, tuple):
+            self._show_export_result(summary)
+        self.jobFinished.emit(kind, summary)
+
+    def cancel_job(self) -> None:
+        if self.job is not None:
+            self.job.request_cancel()
+            self.cancel_button.setEnabled(False)
+            self.job_label.setText(f"{self.job.title}: cancelling…")
+
+    # ---- import ----------------------------------------------------------------------
+    def import_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of photos")
+        if path:
+            self.start_import([Path(path)])
+
+    def import_files_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Import photos or a zipped roll", "",
+            "Photos and rolls (*.jpg *.jpeg *.png *.tif *.tiff *.zip);;All files (*)")
+        if paths:
+            self.start_import([Path(p) for p in paths])
+
+    def start_import(self, paths: list[Path]) -> Job | None:
+        cat = self.catalog_path
+        return self._start_job(
+            "import",
+            functools.partial(backend.import_job, cat, [Path(p) for p in paths]),
+            "Import " + ", ".join(Path(p).name for p in paths[:2]) + ("…" if len(paths) > 2 else ""),
+        )
+
+    def _show_import_failures(self, summary) -> None:
+        failures = import_failures(summary)
+        if failures:
+            from astroapp.gui.dialogs import FailuresDialog
+
+            dlg = FailuresDialog(failures, self)
+            dlg.setModal(False)
+            dlg.show()
+            self.failures_dialog = dlg
+
+    # ---- localization ----------------------------------------------------------------
+    def localize_selected(self) -> Job | None:
+        return self.start_localize(self.selected_ids())
+
+    def localize_all(self) -> Job | None:
+        ids = [p.id for p in self.catalog.photos(status=("new", "failed"))]
+        if not ids:
+            self.statusBar().showMessage("Nothing to localize: every photo is localized.", 5000)
+            return None
+        return self.start_localize(ids)
+
+    def start_localize(self, ids: list[int]) -> Job | None:
+        if not ids:
+            return None
+        settings = AppSettings(**vars(self.settings))
+        return self._start_job(
+            "localize",
+            callback_job(functools.partial(backend.localize, self.catalog_path, ids, settings)),
+            f"Localize {len(ids)} photo{'s' if len(ids) != 1 else ''}",
+            ids,
+        )
+
+    # ---- review ----------------------------------------------------------------------
+    def _open_review_at(self, index) -> None:
+        self.open_review(self.model.photo_at(index.row()).id)
+
+    def open_review(self, photo_id: int | None = None) -> None:
+        if not isinstance(photo_id, int):
+            ids = self.selected_ids()
+            photo_id = ids[0] if ids else (self.model.photo_at(0).id if self.model.rowCount() else None)
+        if photo_id is None:
+            return
+        self.review.show_photo(photo_id)
+        self.tabs.setCurrentWidget(self.review)
+        self.review.setFocus()
+
+    def review_sequence(self) -> list[int]:
+        """The photos N/P step through: the catalogue as currently filtered."""
+        return self.model.photo_ids()
+
+    def _on_decision(self, photo_id: int) -> None:
+        self.model.refresh_photos([photo_id])
+
+    def _on_tab_changed(self, index: int) -> None:
+        widget = self.tabs.widget(index)
+        if widget is self.overview:
+            self.refresh_overview()
+        elif widget is not self.review and self.review.photo_id is not None:
+            self.select_photo(self.review.photo_id)
+
+    def refresh_overview(self) -> None:
+        """Every current footprint of the photos shown (filters apply), coloured by status."""
+        shown = set(self.model.photo_ids())
+        rows = self.catalog.connection.execute(
+            "SELECT l.photo_id, l.footprint, p.status FROM localizations l "
+            "JOIN photos p ON p.id = l.photo_id "
+            "WHERE l.id IN (SELECT MAX(id) FROM localizations GROUP BY photo_id) "
+            "AND l.footprint IS NOT NULL"
+        ).fetchall()
+        self.overview.clear_footprints()
+        rect = QRectF()
+        for pid, fp, status in rows:
+            if pid not in shown:
+                continue
+            style = status if status in ("accepted", "rejected") else "neighbour"
+            photo = self.model.photo_at(self.model.row_of(pid))
+            self.overview.add_footprint(("photo", pid), json.loads(fp), style,
+                                        tooltip=f"{photo_label(photo)} [{status}]")
+            rect = rect.united(self.overview.footprint_rect(("photo", pid)))
+        if rect.isEmpty():
+            self.overview.show_world()
+        else:
+            self.overview.zoom_to(rect, margin=1.3)
+
+    def _on_overview_click(self, key) -> None:
+        if isinstance(key, tuple) and key[0] == "photo":
+            self.open_review(key[1])
+
+    # ---- dialogs ---------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        from astroapp.gui.dialogs import ExportDialog
+
+        dlg = ExportDialog(self, selected_ids=self.selected_ids(), start_dir=self.catalog_path.parent)
+        if dlg.exec():
+            self.start_export(**dlg.value())
+
+    def start_export(self, fmt: str, out: Path, status=None, ids=None) -> Job | None:
+        """Export in the background; the finished job reports what was written and skipped."""
+        if not str(out).strip():
+            QMessageBox.warning(self, "Export", "Choose where to save the export.")
+            return None
+        return self._start_job(
+            "export",
+            functools.partial(backend.export_job, self.catalog_path, fmt, Path(out), status, ids),
+            f"Export {fmt}",
+        )
+
+    def _show_export_result(self, summary) -> None:
+        written, skipped = summary
+        self.last_export = summary
+        text = f"Wrote {len(written)} file{'s' if len(written) != 1 else ''}"
+        if written:
+            text += f": {written[0]}" + (" …" if len(written) > 1 else "")
+        if skipped:
+            text += f"; skipped {len(skipped)} photos without a footprint"
+        self.statusBar().showMessage(text, 15000)
+
+    def settings_dialog(self) -> None:
+        from astroapp.gui.dialogs import SettingsDialog
+
+        dlg = SettingsDialog(self.settings, self)
+        if dlg.exec():
+            new = dlg.value()
+            catalog_changed = new.catalog_path() != self.catalog_path
+            self.settings = new
+            save_settings(new)
+            if catalog_changed:
+                self.open_catalog(new.catalog_path())
+
+    def load_demo(self) -> Job | None:
+        """Prepare the bundled demo world (cached after the first time) and import its roll."""
+        from astroapp.gui import demo
+
+        return self._start_job("import", functools.partial(demo.prepare_and_import, self.catalog_path),
+                               "Import demo roll")
+
+    def offer_demo(self) -> None:
+        """First start: an empty catalogue gets the demo roll, so the whole flow is visible."""
+        if self.catalog.count() == 0 and not self.settings.demo_offered:
+            self.settings.demo_offered = True
+            save_settings(self.settings)
+            self.statusBar().showMessage("Empty catalogue: loading the bundled demo roll…", 8000)
+            self.load_demo()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        if self.job is not None:
+            self.job.request_cancel()
+            deadline = time.monotonic() + 5.0
+            from PySide6.QtWidgets import QApplication
+
+            while self.job is not None and time.monotonic() < deadline:
+                QApplication.processEvents()
+                time.sleep(0.01)
+        self.catalog.close()
+        super().closeEvent(event)
+
+
+def _photo_id_of(p: Progress) -> int | None:
+    """The catalogue photo id a progress report is about, if it names one."""
+    for source in (p.extra, p.item if isinstance(p.item, dict) else None):
+        if source and isinstance(source.get("photo_id"), int):
+            return source["photo_id"]
+    for name in ("photo_id",):
+        value = getattr(p.item, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def import_failures(summary) -> list[tuple[str, str]]:
+    """(path, reason) of each file an import could not take, from the importer's summary."""
+    failed = getattr(summary, "failures", None) or getattr(summary, "failed_files", None)
+    if failed is None and isinstance(summary, dict):
+        failed = summary.get("failures") or summary.get("failed")
+    out = []
+    for item in failed or []:
+        if isinstance(item, tuple | list) and len(item) == 2:
+            out.append((str(item[0]), str(item[1])))
+        else:
+            out.append((str(getattr(item, "path", item)), str(getattr(item, "reason", ""))))
+    return out

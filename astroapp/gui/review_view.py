@@ -1,0 +1,648 @@
+"""Review of one photo's localization: photo, matched satellite view, inlier correspondences,
+footprint on the map with its neighbours, candidates, and one-key decisions.
+
+Keys: A accept, R reject, N / Right next, P / Left previous, + / - zoom, C correspondences,
+W warped view, Ctrl+Z undo. Every decision goes to `Catalog.record_review` with the
+reviewer's name and time, and can be undone (`Catalog.undo_review`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QImageReader,
+    QKeySequence,
+    QPainter,
+    QPen,
+    QPixmap,
+    QShortcut,
+)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGraphicsEllipseItem,
+    QGraphicsItemGroup,
+    QGraphicsLineItem,
+    QGraphicsPixmapItem,
+    QGraphicsPolygonItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from astroapp.catalog.db import Localization, Photo, StoredCandidate
+from astroapp.geo.tiles import MercatorGrid
+from astroapp.gui import imagery
+from astroapp.gui.catalog_model import STATUS_COLORS, photo_label
+from astroapp.gui.map_view import MapView, polygon_from_points
+
+log = logging.getLogger(__name__)
+
+DISPLAY_HEIGHT = 720  # photo and satellite view are shown at this height (scene px)
+VIEW_PX = 768  # satellite view resolution
+MAX_LINES = 400  # correspondences drawn (evenly subsampled beyond this)
+NEIGHBOUR_RADIUS_DEG = 12.0
+
+
+def numpy_to_qimage(arr: np.ndarray) -> QImage:
+    arr = np.ascontiguousarray(arr)
+    h, w = arr.shape[:2]
+    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def load_photo(path: str | Path, max_side: int = 1600) -> tuple[QImage, float]:
+    """The photo decoded at display size (JPEG DCT scaling keeps 12 MP photos fast).
+
+    EXIF orientation is applied, as the pipeline reads photos (`read_photo` transposes them),
+    so pixel coordinates stored with a localization refer to this orientation. Returns the
+    image and the scale from full-resolution pixels to the returned image's pixels.
+    """
+    reader = QImageReader(str(path))
+    reader.setAutoTransform(True)
+    size = reader.size()
+    scale = 1.0
+    if size.isValid() and max(size.width(), size.height()) > max_side:
+        scale = max_side / max(size.width(), size.height())
+        reader.setScaledSize(QSize(round(size.width() * scale), round(size.height() * scale)))
+    image = reader.read()
+    if image.isNull():
+        raise OSError(f"cannot read {path}: {reader.errorString()}")
+    if size.isValid() and max(size.width(), size.height()) > 0:
+        scale = max(image.width(), image.height()) / max(size.width(), size.height())
+    return image, scale
+
+
+@dataclass
+class ReviewData:
+    """Everything shown for one photo, read from the catalogue on the UI thread."""
+
+    photo: Photo
+    localization: Localization | None
+    candidates: list[StoredCandidate] = field(default_factory=list)
+    neighbours: list[tuple[int, list, str]] = field(default_factory=list)  # (photo id, corners, status)
+    events: list = field(default_factory=list)
+
+
+def read_review_data(catalog, photo_id: int) -> ReviewData | None:
+    photo = catalog.get_photo(photo_id)
+    if photo is None:
+        return None
+    loc = catalog.latest_localization(photo_id)
+    cands = catalog.candidates(loc.id) if loc is not None else []
+    data = ReviewData(photo, loc, cands, events=catalog.review_events(photo_id))
+    if loc is not None and loc.center_lon is not None and loc.center_lat is not None:
+        rows = catalog.connection.execute(
+            "SELECT l.photo_id, l.footprint, p.status FROM localizations l "
+            "JOIN photos p ON p.id = l.photo_id "
+            "WHERE l.id IN (SELECT MAX(id) FROM localizations GROUP BY photo_id) "
+            "AND l.footprint IS NOT NULL AND l.photo_id != ? "
+            "AND abs(l.center_lat - ?) < ? AND abs(((l.center_lon - ? + 540) % 360) - 180) < ? "
+            "LIMIT 300",
+            (photo_id, loc.center_lat, NEIGHBOUR_RADIUS_DEG, loc.center_lon, NEIGHBOUR_RADIUS_DEG * 2),
+        ).fetchall()
+        data.neighbours = [(int(pid), json.loads(fp), status) for pid, fp, status in rows]
+    return data
+
+
+class PairView(QGraphicsView):
+    """The photo (left) and the matched satellite view (right) with inlier lines between."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setBackgroundBrush(QBrush(QColor(18, 20, 26)))
+        self.lines: QGraphicsItemGroup | None = None
+        self.lines_visible = True
+        self.line_count = 0
+        self._user_zoomed = False
+
+    def show_pair(
+        self,
+        photo: QImage | None,
+        satellite: QImage | None,
+        photo_pts: np.ndarray,
+        view_pts: np.ndarray,
+        quad: np.ndarray | None,
+        caption_left: str,
+        caption_right: str,
+    ) -> None:
+        """Points are in the given images' pixels; both images are scaled to DISPLAY_HEIGHT."""
+        scene = self.scene()
+        scene.clear()
+        self.lines = None
+        x0 = 0.0
+        sp = ss = 1.0
+        offset = 0.0
+        if photo is not None and not photo.isNull():
+            sp = DISPLAY_HEIGHT / photo.height()
+            item = QGraphicsPixmapItem(QPixmap.fromImage(photo))
+            item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+            item.setScale(sp)
+            scene.addItem(item)
+            offset = photo.width() * sp + 24
+        if satellite is not None and not satellite.isNull():
+            ss = DISPLAY_HEIGHT / satellite.height()
+            item = QGraphicsPixmapItem(QPixmap.fromImage(satellite))
+            item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+            item.setScale(ss)
+            item.setPos(offset, 0)
+            scene.addItem(item)
+            x0 = offset
+        for text, x in ((caption_left, 0.0), (caption_right, x0)):
+            label = QGraphicsSimpleTextItem(text)
+            label.setBrush(QBrush(QColor(230, 230, 230)))
+            label.setPos(x, -26)
+            f = label.font()
+            f.setPointSize(12)
+            label.setFont(f)
+            scene.addItem(label)
+        if quad is not None and satellite is not None:
+            poly = QGraphicsPolygonItem(polygon_from_points([(x0 + x * ss, y * ss) for x, y in quad]))
+            pen = QPen(QColor(255, 210, 0), 2)
+            pen.setCosmetic(True)
+            poly.setPen(pen)
+            scene.addItem(poly)
+        self.line_count = 0
+        if len(photo_pts) and satellite is not None:
+            idx = np.arange(len(photo_pts))
+            if len(idx) > MAX_LINES:
+                idx = np.linspace(0, len(idx) - 1, MAX_LINES).astype(int)
+            group = QGraphicsItemGroup()
+            rng = np.random.default_rng(0)
+            for i in idx:
+                (px, py), (vx, vy) = photo_pts[i] * sp, view_pts[i] * ss
+                hue = int(rng.integers(0, 360))
+                color = QColor.fromHsv(hue, 200, 255, 200)
+                pen = QPen(color, 1.2)
+                pen.setCosmetic(True)
+                line = QGraphicsLineItem(px, py, x0 + vx, vy)
+                line.setPen(pen)
+                group.addToGroup(line)
+                for cx, cy in ((px, py), (x0 + vx, vy)):
+                    dot = QGraphicsEllipseItem(cx - 2.5, cy - 2.5, 5, 5)
+                    dot.setPen(pen)
+                    group.addToGroup(dot)
+            group.setVisible(self.lines_visible)
+            scene.addItem(group)
+            self.lines = group
+            self.line_count = len(idx)
+        scene.setSceneRect(scene.itemsBoundingRect().adjusted(-20, -20, 20, 20))
+        self._user_zoomed = False
+        self.fit()
+
+    def set_lines_visible(self, visible: bool) -> None:
+        self.lines_visible = visible
+        if self.lines is not None:
+            self.lines.setVisible(visible)
+
+    def fit(self) -> None:
+        rect = self.scene().itemsBoundingRect()
+        if not rect.isEmpty():
+            self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+
+    def zoom(self, factor: float) -> None:
+        self._user_zoomed = True
+        self.scale(factor, factor)
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120.0
+        if steps:
+            self.zoom(1.2**steps)
+        event.accept()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not self._user_zoomed:
+            self.fit()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not self._user_zoomed:
+            self.fit()
+
+
+class ReviewView(QWidget):
+    """One photo at a time; the main window supplies the catalogue and the photo sequence."""
+
+    decisionMade = Signal(int)  # photo id whose status changed
+    photoChanged = Signal(int)
+
+    def __init__(self, main_window) -> None:
+        super().__init__(main_window)
+        self.main = main_window
+        self.photo_id: int | None = None
+        self.data: ReviewData | None = None
+        self.candidate_index: int | None = None  # None: the localization itself
+        self.undo_stack: list[int] = []  # photo ids of decisions, latest last
+        self.advance_after_decision = True
+        self.last_render: dict = {}
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+        self.title = QLabel("No photo selected")
+        f = self.title.font()
+        f.setPointSize(f.pointSize() + 3)
+        f.setBold(True)
+        self.title.setFont(f)
+        self.pair = PairView()
+        self.map = MapView()
+        self.map.footprintClicked.connect(self._on_map_click)
+        self.map.setMinimumHeight(220)
+
+        self.btn_accept = QPushButton("Accept (A)")
+        self.btn_reject = QPushButton("Reject (R)")
+        self.btn_prev = QPushButton("◀ Previous (P)")
+        self.btn_next = QPushButton("Next (N) ▶")
+        self.btn_undo = QPushButton("Undo (Ctrl+Z)")
+        self.chk_lines = QCheckBox("Correspondences (C)")
+        self.chk_lines.setChecked(True)
+        self.chk_warp = QCheckBox("Warp satellite to photo (W)")
+        self.chk_advance = QCheckBox("Advance after decision")
+        self.chk_advance.setChecked(True)
+        self.btn_accept.setStyleSheet("QPushButton{background:#2e7d32;color:white;font-weight:bold;padding:4px 10px}")
+        self.btn_reject.setStyleSheet("QPushButton{background:#b71c1c;color:white;font-weight:bold;padding:4px 10px}")
+        for b in (self.btn_accept, self.btn_reject, self.btn_prev, self.btn_next, self.btn_undo):
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.btn_accept.clicked.connect(self.accept)
+        self.btn_reject.clicked.connect(self.reject)
+        self.btn_prev.clicked.connect(self.previous)
+        self.btn_next.clicked.connect(self.next)
+        self.btn_undo.clicked.connect(self.undo)
+        self.chk_lines.toggled.connect(self.pair.set_lines_visible)
+        self.chk_warp.toggled.connect(lambda _on: self._render())
+        self.chk_advance.toggled.connect(lambda on: setattr(self, "advance_after_decision", on))
+
+        bar = QHBoxLayout()
+        for w in (self.btn_prev, self.btn_next, self.btn_accept, self.btn_reject, self.btn_undo):
+            bar.addWidget(w)
+        bar.addStretch(1)
+        for w in (self.chk_lines, self.chk_warp, self.chk_advance):
+            bar.addWidget(w)
+
+        self.info = QFormLayout()
+        self.info_labels: dict[str, QLabel] = {}
+        for key in ("Status", "Confidence", "Inliers", "Candidate rank", "Tile", "Angle",
+                    "Centre", "Area", "Method", "Reviewed"):
+            lab = QLabel("—")
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lab.setWordWrap(True)
+            self.info_labels[key] = lab
+            self.info.addRow(key + ":", lab)
+        info_box = QGroupBox("Localization")
+        info_box.setLayout(self.info)
+
+        self.candidates = QListWidget()
+        self.candidates.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.candidates.currentRowChanged.connect(self._on_candidate_row)
+        cand_box = QGroupBox("Candidates (click to view)")
+        QVBoxLayout(cand_box).addWidget(self.candidates)
+
+        self.note = QPlainTextEdit()
+        self.note.setPlaceholderText("Note for this photo (saved with the next decision, or Save note)")
+        self.note.setMaximumHeight(70)
+        self.btn_note = QPushButton("Save note")
+        self.btn_note.clicked.connect(self.save_note)
+        self.history = QListWidget()
+        self.history.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.history.setMaximumHeight(110)
+        note_box = QGroupBox("Note and history")
+        nl = QVBoxLayout(note_box)
+        nl.addWidget(self.note)
+        nl.addWidget(self.btn_note)
+        nl.addWidget(self.history)
+
+        side = QSplitter(Qt.Orientation.Vertical)
+        side.addWidget(self.map)
+        side_panel = QWidget()
+        sl = QVBoxLayout(side_panel)
+        sl.setContentsMargins(0, 0, 0, 0)
+        sl.addWidget(info_box)
+        sl.addWidget(cand_box, 1)
+        sl.addWidget(note_box)
+        side.addWidget(side_panel)
+        side.setSizes([330, 500])
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.pair)
+        split.addWidget(side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes([950, 420])
+
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.title)
+        lay.addLayout(bar)
+        lay.addWidget(split, 1)
+
+        ctx = Qt.ShortcutContext.WidgetWithChildrenShortcut
+        for keys, slot in (
+            (("A",), self.accept), (("R",), self.reject), (("N", "Right"), self.next),
+            (("P", "Left"), self.previous), (("+", "=", "Ctrl++"), self.zoom_in),
+            (("-", "Ctrl+-"), self.zoom_out), (("Ctrl+Z",), self.undo),
+            (("C",), self.chk_lines.toggle), (("W",), self.chk_warp.toggle), (("0",), self.fit),
+        ):
+            for k in keys:
+                sc = QShortcut(QKeySequence(k), self, context=ctx)
+                sc.activated.connect(slot)
+        self._update_buttons()
+
+    # ---- state -----------------------------------------------------------------------
+    @property
+    def catalog(self):
+        return self.main.catalog
+
+    def reviewer(self) -> str:
+        return self.main.settings.reviewer_name()
+
+    def clear(self) -> None:
+        self.photo_id = None
+        self.data = None
+        self.title.setText("No photo selected")
+        self.pair.scene().clear()
+        self.map.clear_footprints()
+        self.candidates.clear()
+        self.history.clear()
+        self._update_buttons()
+
+    def show_photo(self, photo_id: int) -> None:
+        if self.photo_id is not None and photo_id != self.photo_id:
+            self._flush_note()
+        self.photo_id = int(photo_id)
+        self.candidate_index = None
+        self.note.blockSignals(True)
+        self.note.clear()
+        self.note.blockSignals(False)
+        self.refresh()
+        self.photoChanged.emit(self.photo_id)
+
+    def refresh(self) -> None:
+        if self.photo_id is None:
+            return
+        self.data = read_review_data(self.catalog, self.photo_id)
+        if self.data is None:
+            self.clear()
+            return
+        self._fill_info()
+        self._fill_candidates()
+        self._render()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        has = self.data is not None
+        has_loc = has and self.data.localization is not None and self.data.localization.footprint is not None
+        self.btn_accept.setEnabled(has_loc)
+        self.btn_reject.setEnabled(has)
+        self.btn_undo.setEnabled(bool(self.undo_stack))
+        self.btn_note.setEnabled(has)
+        seq = self.main.review_sequence() if has else []
+        pos = seq.index(self.photo_id) if self.photo_id in seq else -1
+        self.btn_prev.setEnabled(pos > 0 or (pos < 0 and bool(seq)))
+        self.btn_next.setEnabled(0 <= pos < len(seq) - 1 or (pos < 0 and bool(seq)))
+
+    # ---- panels ----------------------------------------------------------------------
+    def _fill_info(self) -> None:
+        d = self.data
+        p, loc = d.photo, d.localization
+        color = STATUS_COLORS.get(p.status, QColor("white")).name()
+        self.title.setText(f"{photo_label(p)}  <span style='color:{color}'>[{p.status}]</span>"
+                           f"  <span style='font-weight:normal;font-size:small'>{p.name}</span>")
+        lab = self.info_labels
+        lab["Status"].setText(p.status + (f" — {p.status_reason}" if p.status_reason else ""))
+        if loc is None:
+            for k in ("Confidence", "Inliers", "Candidate rank", "Tile", "Angle", "Centre", "Area", "Method"):
+                lab[k].setText("—")
+            lab["Confidence"].setText("not localized yet")
+        else:
+            conf = "—" if loc.confidence is None else f"{loc.confidence:.3f}"
+            if loc.accepted_auto:
+                conf += " (auto-accepted)"
+            lab["Confidence"].setText(conf)
+            lab["Inliers"].setText("—" if loc.inliers is None else str(loc.inliers))
+            lab["Candidate rank"].setText("—" if loc.rank is None else f"{loc.rank + 1} of {len(d.candidates) or '?'}")
+            lab["Tile"].setText(f"{loc.tile_id or '—'} ({loc.source_id or '?'})")
+            lab["Angle"].setText("—" if loc.angle is None else f"{loc.angle}°")
+            lab["Centre"].setText("—" if loc.center_lon is None else f"{loc.center_lon:.4f}, {loc.center_lat:.4f} (lon, lat)")
+            lab["Area"].setText("—" if loc.area_km2 is None else f"{loc.area_km2:,.0f} km²")
+            method = loc.method or {}
+            lab["Method"].setText(", ".join(f"{k}={v}" for k, v in method.items()) if isinstance(method, dict) else str(method))
+        decisions = [e for e in d.events if e.action in ("accept", "reject", "undo")]
+        lab["Reviewed"].setText(f"{decisions[-1].action} by {decisions[-1].who} at {decisions[-1].at}" if decisions else "never")
+        self.history.clear()
+        for e in reversed(d.events):
+            text = f"{e.at[:19].replace('T', ' ')}  {e.who}: {e.action}"
+            if e.note:
+                text += f" — {e.note}"
+            self.history.addItem(text)
+
+    def _fill_candidates(self) -> None:
+        self.candidates.blockSignals(True)
+        self.candidates.clear()
+        loc = self.data.localization
+        if loc is not None:
+            item = QListWidgetItem(
+                f"★ localization: rank {'' if loc.rank is None else loc.rank + 1}  {loc.tile_id or ''}  "
+                f"conf {loc.confidence if loc.confidence is not None else float('nan'):.3f}")
+            self.candidates.addItem(item)
+        for c in self.data.candidates:
+            score = "" if c.score is None else f"score {c.score:.3f}"
+            angle = "" if c.angle is None else f"{c.angle}°"
+            mark = "  ◀ used" if loc is not None and c.tile_id == loc.tile_id and c.rank == loc.rank else ""
+            self.candidates.addItem(QListWidgetItem(f"#{c.rank + 1}  {c.tile_id}  {angle}  {score}{mark}"))
+        self.candidates.setCurrentRow(0 if self.candidate_index is None else self.candidate_index + 1)
+        self.candidates.blockSignals(False)
+
+    def _on_candidate_row(self, row: int) -> None:
+        self.candidate_index = None if row <= 0 else row - 1
+        self._render()
+
+    def _on_map_click(self, key) -> None:
+        if isinstance(key, tuple) and key and key[0] == "photo":
+            self.show_photo(key[1])
+
+    # ---- rendering -------------------------------------------------------------------
+    def _render(self) -> None:
+        d = self.data
+        if d is None:
+            return
+        try:
+            photo_img, photo_scale = load_photo(d.photo.path)
+        except OSError as exc:
+            log.warning("%s", exc)
+            photo_img, photo_scale = None, 1.0
+        if photo_img is not None:  # full-resolution size, in the orientation the pipeline used
+            photo_size = (round(photo_img.width() / photo_scale), round(photo_img.height() / photo_scale))
+        elif d.photo.width and d.photo.height:
+            photo_size = (d.photo.width, d.photo.height)
+        else:
+            photo_size = None
+        loc = d.localization
+        cand = d.candidates[self.candidate_index] if self.candidate_index is not None and self.candidate_index < len(d.candidates) else None
+        sat = None
+        photo_pts = view_pts = np.zeros((0, 2))
+        quad = None
+        right = "no localization yet"
+        focus_corners = None
+        source_id = None
+        if cand is not None and cand.footprint:
+            focus_corners = cand.footprint
+            source_id = cand.source_id
+            bounds = imagery.view_bounds([cand.footprint], margin=0.5)
+            grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
+            arr, origin = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
+            sat = numpy_to_qimage(arr)
+            tile_quad = grid.mercator_to_pixel(*imagery.mercator_corners(cand.footprint).T)
+            quad = np.column_stack(tile_quad)
+            right = f"candidate #{cand.rank + 1} {cand.tile_id} ({origin}); tile outlined"
+        elif loc is not None and loc.footprint and photo_size is not None:
+            focus_corners = loc.footprint
+            source_id = loc.source_id
+            bounds = imagery.view_bounds([loc.footprint], margin=0.35)
+            grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
+            arr, origin = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
+            h = imagery.photo_to_view_h(loc.footprint, photo_size, grid)
+            w, hh = photo_size
+            if self.chk_warp.isChecked() and photo_img is not None:
+                small = (photo_img.width(), photo_img.height())
+                h_small = h @ np.diag([1 / photo_scale, 1 / photo_scale, 1.0])
+                warped = imagery.warp_to_photo(arr, h_small, small)
+                sat = numpy_to_qimage(warped)
+                photo_pts, _ = imagery.correspondence_pairs(loc.correspondences, h)
+                photo_pts = photo_pts * photo_scale
+                view_pts = photo_pts.copy()
+                quad = None
+                right = f"satellite warped into the photo's frame ({origin})"
+            else:
+                sat = numpy_to_qimage(arr)
+                photo_pts, view_pts = imagery.correspondence_pairs(loc.correspondences, h)
+                photo_pts = photo_pts * photo_scale
+                quad = imagery.apply_h(h, np.array([[0, 0], [w, 0], [w, hh], [0, hh]], dtype=float))
+                right = f"matched satellite view ({origin}); footprint outlined"
+        n = len(photo_pts)
+        left = f"photo {d.photo.width}x{d.photo.height}"
+        if n:
+            left += f" — {n} inlier correspondences"
+        self.pair.show_pair(photo_img, sat, photo_pts, view_pts, quad, left, right)
+        self.last_render = {"lines": self.pair.line_count, "source": source_id, "satellite": sat is not None}
+        self._render_map(focus_corners)
+
+    def _render_map(self, focus_corners) -> None:
+        d = self.data
+        neighbours = []
+        for pid, corners, status in d.neighbours:
+            style = status if status in ("accepted", "rejected") else "neighbour"
+            neighbours.append((("photo", pid), corners, style))
+        for c in d.candidates[:10]:
+            if c.footprint:
+                neighbours.append((("candidate", c.rank), c.footprint, "candidate"))
+        loc = d.localization
+        current = loc.footprint if loc is not None and loc.footprint else None
+        self.map.show_footprints(current, neighbours, current_key=("photo", d.photo.id), zoom_to_current=False)
+        if focus_corners is not None:
+            self.map.add_footprint("focus", focus_corners, "current" if current is None else "candidate")
+            rect = QRectF()
+            for key in ("focus", ("photo", d.photo.id)):
+                rect = rect.united(self.map.footprint_rect(key))
+            self.map.zoom_to(rect, margin=5.0)
+        else:
+            self.map.show_world()
+
+    # ---- navigation ------------------------------------------------------------------
+    def _step(self, delta: int) -> None:
+        seq = self.main.review_sequence()
+        if not seq:
+            return
+        if self.photo_id in seq:
+            pos = seq.index(self.photo_id) + delta
+        else:
+            pos = 0 if delta > 0 else len(seq) - 1
+        if 0 <= pos < len(seq):
+            self.show_photo(seq[pos])
+
+    def next(self) -> None:
+        self._step(+1)
+
+    def previous(self) -> None:
+        self._step(-1)
+
+    def zoom_in(self) -> None:
+        self.pair.zoom(1.25)
+        self.map.zoom_in()
+
+    def zoom_out(self) -> None:
+        self.pair.zoom(0.8)
+        self.map.zoom_out()
+
+    def fit(self) -> None:
+        self.pair.fit()
+
+    # ---- decisions -------------------------------------------------------------------
+    def _decide(self, action: str) -> None:
+        if self.data is None or self.photo_id is None:
+            return
+        if action == "accept" and (self.data.localization is None or not self.data.localization.footprint):
+            self.main.statusBar().showMessage("Nothing to accept: this photo has no footprint.", 5000)
+            return
+        note = self.note.toPlainText().strip() or None
+        pid = self.photo_id
+        self.catalog.record_review(pid, self.reviewer(), action, note)
+        self.note.clear()
+        self.undo_stack.append(pid)
+        self.decisionMade.emit(pid)
+        self.main.statusBar().showMessage(f"{photo_label(self.data.photo)}: {action}ed by {self.reviewer()}  (Ctrl+Z to undo)", 6000)
+        seq = self.main.review_sequence()
+        if self.advance_after_decision and pid in seq and seq.index(pid) < len(seq) - 1:
+            self.next()
+        else:
+            self.refresh()
+
+    def accept(self) -> None:
+        self._decide("accept")
+
+    def reject(self) -> None:
+        self._decide("reject")
+
+    def undo(self) -> None:
+        if not self.undo_stack:
+            self.main.statusBar().showMessage("Nothing to undo.", 3000)
+            return
+        pid = self.undo_stack.pop()
+        event = self.catalog.undo_review(pid, self.reviewer())
+        self.decisionMade.emit(pid)
+        if event is not None:
+            self.main.statusBar().showMessage(f"Undid {event.action} of photo {pid}", 5000)
+        self.show_photo(pid)
+
+    def _flush_note(self) -> None:
+        """A typed note is never lost when moving on: it is recorded as a note event."""
+        if self.photo_id is not None and self.note.toPlainText().strip():
+            self.save_note()
+
+    def save_note(self) -> None:
+        text = self.note.toPlainText().strip()
+        if not text or self.photo_id is None:
+            return
+        self.catalog.record_review(self.photo_id, self.reviewer(), "note", text)
+        self.note.clear()
+        if self.data is not None:
+            self.data.events = self.catalog.review_events(self.photo_id)
+            self._fill_info()

@@ -1,0 +1,67 @@
+"""The app's persisted settings (QSettings in an INI file inside the data dir).
+
+An INI file in `config.data_dir()` rather than the platform registry keeps everything the
+app writes in one place, and keeps tests (which point ASTROAPP_HOME at a temp dir) isolated.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from astroapp import config
+
+
+@dataclass
+class AppSettings:
+    catalog: str = ""  # empty: config.default_catalog_path()
+    model: str = ""  # retrieval model name; empty: the pipeline's default (bundled)
+    weights: str = ""  # weights file; empty: the model's bundled weights
+    index_dir: str = ""  # tile index dir; empty: the demo world's index
+    matcher: str = "sift"
+    device: str = ""  # "", "cpu", "cuda": empty picks CUDA when present
+    reviewer: str = ""  # empty: the OS user
+    demo_offered: bool = False
+
+    def catalog_path(self) -> Path:
+        return Path(self.catalog).expanduser() if self.catalog else config.default_catalog_path()
+
+    def reviewer_name(self) -> str:
+        if self.reviewer:
+            return self.reviewer
+        try:
+            return getpass.getuser()
+        except Exception:  # noqa: BLE001 - no login name (containers): still record something
+            return "unknown"
+
+
+def settings_file() -> Path:
+    return config.data_dir() / "settings.ini"
+
+
+def _qsettings() -> QSettings:
+    return QSettings(str(settings_file()), QSettings.Format.IniFormat)
+
+
+def load_settings() -> AppSettings:
+    qs = _qsettings()
+    values = {}
+    for f in fields(AppSettings):
+        raw = qs.value(f.name)
+        if raw is None:
+            continue
+        if f.type in ("bool", bool):
+            values[f.name] = str(raw).lower() in ("1", "true", "yes")
+        else:
+            values[f.name] = str(raw)
+    return AppSettings(**values)
+
+
+def save_settings(settings: AppSettings) -> None:
+    qs = _qsettings()
+    for key, value in asdict(settings).items():
+        qs.setValue(key, value)
+    qs.sync()

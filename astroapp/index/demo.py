@@ -1,0 +1,53 @@
+"""The bundled default index: the demo world (Blue Marble) embedded with the bundled model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from astroapp.config import data_dir
+from astroapp.index.build import ProgressFn, build_index
+from astroapp.index.manifest import (
+    MANIFEST_NAME,
+    fingerprint_from_manifest,
+    model_fingerprint,
+    read_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+
+def demo_index_dir(model: Any) -> Path:
+    """Per model and weights: new bundled weights get a new index, never a mismatched one."""
+    fp = model_fingerprint(model)
+    return data_dir() / "indexes" / f"bluemarble-{fp.name}-{fp.weights_sha256[:12]}"
+
+
+def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *,
+                      progress: ProgressFn | None = None, show_progress: bool = False,
+                      cancel: Any = None) -> Path:
+    """Build (first call; resumes if interrupted) or reuse the demo world's index; its folder.
+
+    `model` defaults to the bundled model (`astroapp.retrieval.load_model()`).
+    """
+    from astroapp.geo.sources.bluemarble import BlueMarbleSource
+
+    if model is None:
+        from astroapp.retrieval import load_model
+
+        model = load_model()
+    folder = Path(out) if out is not None else demo_index_dir(model)
+    source = BlueMarbleSource()
+    if (folder / MANIFEST_NAME).is_file():
+        man = read_manifest(folder)
+        fingerprint_from_manifest(man).check_same(model_fingerprint(model),
+                                                  f"the demo index in {folder}")
+        if man["counts"]["sources"].get(source.source_id) == len(source):
+            return folder
+    log.info("building the demo world's index in %s", folder)
+    report = build_index([source], model, folder, progress=progress, cancel=cancel,
+                         show_progress=show_progress, source_specs=["bluemarble"])
+    if not report.completed:
+        raise InterruptedError("building the demo index was cancelled")
+    return folder

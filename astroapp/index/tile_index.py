@@ -1,0 +1,266 @@
+"""Opening and searching a built tile index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astroapp.index.backend import ChunkVectors, FlatSearcher, IVFPQSearcher, read_index
+from astroapp.index.errors import IndexCorruptError, IndexNotFoundError
+from astroapp.index.manifest import (
+    MANIFEST_NAME,
+    ModelFingerprint,
+    fingerprint_from_manifest,
+    model_fingerprint,
+    read_manifest,
+)
+from astroapp.index.region import Region, haversine_km
+from astroapp.index.store import N_ROT, TileStore
+
+# Below this many allowed vectors a region query is answered exactly by a direct scan of them.
+SUBSET_SCAN_MAX = 400_000
+
+
+def make_footprint(corners: Sequence[Sequence[float]]) -> Any:
+    """A geo Footprint when that package is present, else the corner tuples."""
+    try:
+        from astroapp.geo.footprint import Footprint
+    except ImportError:
+        return tuple((float(c[0]), float(c[1])) for c in corners)
+    return Footprint.from_list([list(c) for c in corners])
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One retrieved tile: rank 1 is the best; angle = rotation (CCW) of the tile that matched."""
+
+    tile_id: str
+    source_id: str
+    angle: int
+    score: float
+    footprint: Any            # astroapp.geo.Footprint (TL, TR, BR, BL corners, lon/lat)
+    rank: int
+    index_id: int             # row in the tile table
+    zoom: int | None = None
+    year: int | None = None
+
+    def footprint_list(self) -> list[list[float]]:
+        fp = self.footprint
+        if hasattr(fp, "to_list"):
+            return fp.to_list()
+        return [[float(c[0]), float(c[1])] for c in getattr(fp, "corners", fp)]
+
+
+class TileIndex:
+    """A complete index folder, opened read-only. Use `TileIndex.open(dir, model=...)`."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any], searcher: Any,
+                 tiles: list[tuple], vectors: ChunkVectors | None) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.fingerprint: ModelFingerprint = fingerprint_from_manifest(manifest)
+        self.dim = self.fingerprint.descriptor_dim
+        self._searcher = searcher
+        self._vectors = vectors
+        n = len(tiles)
+        self.n_tiles = n
+        self._source = [r[1] for r in tiles]
+        self._tile_id = [r[2] for r in tiles]
+        self._footprint_json = [r[3] for r in tiles]
+        self._zoom = [r[4] for r in tiles]
+        self._year = [r[5] for r in tiles]
+        self._centre_lon = np.array([r[6] for r in tiles], dtype=np.float64)
+        self._centre_lat = np.array([r[7] for r in tiles], dtype=np.float64)
+        self._radius = np.array([r[8] for r in tiles], dtype=np.float64)
+        self._valid = np.array([r[9] == "ok" for r in tiles], dtype=bool)
+        self._fp_cache: dict[int, Any] = {}
+
+    # --- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | Path, model: Any | None = None, *,
+             fingerprint: ModelFingerprint | None = None, weights: str | Path | None = None,
+             backend: str = "auto") -> TileIndex:
+        """Open a complete index; with `model` (or `fingerprint`) refuse a different model.
+
+        Raises IndexNotFoundError (no manifest: missing or unfinished build),
+        IndexCorruptError (a file truncated/inconsistent), IndexMismatchError (other model).
+        """
+        folder = Path(folder)
+        if not (folder / MANIFEST_NAME).is_file():
+            hint = (" (a build was started there but not finished: re-run `astroapp index "
+                    "build` to complete it)") if (folder / "tiles.sqlite").is_file() else ""
+            raise IndexNotFoundError(f"no tile index in {folder}{hint}")
+        manifest = read_manifest(folder)
+        fp = fingerprint_from_manifest(manifest)
+        if fingerprint is None and model is not None:
+            fingerprint = model_fingerprint(model, weights)
+        if fingerprint is not None:
+            fp.check_same(fingerprint, f"the index in {folder}")
+        counts, finfo = manifest["counts"], manifest["faiss"]
+        store = TileStore(folder, readonly=True)
+        try:
+            n_tiles = int(counts["tiles"])
+            tiles = store.tile_rows(n_tiles)
+            chunks = [c for c in store.chunks() if c.first_id < n_tiles]
+        finally:
+            store.close()
+        if len(tiles) != n_tiles or (tiles and tiles[-1][0] != n_tiles - 1):
+            raise IndexCorruptError(f"the tile table of {folder} has {len(tiles)} tiles, the "
+                                    f"manifest says {n_tiles}: rebuild the index")
+        index = read_index(folder / finfo["file"])
+        if index.ntotal != int(finfo["ntotal"]) or index.d != fp.descriptor_dim:
+            raise IndexCorruptError(
+                f"{folder / finfo['file']} holds {index.ntotal} vectors of {index.d}-D, the "
+                f"manifest says {finfo['ntotal']} of {fp.descriptor_dim}-D: rebuild the index")
+        if finfo["type"] == "flat":
+            if index.ntotal != n_tiles * N_ROT:
+                raise IndexCorruptError(f"{folder}: flat index does not cover every tile")
+            searcher: Any = FlatSearcher(index, backend=backend)
+            vectors = None
+        elif finfo["type"] == "ivfpq":
+            vectors = ChunkVectors(folder, chunks, fp.descriptor_dim)
+            if vectors.n_tiles != n_tiles:
+                raise IndexCorruptError(f"{folder}: descriptor chunks cover {vectors.n_tiles} "
+                                        f"of {n_tiles} tiles: rebuild the index")
+            searcher = IVFPQSearcher(index, vectors, int(finfo["nprobe"]), int(finfo["refine"]))
+        else:
+            raise IndexCorruptError(f"{folder}: unknown faiss index type {finfo['type']!r}")
+        return cls(folder, manifest, searcher, tiles, vectors)
+
+    # --- info ----------------------------------------------------------------------------
+    @property
+    def index_type(self) -> str:
+        return str(self.manifest["faiss"]["type"])
+
+    @property
+    def backend(self) -> str:
+        return str(self._searcher.backend)
+
+    def __len__(self) -> int:
+        return self.n_tiles
+
+    def footprint(self, i: int) -> Any:
+        fp = self._fp_cache.get(i)
+        if fp is None:
+            fp = make_footprint(json.loads(self._footprint_json[i]))
+            self._fp_cache[i] = fp
+        return fp
+
+    def tiles_in_region(self, region: Region) -> np.ndarray:
+        """Ids of (successfully embedded) tiles whose footprint may reach into the circle."""
+        d = haversine_km(region.lon, region.lat, self._centre_lon, self._centre_lat)
+        return np.nonzero((d <= region.radius_km + self._radius) & self._valid)[0]
+
+    # --- search --------------------------------------------------------------------------
+    def search(self, descriptors: np.ndarray, k: int = 10,
+               region: Region | Sequence[Region | None] | None = None) -> list[list[Candidate]]:
+        """Per query, the top-k distinct tiles (each at its best rotation), best first.
+
+        `descriptors`: (N, D) query descriptors (L2-normalised here). `region`: one circle for
+        all queries or one per query (None = no prior); tiles outside are never returned.
+        """
+        q = np.asarray(descriptors, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be (N, {self.dim}) descriptors of model "
+                             f"{self.fingerprint.name}, got shape {q.shape}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        if not np.isfinite(q).all():
+            raise ValueError("query descriptors contain NaN or infinity")
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        q = np.ascontiguousarray(q)
+        n = q.shape[0]
+        regions: list[Region | None]
+        if region is None or isinstance(region, Region):
+            regions = [region] * n
+        else:
+            regions = list(region)
+            if len(regions) != n:
+                raise ValueError(f"{len(regions)} regions for {n} queries")
+        out: list[list[Candidate]] = [[] for _ in range(n)]
+        free = [i for i in range(n) if regions[i] is None]
+        if free:
+            for i, cands in zip(free, self._search_all(q[free], k), strict=True):
+                out[i] = cands
+        for i in range(n):
+            if regions[i] is not None:
+                out[i] = self._search_region(q[i], k, regions[i])
+        return out
+
+    def _fold(self, scores: np.ndarray, labels: np.ndarray, k: int) -> list[Candidate]:
+        best: dict[int, tuple[float, int]] = {}
+        for s, lab in zip(scores, labels, strict=True):
+            if lab < 0 or not np.isfinite(s):
+                continue
+            t, r = int(lab) // N_ROT, int(lab) % N_ROT
+            if not self._valid[t] or t in best:
+                continue
+            best[t] = (float(s), r)
+            if len(best) == k:
+                break
+        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+        return [Candidate(self._tile_id[t], self._source[t], 90 * r, s, self.footprint(t),
+                          rank + 1, t, self._zoom[t], self._year[t])
+                for rank, (t, (s, r)) in enumerate(ranked)]
+
+    def _search_all(self, q: np.ndarray, k: int) -> list[list[Candidate]]:
+        n_valid = int(self._valid.sum())
+        want = min(k, n_valid)
+        total = self._searcher.index.ntotal
+        kk = min(total, N_ROT * k + N_ROT * int((~self._valid).sum()))
+        results: list[list[Candidate] | None] = [None] * q.shape[0]
+        todo = list(range(q.shape[0]))
+        while todo:
+            scores, labels = self._searcher.search(q[todo], kk)
+            again = []
+            for j, i in enumerate(todo):
+                cands = self._fold(scores[j], labels[j], k)
+                if len(cands) < want and kk < total:
+                    again.append(i)  # approximate search returned too few distinct tiles
+                else:
+                    results[i] = cands
+            todo = again
+            kk = min(total, kk * 4)
+        return [r or [] for r in results]
+
+    def _search_region(self, q: np.ndarray, k: int, region: Region) -> list[Candidate]:
+        tiles = self.tiles_in_region(region)
+        if tiles.size == 0:
+            return []
+        labels = (tiles[:, None] * N_ROT + np.arange(N_ROT)).ravel()
+        if labels.size <= SUBSET_SCAN_MAX:
+            if self._vectors is not None:
+                vecs = self._vectors.get(labels)
+            else:
+                vecs = self._searcher.vectors()[labels]
+            scores = vecs @ q
+            order = np.argsort(-scores, kind="stable")[: N_ROT * k]
+            return self._fold(scores[order], labels[order], k)
+        return self._search_selected(q, k, labels)
+
+    def _search_selected(self, q: np.ndarray, k: int, labels: np.ndarray) -> list[Candidate]:
+        import faiss
+
+        sel = faiss.IDSelectorBatch(labels.astype(np.int64))
+        index = self._searcher.index
+        kk = min(labels.size, N_ROT * k)
+        if self.index_type == "ivfpq":
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+            kk_approx = min(labels.size, kk * self._searcher.refine)
+            _, approx = index.search(q[None], kk_approx, params=params)
+            cand = approx[0][approx[0] >= 0]
+            if cand.size < kk:  # the probed lists held too few: scan the region exactly
+                cand = labels
+            scores = self._vectors.get(cand) @ q
+            order = np.argsort(-scores, kind="stable")[:kk]
+            return self._fold(scores[order], cand[order], k)
+        params = faiss.SearchParameters(sel=sel)
+        scores, found = index.search(q[None], kk, params=params)
+        return self._fold(scores[0], found[0], k)

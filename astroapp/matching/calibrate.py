@@ -1,0 +1,171 @@
+"""`astroapp calibrate`: measure inlier counts of correct and wrong pairs, fit the calibration.
+
+Two sources of labelled pairs:
+- renders of a tile source (default the bundled world): each synthetic photo against the
+  surroundings of the block containing it (correct when the resulting footprint lands on the
+  true one) and against the surroundings of far-away blocks (wrong);
+- a user's labelled folder: one sub-folder per pair holding `query.*` and `surroundings.*`,
+  labelled by a `labels.csv` at the top (columns `pair,correct[,angle]`, correct = 1/0,
+  true/false, yes/no) or by a `label.json` in the pair's folder (`{"correct": true,
+  "angle": 90}`).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from astroapp.matching.base import Matcher
+from astroapp.matching.calibration import Calibration, fit_calibration, uncalibrated
+from astroapp.matching.coregister import DEFAULT_SIZE, PreparedPhoto, coregister
+from astroapp.matching.imageio import read_rgb
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Sample:
+    inliers: int
+    correct: bool
+    kind: str  # "render-correct", "render-wrong", "labelled"
+    name: str
+    error_km: float | None = None
+    reason: str | None = None
+
+
+def samples_from_renders(
+    matcher: Matcher,
+    n: int = 150,
+    seed: int = 0,
+    wrong_per_photo: int = 2,
+    source: str = "bluemarble",
+    split: str | None = "train",
+    size: int = DEFAULT_SIZE,
+    progress: Progress | None = None,
+) -> list[Sample]:
+    from astroapp.geo.sources.base import open_source
+    from astroapp.matching.render_pairs import (
+        corner_errors_km,
+        is_correct_localization,
+        render_pairs,
+    )
+
+    src = open_source(source)
+    neutral = uncalibrated(matcher.name)  # inliers only; acceptance is what we calibrate
+    out: list[Sample] = []
+    for i, pairs in enumerate(render_pairs(src, n, seed=seed, wrong_per_photo=wrong_per_photo,
+                                           split=split, side=size)):
+        prepared = PreparedPhoto(pairs[0].photo, matcher, size)
+        for pair in pairs:
+            res = coregister(prepared, pair.surroundings, grid=pair.grid, calibration=neutral)
+            fp = res.footprint
+            good = pair.correct and is_correct_localization(fp, pair.truth)
+            err = float(np.median(corner_errors_km(fp, pair.truth))) if fp is not None else None
+            out.append(Sample(
+                inliers=res.inliers if res.homography is not None else 0,
+                correct=good,
+                kind="render-correct" if pair.correct else "render-wrong",
+                name=f"render{pair.seed}:{pair.zoom}/{pair.row}/{pair.col}",
+                error_km=err,
+                reason=res.reason,
+            ))
+        if progress:
+            progress(i + 1, n, "renders")
+    return out
+
+
+def _truthy(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "y", "correct"}:
+        return True
+    if value in {"0", "false", "no", "n", "wrong"}:
+        return False
+    raise ValueError(f"label must be 1/0, true/false or yes/no, got {text!r}")
+
+
+def _find_image(folder: Path, stem: str) -> Path:
+    for suffix in IMAGE_SUFFIXES:
+        for cand in (folder / f"{stem}{suffix}", folder / f"{stem}{suffix.upper()}"):
+            if cand.is_file():
+                return cand
+    raise FileNotFoundError(f"{folder}: no {stem}.jpg/.png/.tif")
+
+
+def read_labels(folder: Path) -> list[tuple[Path, bool, int | None]]:
+    """(pair folder, correct, angle) for every labelled pair of a user's set."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"labelled set {folder}: no such folder")
+    labels: list[tuple[Path, bool, int | None]] = []
+    csv_path = folder / "labels.csv"
+    if csv_path.is_file():
+        with csv_path.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"pair", "correct"} <= set(reader.fieldnames):
+                raise ValueError(f"{csv_path}: needs columns pair,correct[,angle]")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    angle = row.get("angle")
+                    labels.append((folder / row["pair"], _truthy(row["correct"]),
+                                   int(angle) if angle not in (None, "") else None))
+                except ValueError as exc:
+                    raise ValueError(f"{csv_path}:{line}: {exc}") from exc
+    else:
+        for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+            label = sub / "label.json"
+            if label.is_file():
+                data = json.loads(label.read_text(encoding="utf-8"))
+                labels.append((sub, bool(data["correct"]), data.get("angle")))
+    if not labels:
+        raise ValueError(f"labelled set {folder}: no labels.csv and no */label.json found")
+    return labels
+
+
+def samples_from_folder(
+    matcher: Matcher, folder: Path, size: int = DEFAULT_SIZE, progress: Progress | None = None
+) -> tuple[list[Sample], list[str]]:
+    """Samples of a user's labelled set, plus errors (one per unreadable pair, which is skipped)."""
+    neutral = uncalibrated(matcher.name)
+    labels = read_labels(folder)
+    out: list[Sample] = []
+    errors: list[str] = []
+    for i, (pair, correct, angle) in enumerate(labels):
+        try:
+            photo = read_rgb(_find_image(pair, "query"))
+            surr = read_rgb(_find_image(pair, "surroundings"))
+            res = coregister(photo, surr, matcher=matcher, angle=angle, size=size,
+                             calibration=neutral)
+        except (OSError, ValueError) as exc:
+            errors.append(f"{pair}: {exc}")
+            continue
+        out.append(Sample(res.inliers if res.homography is not None else 0, correct,
+                          "labelled", str(pair), None, res.reason))
+        if progress:
+            progress(i + 1, len(labels), str(folder))
+    return out, errors
+
+
+def fit_from_samples(matcher: Matcher, samples: list[Sample], source: str) -> Calibration:
+    inl = np.array([s.inliers for s in samples], dtype=np.float64)
+    lab = np.array([s.correct for s in samples], dtype=bool)
+    settings = matcher.settings() if hasattr(matcher, "settings") else {}
+    cal = fit_calibration(matcher.name, inl, lab, settings=settings, source=source)
+    kinds: dict[str, int] = {}
+    for s in samples:
+        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+    cal.samples["kinds"] = kinds
+    cal.samples["size"] = DEFAULT_SIZE
+    return cal
+
+
+def write_samples(path: Path, samples: list[Sample]) -> None:
+    path.write_text(json.dumps([asdict(s) for s in samples], indent=1) + "\n", encoding="utf-8")

@@ -1,0 +1,172 @@
+"""Inlier-count calibration: P(correct | inliers) by logistic regression, threshold at 0.999.
+
+Inlier counts mean different things for different matchers (SIFT-NN and LoFTR differ by an
+order of magnitude), so each matcher carries its own fit, stored next to it as
+`models/matchers/<name>.json` and produced by `astroapp calibrate`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astroapp import config
+
+log = logging.getLogger(__name__)
+
+TARGET_PROBABILITY = 0.999
+
+
+@dataclass
+class Calibration:
+    """Logistic model P = sigmoid(intercept + slope * inliers), threshold where P >= target."""
+
+    matcher: str
+    intercept: float
+    slope: float
+    threshold: int
+    target: float = TARGET_PROBABILITY
+    calibrated: bool = True
+    samples: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    def probability(self, inliers: float | np.ndarray) -> float | np.ndarray:
+        z = self.intercept + self.slope * np.asarray(inliers, dtype=np.float64)
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+        return float(p) if np.ndim(p) == 0 else p
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: Path | None = None) -> Path:
+        path = Path(path) if path else user_calibration_path(self.matcher)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Calibration:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def calibration_path(matcher_name: str) -> Path:
+    """The calibration shipped with the app (models/matchers/<name>.json)."""
+    return config.MODELS_DIR / "matchers" / f"{matcher_name}.json"
+
+
+def user_calibration_path(matcher_name: str) -> Path:
+    """Where `astroapp calibrate` writes by default; it wins over the shipped file."""
+    return config.data_dir() / "matchers" / f"{matcher_name}.json"
+
+
+def uncalibrated(matcher_name: str) -> Calibration:
+    """A deliberately strict stand-in used until `astroapp calibrate` has run for a matcher.
+
+    It accepts nothing automatically (threshold out of reach) so every result goes to review,
+    while still ranking candidates by inliers through a gentle curve.
+    """
+    return Calibration(
+        matcher=matcher_name, intercept=-6.0, slope=0.05, threshold=10**9, calibrated=False
+    )
+
+
+def calibration_for(matcher: Any) -> Calibration:
+    """The matcher's attached calibration, else its file, else the strict stand-in."""
+    cal = getattr(matcher, "calibration", None)
+    if cal is not None:
+        return cal
+    for path in (user_calibration_path(matcher.name), calibration_path(matcher.name)):
+        if path.is_file():
+            return Calibration.load(path)
+    path = calibration_path(matcher.name)
+    log.warning(
+        "matcher %r has no calibration (%s): nothing will be auto-accepted; run `astroapp calibrate`",
+        matcher.name,
+        path,
+    )
+    return uncalibrated(matcher.name)
+
+
+def fit_logistic(
+    inliers: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: int = 100
+) -> tuple[float, float]:
+    """Maximum-likelihood logistic fit (Newton/IRLS) with a small ridge for separable data."""
+    x = np.asarray(inliers, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError("inliers and labels must be 1-D arrays of equal length")
+    if y.min() == y.max():
+        raise ValueError("calibration needs both correct and wrong pairs")
+    # Standardise for conditioning, then map the coefficients back.
+    mu, sd = x.mean(), x.std() or 1.0
+    z = (x - mu) / sd
+    design = np.column_stack([np.ones_like(z), z])
+    w = np.zeros(2)
+    reg = np.diag([0.0, l2])
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -60, 60)))
+        grad = design.T @ (p - y) + reg @ w * len(y)
+        hess = (design * (p * (1 - p))[:, None]).T @ design + reg * len(y) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    slope = w[1] / sd
+    intercept = w[0] - w[1] * mu / sd
+    return float(intercept), float(slope)
+
+
+def fit_calibration(
+    matcher_name: str,
+    inliers: np.ndarray,
+    labels: np.ndarray,
+    target: float = TARGET_PROBABILITY,
+    settings: dict | None = None,
+    source: str = "",
+) -> Calibration:
+    """Fit P(correct | inliers) and put the threshold where it first reaches `target`.
+
+    The threshold is never below the largest inlier count seen on a wrong pair plus one, so
+    the calibration set itself has no false accepts.
+    """
+    inliers = np.asarray(inliers, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    intercept, slope = fit_logistic(inliers, labels.astype(np.float64))
+    if slope <= 0:
+        raise ValueError("inlier counts do not separate correct from wrong pairs (slope <= 0)")
+    logit = math.log(target / (1 - target))
+    threshold = max(math.ceil((logit - intercept) / slope), 1)
+    wrong_max = int(inliers[~labels].max()) if (~labels).any() else 0
+    threshold = max(threshold, wrong_max + 1)
+    right = inliers[labels]
+    samples = {
+        "source": source,
+        "correct": int(labels.sum()),
+        "wrong": int((~labels).sum()),
+        "wrong_max_inliers": wrong_max,
+        "correct_median_inliers": float(np.median(right)) if right.size else None,
+        "correct_recall_at_threshold": float((right >= threshold).mean()) if right.size else None,
+    }
+    return Calibration(
+        matcher=matcher_name,
+        intercept=intercept,
+        slope=slope,
+        threshold=int(threshold),
+        target=target,
+        samples=samples,
+        settings=settings or {},
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+    )

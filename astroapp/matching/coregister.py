@@ -1,0 +1,322 @@
+"""EarthMatch coregistration: iterative homography of a photo onto a candidate's surroundings.
+
+The photo (resized to S x S, rotated by the retrieved angle) is matched against an S x S view
+of the candidate's 3x3 surroundings (3S x 3S, north-up). Each iteration estimates a
+homography, composes it with the previous ones and re-warps the surroundings so that the
+predicted quadrilateral fills the view; after a few iterations the view and the photo are
+nearly aligned, so the last inlier count says how well they agree. The published rejection
+rules apply: no homography, a non-convex (or mirrored) quadrilateral, or one larger than the
+surroundings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from astroapp.matching.base import Features, Matcher
+from astroapp.matching.geometry import (
+    CENTRE_TO_EDGE,
+    EDGE_TO_CENTRE,
+    apply_h,
+    edge_corners,
+    is_convex,
+    quad_area,
+    rot90_centres,
+    scale_centres,
+)
+
+if TYPE_CHECKING:
+    from astroapp.geo.footprint import Footprint
+    from astroapp.geo.tiles import MercatorGrid
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 512
+DEFAULT_ITERATIONS = 4
+RANSAC_THRESHOLD_PX = 3.0
+MIN_MATCHES = 8
+
+
+class PreparedPhoto:
+    """A photo resized to S x S with its features cached per rotation.
+
+    Build it once per photo and pass it to `coregister` for every candidate: the photo's
+    features are then computed once, not once per candidate and iteration.
+    """
+
+    def __init__(self, photo: np.ndarray, matcher: Matcher, size: int = DEFAULT_SIZE) -> None:
+        if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
+            raise ValueError(f"photo must be RGB uint8 (H, W, 3), got {photo.dtype} {photo.shape}")
+        self.matcher = matcher
+        self.size = int(size)
+        self.original_size = (int(photo.shape[1]), int(photo.shape[0]))  # (w, h)
+        interp = cv2.INTER_AREA if max(photo.shape[:2]) > size else cv2.INTER_LINEAR
+        self.square = cv2.resize(photo, (self.size, self.size), interpolation=interp)
+        # original photo pixel centres -> square pixel centres
+        self.to_square = scale_centres(self.original_size, (self.size, self.size))
+        self._features: dict[int, Features] = {}
+
+    def rotation(self, k: int) -> np.ndarray:
+        """Pixel-centre map from the original photo to the square rotated by -k quarter turns."""
+        return rot90_centres(-k, (self.size, self.size)) @ self.to_square
+
+    def image(self, k: int) -> np.ndarray:
+        return np.ascontiguousarray(np.rot90(self.square, -k))
+
+    def features(self, k: int) -> Features:
+        k %= 4
+        if k not in self._features:
+            if k != 0 and self.matcher.rotation_invariant:
+                # A quarter turn permutes pixels exactly: rotate the keypoints of k=0.
+                base = self.features(0)
+                rot = rot90_centres(-k, (self.size, self.size))
+                pts = apply_h(rot, base.keypoints).astype(np.float32)
+                self._features[k] = Features(pts, base.descriptors, base.image_size, base.extra)
+            else:
+                self._features[k] = self.matcher.features(self.image(k))
+        return self._features[k]
+
+
+@dataclass
+class CoregResult:
+    """Outcome of one photo-candidate coregistration.
+
+    Pixel coordinates are edge coordinates ((0, 0) = top-left corner of the image) of the
+    original photo and of the surroundings image as given.
+    """
+
+    accepted: bool
+    confidence: float
+    inliers: int
+    homography: np.ndarray | None  # 3x3, photo px -> surroundings px
+    corners_px: np.ndarray | None  # (4, 2) TL, TR, BR, BL in surroundings px
+    correspondences: np.ndarray  # (K, 4): photo x, y, surroundings x, y (final inliers)
+    photo_size: tuple[int, int]
+    surroundings_size: tuple[int, int]
+    seconds: float
+    angle: int | None = None  # rotation (0/90/180/270) of the kept attempt
+    reason: str | None = None  # why the candidate was rejected (None when a footprint exists)
+    iteration_inliers: list[int] = field(default_factory=list)
+    grid: MercatorGrid | None = None
+    matcher: str = ""
+    threshold: int | None = None
+
+    @property
+    def has_footprint(self) -> bool:
+        return self.homography is not None and self.grid is not None
+
+    def photo_to_surroundings(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        if self.homography is None:
+            raise ValueError(f"no homography: {self.reason}")
+        pts = apply_h(self.homography, np.column_stack([np.ravel(x), np.ravel(y)]))
+        return pts[:, 0].reshape(np.shape(x)), pts[:, 1].reshape(np.shape(y))
+
+    def pixel_to_lonlat(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Lon/lat of photo pixels (edge coordinates of the original photo), vectorised."""
+        if self.grid is None:
+            raise ValueError("the surroundings have no georeference (no MercatorGrid given)")
+        sx, sy = self.photo_to_surroundings(x, y)
+        return self.grid.pixel_to_lonlat(sx, sy)
+
+    @property
+    def footprint(self) -> Footprint | None:
+        if not self.has_footprint:
+            return None
+        from astroapp.geo.footprint import Footprint
+
+        corners = edge_corners(self.photo_size)
+        lon, lat = self.pixel_to_lonlat(corners[:, 0], corners[:, 1])
+        return Footprint(tuple((float(a), float(b)) for a, b in zip(lon, lat, strict=True)))
+
+    def gcps(self, n: int = 5) -> list[tuple[float, float, float, float]]:
+        """An n x n grid of ground control points (photo x, photo y, lon, lat) for export."""
+        if n < 2:
+            raise ValueError("a GCP grid needs n >= 2")
+        w, h = self.photo_size
+        xs, ys = np.meshgrid(np.linspace(0, w, n), np.linspace(0, h, n))
+        lon, lat = self.pixel_to_lonlat(xs.ravel(), ys.ravel())
+        return [
+            (float(a), float(b), float(c), float(d))
+            for a, b, c, d in zip(xs.ravel(), ys.ravel(), np.ravel(lon), np.ravel(lat), strict=True)
+        ]
+
+    def to_json(self) -> dict:
+        """The `astroapp match --json` object (plus a few diagnostic fields)."""
+        out: dict[str, Any] = {
+            "accepted": bool(self.accepted),
+            "confidence": round(float(self.confidence), 6),
+            "inliers": int(self.inliers),
+            "homography": None if self.homography is None else self.homography.tolist(),
+            "corners_px": None if self.corners_px is None else self.corners_px.tolist(),
+            "seconds": round(float(self.seconds), 4),
+            "angle": self.angle,
+            "reason": self.reason,
+            "matcher": self.matcher,
+            "threshold": self.threshold,
+            "iteration_inliers": list(self.iteration_inliers),
+        }
+        fp = self.footprint
+        if fp is not None:
+            out["footprint"] = fp.to_list()
+        return out
+
+
+@dataclass
+class _Attempt:
+    k: int
+    inliers: int
+    h_square: np.ndarray | None  # rotated square photo (centres) -> surroundings 3S (centres)
+    pts_q: np.ndarray
+    pts_s: np.ndarray
+    reason: str | None
+    iteration_inliers: list[int]
+
+
+def _view_mask(h_surr_to_view: np.ndarray, surr_size: int, size: int) -> np.ndarray:
+    """Where the view shows surroundings pixels (not the black border), eroded a little."""
+    ones = np.full((surr_size, surr_size), 255, np.uint8)
+    mask = cv2.warpPerspective(ones, h_surr_to_view, (size, size), flags=cv2.INTER_NEAREST)
+    return cv2.erode(mask, np.ones((7, 7), np.uint8))
+
+
+def _features_masked(matcher: Matcher, image: np.ndarray, mask: np.ndarray) -> Features:
+    try:
+        return matcher.features(image, mask=mask)  # type: ignore[call-arg]
+    except TypeError:
+        return matcher.features(image)
+
+
+def _iterate(
+    photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int
+) -> _Attempt:
+    size = photo.size
+    feats_q = photo.features(k)
+    # Start from the central tile: surroundings (3S) -> view is a shift by -S.
+    h_total = np.array([[1, 0, size], [0, 1, size], [0, 0, 1]], dtype=np.float64)
+    quad_limit = float(surr.shape[0] * surr.shape[1])
+    square = np.array(
+        [[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]]
+    )
+    per_iter: list[int] = []
+    empty = np.zeros((0, 2), np.float32)
+    if len(feats_q) < MIN_MATCHES:
+        return _Attempt(k, 0, None, empty, empty, "too few features in the photo", per_iter)
+    pts_q = pts_s = empty
+    for _ in range(iterations):
+        to_view = np.linalg.inv(h_total)
+        view = cv2.warpPerspective(surr, to_view, (size, size), flags=cv2.INTER_LINEAR)
+        mask = _view_mask(to_view, surr.shape[0], size)
+        feats_v = _features_masked(photo.matcher, view, mask)
+        matches = photo.matcher.match(feats_q, feats_v)
+        if len(matches) < MIN_MATCHES:
+            return _Attempt(k, 0, None, empty, empty, "too few matches", per_iter)
+        h, inl = cv2.findHomography(
+            matches.points_a, matches.points_b, cv2.USAC_MAGSAC, RANSAC_THRESHOLD_PX,
+            maxIters=2000, confidence=0.999,
+        )
+        if h is None or inl is None or not np.all(np.isfinite(h)):
+            return _Attempt(k, 0, None, empty, empty, "no homography found", per_iter)
+        inl = inl.ravel().astype(bool)
+        per_iter.append(int(inl.sum()))
+        h_total = h_total @ h
+        h_total /= h_total[2, 2]
+        quad = apply_h(h_total, square)
+        if not is_convex(quad):
+            return _Attempt(k, int(inl.sum()), None, empty, empty, "non-convex quadrilateral", per_iter)
+        area = quad_area(quad)
+        if area <= 0:
+            return _Attempt(k, int(inl.sum()), None, empty, empty, "mirrored quadrilateral", per_iter)
+        if area > quad_limit:
+            return _Attempt(k, int(inl.sum()), None, empty, empty, "quadrilateral larger than the surroundings", per_iter)
+        pts_q = matches.points_a[inl]
+        pts_s = apply_h(np.linalg.inv(to_view), matches.points_b[inl]).astype(np.float32)
+    return _Attempt(k, per_iter[-1], h_total, pts_q, pts_s, None, per_iter)
+
+
+def coregister(
+    photo: np.ndarray | PreparedPhoto,
+    surroundings_img: np.ndarray,
+    grid: MercatorGrid | None = None,
+    matcher: Matcher | None = None,
+    angle: int | None = None,
+    size: int = DEFAULT_SIZE,
+    iterations: int = DEFAULT_ITERATIONS,
+    calibration: Any | None = None,
+) -> CoregResult:
+    """Coregister a photo against a candidate's 3x3 surroundings (north-up, RGB uint8).
+
+    `angle` is the retrieved rotation (degrees counter-clockwise applied to the database
+    image, so the photo is turned back by it); None tries all four and keeps the best
+    (a single attempt for rotation-invariant matchers, where turning changes nothing).
+    `grid` georeferences `surroundings_img`; without it the result has no footprint.
+    """
+    from astroapp.matching.calibration import calibration_for
+    from astroapp.matching.registry import get_matcher
+
+    t0 = time.perf_counter()
+    if isinstance(photo, PreparedPhoto):
+        prepared = photo
+        if matcher is not None and matcher is not prepared.matcher:
+            raise ValueError("the prepared photo was built with another matcher")
+    else:
+        prepared = PreparedPhoto(photo, matcher or get_matcher("sift"), size)
+    matcher = prepared.matcher
+    size = prepared.size
+    if calibration is None:
+        calibration = calibration_for(matcher)
+    if surroundings_img.ndim != 3 or surroundings_img.shape[2] != 3 or surroundings_img.dtype != np.uint8:
+        raise ValueError(
+            f"surroundings must be RGB uint8 (H, W, 3), got {surroundings_img.dtype} {surroundings_img.shape}"
+        )
+    surr_size = (int(surroundings_img.shape[1]), int(surroundings_img.shape[0]))
+    side = 3 * size
+    interp = cv2.INTER_AREA if max(surr_size) > side else cv2.INTER_LINEAR
+    surr = cv2.resize(surroundings_img, (side, side), interpolation=interp)
+    surr_to_orig = scale_centres((side, side), surr_size)
+
+    if angle is None:
+        ks = [0] if matcher.rotation_invariant else [0, 1, 2, 3]
+    else:
+        if int(angle) % 90 != 0:
+            raise ValueError(f"angle must be a multiple of 90 degrees, got {angle}")
+        ks = [(int(angle) // 90) % 4]
+    attempts = [_iterate(prepared, k, surr, iterations) for k in ks]
+    ok = [a for a in attempts if a.h_square is not None]
+    best = max(ok or attempts, key=lambda a: a.inliers)
+
+    homography = corners = None
+    corr = np.zeros((0, 4), np.float64)
+    if best.h_square is not None:
+        # original photo (edges) -> centres -> rotated square -> 3S surroundings -> original
+        h = CENTRE_TO_EDGE @ surr_to_orig @ best.h_square @ prepared.rotation(best.k) @ EDGE_TO_CENTRE
+        homography = h / h[2, 2]
+        corners = apply_h(homography, edge_corners(prepared.original_size))
+        back = CENTRE_TO_EDGE @ np.linalg.inv(prepared.rotation(best.k))
+        pq = apply_h(back, best.pts_q)
+        ps = apply_h(CENTRE_TO_EDGE @ surr_to_orig, best.pts_s)
+        corr = np.hstack([pq, ps])
+    confidence = float(calibration.probability(best.inliers)) if homography is not None else 0.0
+    accepted = homography is not None and best.inliers >= calibration.threshold
+    return CoregResult(
+        accepted=bool(accepted),
+        confidence=confidence,
+        inliers=int(best.inliers) if homography is not None else 0,
+        homography=homography,
+        corners_px=corners,
+        correspondences=corr,
+        photo_size=prepared.original_size,
+        surroundings_size=surr_size,
+        seconds=time.perf_counter() - t0,
+        angle=best.k * 90 if (angle is not None or len(ks) > 1) else None,
+        reason=best.reason,
+        iteration_inliers=best.iteration_inliers,
+        grid=grid,
+        matcher=matcher.name,
+        threshold=int(calibration.threshold),
+    )

@@ -1,0 +1,193 @@
+"""Training/evaluation data on the bundled world: database blocks + rendered photos, cached.
+
+A `WorldSet` holds the bluemarble database blocks (north-up, resized to the model's input),
+synthetic astronaut photos rendered by `astroapp.geo.render` at places of one split (train
+and test places are disjoint), and for each photo the blocks its footprint intersects
+(EarthLoc's correctness test), the best-overlapping blocks (training positives) and the
+multiple of 90 degrees that best aligns a north-up block with the photo.
+
+Renders are slow relative to training steps, so sets are cached as .npz under
+`<data dir>/cache/retrieval/`, keyed by split, size, count and seed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from astroapp import config
+from astroapp.geo.footprint import Footprint
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+DEFAULT_COUNTS = {"train": 3000, "test": 400}
+SEEDS = {"train": 1, "test": 2}
+
+
+@dataclass
+class WorldSet:
+    blocks: np.ndarray  # (N, S, S, 3) uint8, north-up
+    block_ids: list[str]
+    block_fps: list[Footprint]
+    queries: np.ndarray  # (Q, S, S, 3) uint8
+    query_fps: list[Footprint]
+    query_places: list[str]
+    positives: list[set[int]]  # blocks intersecting each query
+    best: list[np.ndarray]  # best-overlapping blocks (IoU >= half the best IoU)
+    best_angle: np.ndarray  # (Q,) CCW degrees that turn a north-up block like the photo
+    description: dict = field(default_factory=dict)
+
+
+def up_azimuth(fp: Footprint) -> float:
+    """Compass direction (degrees clockwise from north) that the photo's top edge faces."""
+    tl, tr, br, bl = fp.corners
+    lat0 = math.radians(sum(c[1] for c in fp.corners) / 4)
+
+    def d_lon(a: float, b: float) -> float:
+        return (a - b + 540.0) % 360.0 - 180.0
+
+    top = ((tl[0] + d_lon(tr[0], tl[0]) / 2), (tl[1] + tr[1]) / 2)
+    bot = ((bl[0] + d_lon(br[0], bl[0]) / 2), (bl[1] + br[1]) / 2)
+    east = d_lon(top[0], bot[0]) * math.cos(lat0)
+    north = top[1] - bot[1]
+    return math.degrees(math.atan2(east, north)) % 360.0
+
+
+def aligning_angle(fp: Footprint) -> int:
+    """The database rotation (0/90/180/270, CCW as `np.rot90`) closest to the photo's orientation.
+
+    A photo whose top faces east shows the north-up map turned 90 degrees counter-clockwise.
+    """
+    return int(round(up_azimuth(fp) / 90.0) % 4) * 90
+
+
+def _overlaps(query_fps: list[Footprint], block_fps: list[Footprint]) -> tuple[list[set[int]], list[np.ndarray]]:
+    import shapely
+
+    polys = [b.polygon() for b in block_fps]
+    tree = shapely.STRtree(polys)
+    positives, best = [], []
+    for q in query_fps:
+        qp = q.polygon()
+        hits = tree.query(qp, predicate="intersects")
+        positives.append(set(hits.tolist()))
+        if len(hits) == 0:
+            best.append(np.zeros(0, np.int64))
+            continue
+        # IoU in lon/lat degrees is enough to rank blocks of one query (same latitude band)
+        inter = np.array([qp.intersection(polys[h]).area for h in hits])
+        union = np.array([qp.area + polys[h].area for h in hits]) - inter
+        iou = inter / np.maximum(union, 1e-12)
+        best.append(hits[iou >= 0.5 * iou.max()][np.argsort(-iou[iou >= 0.5 * iou.max()])])
+    return positives, best
+
+
+def load_blocks(size: int) -> tuple[np.ndarray, list[str], list[Footprint]]:
+    from astroapp.geo.sources.bluemarble import BlueMarbleSource
+
+    source = BlueMarbleSource()
+    refs = list(source.tiles())
+    images = np.stack([source.load(r, size) for r in refs])
+    return images, [r.tile_id for r in refs], [r.footprint for r in refs]
+
+
+def _cache_path(split: str, size: int, n: int, seed: int) -> Path:
+    return config.data_dir() / "cache" / "retrieval" / f"world_v{CACHE_VERSION}_{split}_{size}px_{n}_s{seed}.npz"
+
+
+def load_world_set(split: str, size: int = 160, n_queries: int | None = None, seed: int | None = None,
+                   cache: bool = True) -> WorldSet:
+    """The bluemarble blocks and `n_queries` renders of `split` places ("train" or "test")."""
+    if split not in DEFAULT_COUNTS:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    n = n_queries or DEFAULT_COUNTS[split]
+    seed = SEEDS[split] if seed is None else seed
+    path = _cache_path(split, size, n, seed)
+    if cache and path.is_file():
+        return _read(path)
+    t0 = time.time()
+    blocks, ids, fps = load_blocks(size)
+    queries, qfps, places, meta = render_queries(split, n, size, seed)
+    positives, best = _overlaps(qfps, fps)
+    keep = [i for i, b in enumerate(best) if len(b)]
+    if len(keep) < len(qfps):
+        log.warning("%d renders intersect no block (dropped)", len(qfps) - len(keep))
+    ws = WorldSet(
+        blocks, ids, fps, queries[keep], [qfps[i] for i in keep], [places[i] for i in keep],
+        [positives[i] for i in keep], [best[i] for i in keep],
+        np.array([aligning_angle(qfps[i]) for i in keep], np.int64),
+        {"split": split, "size": size, "renders": len(keep), "seed": seed, "blocks": len(ids),
+         "seconds": round(time.time() - t0, 1), **meta},
+    )
+    if cache:
+        _write(path, ws)
+    return ws
+
+
+def _write(path: Path, ws: WorldSet) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(
+        tmp,
+        blocks=ws.blocks,
+        block_ids=np.array(ws.block_ids),
+        block_fps=np.array([f.to_list() for f in ws.block_fps], np.float64),
+        queries=ws.queries,
+        query_fps=np.array([f.to_list() for f in ws.query_fps], np.float64),
+        query_places=np.array(ws.query_places),
+        positives=np.array(json.dumps([sorted(p) for p in ws.positives])),
+        best=np.array(json.dumps([b.tolist() for b in ws.best])),
+        best_angle=ws.best_angle,
+        description=np.array(json.dumps(ws.description)),
+    )
+    tmp.replace(path)
+
+
+def _read(path: Path) -> WorldSet:
+    z = np.load(path, allow_pickle=False)
+    return WorldSet(
+        z["blocks"],
+        z["block_ids"].tolist(),
+        [Footprint.from_list(f) for f in z["block_fps"]],
+        z["queries"],
+        [Footprint.from_list(f) for f in z["query_fps"]],
+        z["query_places"].tolist(),
+        [set(p) for p in json.loads(str(z["positives"]))],
+        [np.array(b, np.int64) for b in json.loads(str(z["best"]))],
+        z["best_angle"],
+        json.loads(str(z["description"])),
+    )
+
+
+def render_queries(split: str, n: int, size: int, seed: int) -> tuple[np.ndarray, list[Footprint], list[str], dict]:
+    """`n` synthetic photos at places of `split`: images (n,size,size,3), footprints, place cells.
+
+    Square renders show the whole 3:2 frame squashed, as EarthLoc feeds real photos.
+    """
+    from astroapp.geo.places import place_cell
+    from astroapp.geo.render import random_camera, render_photo
+    from astroapp.geo.sources.bluemarble import BlueMarbleSource
+
+    source = BlueMarbleSource()
+    rng = np.random.default_rng(seed)
+    images, fps, places = [], [], []
+    t0 = time.time()
+    for i in range(n):
+        cam = random_camera(rng, source, split=split)  # type: ignore[arg-type]
+        r = render_photo(source, cam, size, rng)
+        images.append(r.image)
+        fps.append(r.footprint)
+        places.append("%d_%d" % place_cell(*r.footprint.centroid()))
+        if (i + 1) % 500 == 0:
+            log.info("rendered %d/%d %s photos (%.0fs)", i + 1, n, split, time.time() - t0)
+    meta = {"source": "bluemarble", "renderer": "astroapp.geo.render.random_camera + render_photo",
+            "places": "astroapp.geo.places.place_split (20-degree cells)",
+            "place_cells": len(set(places))}
+    return np.stack(images), fps, places, meta

@@ -1,0 +1,107 @@
+"""Reading weight files safely (safetensors, or torch.load with weights_only=True)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable or does not fit the architecture."""
+
+
+def read_state_dict(path: str | Path, what: str, how_to_get: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a plain state_dict (+ safetensors metadata) from `path`, on the CPU.
+
+    `what` names the expected architecture and `how_to_get` says where the weights come from;
+    both go into the error message, which is all a user sees when a path is wrong.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(
+            f"weights file not found: {path}\n  expected: {what}\n  how to obtain: {how_to_get}"
+        )
+    metadata: dict[str, str] = {}
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            state: dict[str, torch.Tensor] = {}
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                metadata = dict(f.metadata() or {})
+                for key in f.keys():
+                    state[key] = f.get_tensor(key)
+        else:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+            state = _unwrap(obj)
+    except WeightsError:
+        raise
+    except Exception as exc:  # corrupt file, pickle with code objects, wrong format...
+        raise WeightsError(
+            f"cannot read weights file {path}: {type(exc).__name__}: {exc}\n"
+            f"  expected: {what} (a .safetensors file or a plain PyTorch state_dict)\n"
+            f"  how to obtain: {how_to_get}"
+        ) from exc
+    if not state:
+        raise WeightsError(f"weights file {path} holds no tensors\n  expected: {what}\n  how to obtain: {how_to_get}")
+    return state, metadata
+
+
+def _unwrap(obj: object) -> dict[str, torch.Tensor]:
+    """A state_dict, possibly wrapped in a training checkpoint ({'state_dict': ...}, {'model': ...})."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return dict(inner)
+        tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        if tensors and len(tensors) == len(obj):
+            return tensors
+    raise WeightsError(f"not a state_dict (found {type(obj).__name__})")
+
+
+def strip_prefixes(state: dict[str, torch.Tensor], prefixes: tuple[str, ...] = ("module.",)) -> dict[str, torch.Tensor]:
+    """Drop wrapper prefixes (DataParallel's `module.`) that every key shares."""
+    for prefix in prefixes:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path, what: str, how_to_get: str) -> None:
+    """`load_state_dict(strict=True)` with an error that lists what differs, not a traceback."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or wrong:
+        parts = [f"weights file {path} does not fit {what}:"]
+        if missing:
+            parts.append(f"  {len(missing)} missing keys, e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"  {len(unexpected)} unexpected keys, e.g. {unexpected[:3]}")
+        if wrong:
+            parts.append(f"  {len(wrong)} keys with wrong shapes, e.g. {wrong[:3]}")
+        parts.append(f"  how to obtain the right weights: {how_to_get}")
+        raise WeightsError("\n".join(parts))
+    with torch.no_grad():
+        module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def save_safetensors(module: torch.nn.Module, path: str | Path, metadata: dict) -> None:
+    """Write weights + JSON-able metadata atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Speed and memory targets: `python -m benchmarks.<name>` prints a table."""

@@ -1,0 +1,177 @@
+"""Coregistration geometry: known homographies are recovered, conventions hold, rules reject."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from astroapp.geo.tiles import MercatorGrid, block_bounds, surroundings_bounds
+from astroapp.matching import PreparedPhoto, coregister, get_matcher
+from astroapp.matching.calibration import Calibration, fit_calibration
+from astroapp.matching.geometry import apply_h, edge_corners, is_convex, rot90_centres
+
+
+def _texture(side: int, seed: int) -> np.ndarray:
+    """Multi-scale smoothed noise in colour: blob-rich like terrain, no two places alike."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((side, side, 3), np.float32)
+    for scale, weight in ((3, 0.5), (9, 1.0), (27, 1.0), (81, 0.8)):
+        noise = rng.standard_normal((side, side, 3)).astype(np.float32)
+        img += weight * cv2.GaussianBlur(noise, (0, 0), scale) * scale
+    img -= img.min()
+    img *= 255.0 / img.max()
+    return img.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    return get_matcher("sift")
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A 1536-px 'surroundings' texture with its georeference (3x3 around a zoom-9 block)."""
+    surr = _texture(1536, seed=3)
+    grid = MercatorGrid(surroundings_bounds(block_bounds(9, 200, 300)), 1536, 1536)
+    return surr, grid
+
+
+def _photo_from(surr: np.ndarray, true_h: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The photo a camera would see: surroundings warped by inverse H, with a colour cast."""
+    photo = cv2.warpPerspective(surr, np.linalg.inv(true_h), size, flags=cv2.INTER_LINEAR)
+    photo = np.clip(photo.astype(np.float32) * [0.8, 0.9, 1.1] + 12, 0, 255).astype(np.uint8)
+    return photo
+
+
+def _true_h(theta_deg: float, scale: float, centre=(760.0, 790.0), persp=2e-4) -> np.ndarray:
+    """Photo px (edge coords) -> surroundings px: rotation, scale, mild perspective."""
+    t = np.deg2rad(theta_deg)
+    a = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    h = np.eye(3)
+    h[:2, :2] = a
+    h[2, :2] = [persp / 10, persp / 20]
+    # put the photo centre (400, 300) at `centre`
+    c = apply_h(h, np.array([[400.0, 300.0]]))[0]
+    shift = np.array([[1, 0, centre[0] - c[0]], [0, 1, centre[1] - c[1]], [0, 0, 1]])
+    return shift @ h
+
+
+def test_rot90_matrix_matches_numpy():
+    img = np.arange(5 * 3).reshape(3, 5)  # h=3, w=5
+    for k in range(4):
+        rot = np.rot90(img, k)
+        m = rot90_centres(k, (5, 3))
+        for y in range(3):
+            for x in range(5):
+                xr, yr = apply_h(m, np.array([[x, y]]))[0].round().astype(int)
+                assert rot[yr, xr] == img[y, x]
+
+
+def test_convexity_rule():
+    assert is_convex(edge_corners((10, 10)))
+    bowtie = np.array([[0, 0], [10, 10], [10, 0], [0, 10]], float)
+    assert not is_convex(bowtie)
+    assert not is_convex(np.array([[0, 0], [10, 0], [np.nan, 5], [0, 10]], float))
+
+
+@pytest.mark.parametrize("theta,angle", [(20.0, None), (-95.0, 90), (170.0, None)])
+def test_known_homography_recovered(scene, matcher, theta, angle):
+    surr, grid = scene
+    true_h = _true_h(theta, scale=0.9)
+    photo = _photo_from(surr, true_h, (800, 600))
+    res = coregister(photo, surr, grid=grid, matcher=matcher, angle=angle)
+    assert res.homography is not None, res.reason
+    truth = apply_h(true_h, edge_corners((800, 600)))
+    err = np.linalg.norm(res.corners_px - truth, axis=1)
+    assert err.max() < 2.0, (err, res.iteration_inliers)
+    assert res.accepted and res.confidence >= 0.999
+    assert res.inliers > 100 and len(res.correspondences) == res.inliers
+    # inlier correspondences agree with the true mapping (photo px -> surroundings px)
+    pred = apply_h(true_h, res.correspondences[:, :2])
+    assert np.median(np.linalg.norm(pred - res.correspondences[:, 2:], axis=1)) < 2.0
+    # footprint = georeferenced corners, TL, TR, BR, BL of the photo
+    lon, lat = grid.pixel_to_lonlat(truth[:, 0], truth[:, 1])
+    fp = np.array(res.footprint.corners)
+    assert np.abs(fp - np.column_stack([lon, lat])).max() < 0.01
+    gcps = res.gcps(4)
+    assert len(gcps) == 16 and gcps[0][:2] == (0.0, 0.0)
+    assert abs(gcps[0][2] - fp[0][0]) < 1e-9 and abs(gcps[-1][3] - fp[2][1]) < 1e-9
+    data = res.to_json()
+    assert data["accepted"] is True and len(data["corners_px"]) == 4
+
+
+def test_given_angle_is_applied_for_rotation_variant_matchers(scene):
+    """A matcher that is not rotation invariant gets the photo turned back by the angle."""
+    surr, grid = scene
+    true_h = _true_h(0.0, scale=1.0, persp=0.0)
+    north_up = _photo_from(surr, true_h, (512, 512))
+    photo = np.ascontiguousarray(np.rot90(north_up, 1))  # retrieval would say angle 90
+    variant = get_matcher("sift")
+    variant.rotation_invariant = False  # exercise the general path: features per rotation
+    prepared = PreparedPhoto(photo, variant)
+    res = coregister(prepared, surr, grid=grid, angle=90)
+    assert res.homography is not None and res.angle == 90
+    # photo px -> surroundings: undo the quarter turn, then the true map
+    unrot = np.array([[0, -1, 512], [1, 0, 0], [0, 0, 1]], float)  # edge coords of rot90 k=1
+    truth = apply_h(true_h @ unrot, edge_corners((512, 512)))
+    assert np.linalg.norm(res.corners_px - truth, axis=1).max() < 2.0
+    # unknown angle: all four tried (features cached per rotation), the right one kept
+    res4 = coregister(prepared, surr, grid=grid, angle=None)
+    assert res4.angle == 90 and sorted(prepared._features) == [0, 1, 2, 3]
+    assert np.linalg.norm(res4.corners_px - truth, axis=1).max() < 2.0
+
+
+def test_photo_features_computed_once(scene, matcher, monkeypatch):
+    surr, grid = scene
+    photo = _photo_from(surr, _true_h(10.0, 0.9), (600, 600))
+    prepared = PreparedPhoto(photo, matcher)
+    calls = []
+    original = matcher.features
+
+    def counting(image, mask=None):
+        calls.append(mask is None)
+        return original(image, mask=mask)
+
+    monkeypatch.setattr(matcher, "features", counting)
+    for _ in range(2):
+        coregister(prepared, surr, grid=grid)
+    assert calls.count(True) == 1  # the photo (no mask) once; views (masked) each iteration
+    assert calls.count(False) == 8
+
+
+def test_wrong_surroundings_rejected(scene, matcher):
+    surr, grid = scene
+    photo = _photo_from(surr, _true_h(30.0, 0.9), (640, 480))
+    other = _texture(1536, seed=11)
+    res = coregister(photo, other, grid=grid, matcher=matcher)
+    assert not res.accepted
+    assert res.inliers < matcher.calibration.threshold
+
+
+def test_bad_inputs():
+    m = get_matcher("sift")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        coregister(np.zeros((10, 10), np.uint8), np.zeros((30, 30, 3), np.uint8), matcher=m)
+    with pytest.raises(ValueError, match="multiple of 90"):
+        coregister(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8),
+                   matcher=m, angle=45)
+    blank = coregister(np.zeros((64, 64, 3), np.uint8), np.zeros((192, 192, 3), np.uint8), matcher=m)
+    assert not blank.accepted and blank.reason and blank.footprint is None
+
+
+def test_logistic_calibration_threshold(tmp_path):
+    rng = np.random.default_rng(0)
+    wrong = rng.poisson(8, 300)
+    right = rng.poisson(60, 300)
+    inl = np.concatenate([wrong, right])
+    lab = np.concatenate([np.zeros(300), np.ones(300)])
+    cal = fit_calibration("test", inl, lab)
+    assert cal.probability(cal.threshold) >= 0.999
+    assert cal.probability(cal.threshold - 1) < 0.999 or cal.threshold == wrong.max() + 1
+    assert cal.threshold > wrong.max()
+    assert cal.probability(0) < 0.01
+    path = cal.save(tmp_path / "t.json")
+    assert Calibration.load(path).threshold == cal.threshold
+    with pytest.raises(ValueError, match="both correct and wrong"):
+        fit_calibration("test", right, np.ones(300))

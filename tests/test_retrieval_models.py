@@ -1,0 +1,129 @@
+"""Registry, preprocessing, the bundled architecture and AstroLoc/SALAD on random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from astroapp.retrieval import (
+    DEFAULT_MODEL,
+    WeightsError,
+    available_models,
+    build_model,
+    load_model,
+    preprocess,
+)
+from astroapp.retrieval.salad import SALAD, sinkhorn_with_dustbin
+from astroapp.retrieval.weights import save_safetensors
+
+
+def test_registry_names_and_aliases():
+    assert set(available_models()) == {"astroapp-small", "earthloc", "astroloc", "astroloc-tiny"}
+    assert load_model("bundled", weights="random").name == DEFAULT_MODEL == "astroapp-small"
+    with pytest.raises(ValueError, match="available: astroapp-small"):
+        load_model("resnet9000", weights="random")
+
+
+def test_preprocess_resizes_and_normalises():
+    model = load_model("bundled", weights="random", device="cpu")
+    white = np.full((300, 500, 3), 255, np.uint8)
+    grey = np.full((20, 10), 128, np.uint8)  # greyscale gets 3 channels
+    x = preprocess([white, grey], model)
+    assert x.shape == (2, 3, *model.input_size) and x.dtype == torch.float32
+    want = (1.0 - torch.tensor(model.mean)) / torch.tensor(model.std)
+    assert torch.allclose(x[0, :, 5, 5], want, atol=1e-5)
+    assert preprocess([], model).shape == (0, 3, *model.input_size)
+    with pytest.raises(ValueError, match="image 1: expected uint8"):
+        preprocess([white, white.astype(np.float32)], model)
+    with pytest.raises(ValueError, match="image 0: expected an RGB"):
+        preprocess([np.zeros((4, 4, 2), np.uint8)], model)
+
+
+def test_bundled_forward_is_unit_norm_and_eval_mode():
+    model = load_model("bundled", weights="random", device="cpu")
+    assert not model.training and model.descriptor_dim == 256
+    with torch.inference_mode():
+        d = model(torch.randn(3, 3, *model.input_size))
+    assert d.shape == (3, 256) and d.dtype == torch.float32
+    assert torch.allclose(d.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_bundled_weights_roundtrip_through_safetensors(tmp_path):
+    model = build_model("bundled", {"widths": [8, 8, 16, 16, 32], "descriptor_dim": 64, "input_size": [64, 64]}).eval()
+    path = tmp_path / "small.safetensors"
+    save_safetensors(model, path, {"architecture": "astroapp-small", "config": model.config})
+    loaded = load_model("bundled", weights=path, device="cpu")
+    assert loaded.input_size == (64, 64) and loaded.descriptor_dim == 64
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), loaded(x), atol=1e-6)
+    # a file made for another architecture is refused with the expected one named
+    save_safetensors(model, tmp_path / "other.safetensors", {"architecture": "earthloc"})
+    with pytest.raises(WeightsError, match="for model 'earthloc'"):
+        load_model("bundled", weights=tmp_path / "other.safetensors")
+
+
+def test_missing_default_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr("astroapp.config.MODELS_DIR", tmp_path)
+    with pytest.raises(WeightsError, match="AstroLoc.*ViT-B/14") as exc:
+        load_model("astroloc")
+    assert "--weights" in str(exc.value)
+    with pytest.raises(WeightsError, match="astroapp model train"):
+        load_model("bundled")
+
+
+def test_checkpoint_loading_never_unpickles_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, path)
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_model("earthloc", weights=path)
+
+
+@pytest.mark.parametrize("name,dim", [("astroloc", 2048), ("astroloc-tiny", 512)])
+def test_astroloc_forward_shapes(name, dim):
+    torch.manual_seed(0)
+    model = load_model(name, weights="random", device="cpu")
+    assert model.descriptor_dim == dim and all(s % 14 == 0 for s in model.input_size)
+    assert model.aggregator.out_dim == 256 + 64 * 128
+    with torch.inference_mode():
+        d = model(torch.randn(2, 3, 126, 154))  # any multiple of 14: 9x11 patches, pos-embed interpolated
+        cls, fmap = model.backbone(torch.randn(1, 3, 126, 154))
+    assert d.shape == (2, dim)
+    assert torch.allclose(d.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert cls.shape == (1, model.backbone.embed_dim) and fmap.shape == (1, model.backbone.embed_dim, 9, 11)
+    with pytest.raises(ValueError, match="multiples of 14"):
+        model(torch.randn(1, 3, 130, 130))
+
+
+def test_salad_transport_constraints():
+    torch.manual_seed(0)
+    salad = SALAD(in_channels=32, num_clusters=8, cluster_dim=4, token_dim=6, hidden=16, sinkhorn_iters=3).eval()
+    fmap = torch.randn(2, 32, 5, 6)  # 30 features, 8 clusters
+    n, m = 30, 8
+    with torch.inference_mode():
+        p = salad.assignment(fmap)
+        assert p.shape == (2, m + 1, n)
+        # every local feature distributes exactly a unit mass over clusters + dustbin
+        assert torch.allclose(p.sum(dim=1), torch.ones(2, n), atol=1e-5)
+        # converged plan: each cluster receives 1, the dustbin the remaining n - m
+        plan = sinkhorn_with_dustbin(salad.score(fmap).flatten(2), salad.dust_bin, iters=200).exp()
+        assert torch.allclose(plan.sum(dim=1), torch.ones(2, n), atol=1e-5)
+        assert torch.allclose(plan[:, :m].sum(dim=2), torch.ones(2, m), atol=1e-4)
+        assert torch.allclose(plan[:, m].sum(dim=1), torch.full((2,), float(n - m)), atol=1e-3)
+        out = salad(torch.randn(2, 32), fmap)
+    assert out.shape == (2, 6 + 8 * 4)
+    assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
+    with pytest.raises(ValueError, match="more local features"):
+        salad.assignment(torch.randn(1, 32, 2, 2))
+
+
+def test_earthloc_construction_matches_methods():
+    model = build_model("earthloc")
+    assert model.input_size == (320, 320) and model.descriptor_dim == 4096
+    assert model.aggregator.row_proj.weight.shape == (4, 400)
+    assert model.aggregator.channel_proj.weight.shape == (1024, 1024)
