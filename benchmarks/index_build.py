@@ -101,6 +101,18 @@ def run_ours(tiles: Path, model, batch: int, workers: int, out: Path) -> dict:
     return {"tiles": report.tiles_embedded, "seconds": seconds, "vectors": report.vectors}
 
 
+def vm_hwm_mb() -> float:
+    """Peak RSS of this process image (VmHWM: unlike ru_maxrss, not inherited across exec
+    from the parent that forked us)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
 
@@ -108,14 +120,14 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, weights=args.weights, device=args.device)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = vm_hwm_mb()
     if args.child == "reference":
         res = run_reference(Path(args.tiles), model, args.batch, args.workers)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             res = run_ours(Path(args.tiles), model, args.batch_ours or max(1, args.batch // 4),
                            args.workers, Path(tmp) / "idx")
-    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["peak_rss_mb"] = vm_hwm_mb()
     res["rss_after_model_mb"] = base
     print("RESULT " + json.dumps(res), flush=True)
 

@@ -88,7 +88,9 @@ def _localize(catalog: Catalog, photo_id: int, grid: MercatorGrid, hmat: np.ndar
     pts = rng.uniform([0, 0], [W, H], (80, 2))
     proj = cv2.perspectiveTransform(pts.reshape(-1, 1, 2), hmat).reshape(-1, 2)
     proj += rng.normal(0, noise, proj.shape)
-    corr = np.column_stack([pts, proj])
+    # As the pipeline stores them: photo px -> lon/lat of the matched reference point.
+    mlon, mlat = grid.pixel_to_lonlat(proj[:, 0], proj[:, 1])
+    corr = np.column_stack([pts, mlon, mlat])
     catalog.add_localization(
         photo_id, method=METHOD, tile_id=f"10_{seed:04d}_0100@2021", source_id="sentinel2-2021",
         angle=0, rank=0, footprint=fp, confidence=0.97, inliers=80, homography=hmat,

@@ -99,6 +99,16 @@ def test_read_exif_missing_and_odd_values():
     assert read_exif(plain).captured_at is None
 
 
+def test_read_exif_prefers_original_over_digitized_and_ignores_edit_time():
+    img = _jpeg_with_exif({
+        "0th": {piexif.ImageIFD.DateTime: b"2024:01:01 00:00:00"},
+        "Exif": {piexif.ExifIFD.DateTimeDigitized: b"2021:03:04 05:06:07"},
+    })
+    assert read_exif(img).captured_at == "2021-03-04T05:06:07.000Z"
+    img = _jpeg_with_exif({"0th": {piexif.ImageIFD.DateTime: b"2024:01:01 00:00:00"}})
+    assert read_exif(img).captured_at is None
+
+
 def test_thumbnail_fits_and_is_jpeg():
     img = Image.new("RGB", (600, 400), (10, 200, 30))
     thumb = Image.open(io.BytesIO(make_thumbnail(img)))

@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -187,3 +188,49 @@ def test_bluemarble_blocks_and_any_extent():
     # Beyond the Mercator latitude limit: black.
     polar = src.read_mercator((-1e6, WORLD, 1e6, WORLD + 2e6), 16, 16)
     assert polar.max() == 0
+
+
+def test_sixteen_bit_single_band_raster_is_stretched_to_rgb(tmp_path):
+    path = tmp_path / "dem.tif"
+    data = np.tile(np.linspace(1000, 5000, 512, dtype=np.uint16), (512, 1))
+    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=1,
+                       dtype="uint16", crs="EPSG:4326", nodata=0,
+                       transform=from_origin(20.0, 10.0, 0.01, 0.01)) as dst:
+        dst.write(data[None])
+    src = RasterSource(path, year=2020)
+    refs = list(src.tiles())
+    assert refs and all(r.tile_id.endswith("@2020") and r.year == 2020 for r in refs)
+    img = src.load(refs[0], 64)
+    assert img.dtype == np.uint8 and img.shape == (64, 64, 3)
+    assert np.array_equal(img[..., 0], img[..., 1])  # grey replicated
+    full = src.read_mercator(src._footprint_3857.bounds, 128, 128)
+    assert full[64, 5, 0] < 40 and full[64, 122, 0] > 215  # 2-98 % stretch of the ramp
+
+
+def test_earthloc_folder_reads_across_the_antimeridian(tmp_path):
+    _write_block(tmp_path, 4, 6, 12, 2020, (200, 0, 0))  # east edge of the world
+    _write_block(tmp_path, 4, 6, 0, 2020, (0, 200, 0))  # west edge
+    src = EarthLocFolderSource(tmp_path)
+    xmin, ymin, xmax, ymax = block_bounds(4, 6, 12)
+    width = xmax - xmin
+    out = src.read_mercator((xmin + width / 2, ymin, xmax + width / 2, ymax), 64, 64)
+    assert tuple(out[48, 16]) == pytest.approx((200, 0, 0), abs=8)
+    assert tuple(out[48, 48]) == pytest.approx((0, 200, 0), abs=8)
+
+
+def test_unreadable_earthloc_image_names_the_file_and_the_rest_still_reads(tmp_path):
+    good = _write_block(tmp_path, 9, 266, 426, 2021, (200, 0, 0))
+    bad = _write_block(tmp_path, 9, 266, 430, 2021, (0, 200, 0))
+    bad.write_bytes(b"not a jpeg at all")
+    src = EarthLocFolderSource(tmp_path)
+    assert len(src) == 2 and src.errors == []  # names are fine; pixels are read lazily
+    refs = {r.tile_id: r for r in src.tiles()}
+    with pytest.raises(OSError, match=re.escape(str(bad))):
+        src.load(refs["09_0266_0430@2021"])
+    xmin, ymin, _, ymax = block_bounds(9, 266, 426)
+    xmax = block_bounds(9, 266, 430)[2]
+    out = src.read_mercator((xmin, ymin, xmax, ymax), 128, 64)
+    assert tuple(out[48, 48]) == pytest.approx((200, 0, 0), abs=8)
+    assert out[48, 112].max() == 0
+    assert len(src.errors) == 1 and str(bad) in src.errors[0]
+    assert good.exists()

@@ -69,7 +69,6 @@ CREATE TABLE photos (
     focal_length_mm REAL,
     camera_make     TEXT,
     camera_model    TEXT,
-    thumbnail       BLOB,                      -- JPEG
     imported_at     TEXT NOT NULL,
     import_id       INTEGER REFERENCES imports(id) ON DELETE SET NULL,
     status          TEXT NOT NULL DEFAULT 'new' CHECK (status IN
@@ -81,6 +80,12 @@ CREATE INDEX photos_status ON photos(status);
 CREATE INDEX photos_nasa_id ON photos(nasa_id);
 CREATE INDEX photos_path ON photos(path);
 CREATE INDEX photos_captured_at ON photos(captured_at);
+
+-- JPEG previews apart from photos, so that scanning photo rows never walks blob pages.
+CREATE TABLE thumbnails (
+    photo_id        INTEGER PRIMARY KEY REFERENCES photos(id) ON DELETE CASCADE,
+    jpeg            BLOB NOT NULL
+);
 
 CREATE TABLE nasa_metadata (
     nasa_id         TEXT PRIMARY KEY,          -- attached to photos by their nasa_id
@@ -441,6 +446,7 @@ class Catalog:
         status = values.get("status", "new")
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        thumbnail = values.pop("thumbnail", None)
         now = utc_now()
         row = {"path": str(path), "import_id": import_id, **values,
                "imported_at": now, "updated_at": now}
@@ -448,7 +454,12 @@ class Catalog:
         marks = ", ".join(f":{c}" for c in row)
         with self.transaction():
             cur = self._con.execute(f"INSERT INTO photos ({cols}) VALUES ({marks})", row)
-        return int(cur.lastrowid)
+            photo_id = int(cur.lastrowid)
+            if thumbnail is not None:
+                self._con.execute(
+                    "INSERT INTO thumbnails (photo_id, jpeg) VALUES (?, ?)", (photo_id, thumbnail)
+                )
+        return photo_id
 
     def photos(
         self,
@@ -559,7 +570,9 @@ class Catalog:
 
     def thumbnail(self, photo_id: int) -> bytes | None:
         """The photo's JPEG thumbnail, None when it has none (failed imports)."""
-        row = self._con.execute("SELECT thumbnail FROM photos WHERE id = ?", (int(photo_id),)).fetchone()
+        row = self._con.execute(
+            "SELECT jpeg FROM thumbnails WHERE photo_id = ?", (int(photo_id),)
+        ).fetchone()
         return bytes(row[0]) if row and row[0] is not None else None
 
     # ---- NASA metadata

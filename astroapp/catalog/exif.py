@@ -10,8 +10,8 @@ from PIL import Image
 
 _EXIF_IFD = 0x8769
 _MAKE, _MODEL = 0x010F, 0x0110
-_DATETIME = 0x0132
 _DATETIME_ORIGINAL, _SUBSEC_ORIGINAL, _OFFSET_ORIGINAL = 0x9003, 0x9291, 0x9011
+_DATETIME_DIGITIZED, _SUBSEC_DIGITIZED, _OFFSET_DIGITIZED = 0x9004, 0x9292, 0x9012
 _FOCAL_LENGTH = 0x920A
 
 
@@ -84,10 +84,12 @@ def read_exif(image: Image.Image) -> ExifInfo:
         sub = exif.get_ifd(_EXIF_IFD)
     except Exception:
         sub = {}
+    # DateTimeOriginal is the capture time; DateTimeDigitized equals it on digital cameras and
+    # stands in when a tool dropped the former. IFD0 DateTime is the last edit: never used.
     captured = exif_time_to_iso(
-        sub.get(_DATETIME_ORIGINAL) or exif.get(_DATETIME),
-        sub.get(_SUBSEC_ORIGINAL),
-        sub.get(_OFFSET_ORIGINAL),
+        sub.get(_DATETIME_ORIGINAL), sub.get(_SUBSEC_ORIGINAL), sub.get(_OFFSET_ORIGINAL)
+    ) or exif_time_to_iso(
+        sub.get(_DATETIME_DIGITIZED), sub.get(_SUBSEC_DIGITIZED), sub.get(_OFFSET_DIGITIZED)
     )
     return ExifInfo(
         captured_at=captured,

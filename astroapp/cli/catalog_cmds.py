@@ -47,6 +47,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
                 if bar is None:
                     bar = tqdm(total=res.total, unit="photo", file=sys.stderr,
                                disable=True if args.quiet else None, dynamic_ncols=True)
+                bar.set_postfix_str(Path(res.path).name[-40:], refresh=False)
                 bar.update(1)
                 if res.outcome == "failed" and not args.quiet:
                     bar.write(f"failed: {res.path}: {res.reason}", file=sys.stderr)

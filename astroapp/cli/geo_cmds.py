@@ -53,6 +53,8 @@ def register(subparsers) -> None:
                    metavar=("MIN", "MAX"), help="nominal focal range in mm (50 1150)")
     p.add_argument("--max-tilt", type=float, default=50.0, help="degrees off nadir (50)")
     p.add_argument("--clean", action="store_true", help="no haze/clouds/colour/blur effects")
+    p.add_argument("--overview", type=Path, metavar="PNG",
+                   help="also write a picture of the photos beside the map of their footprints")
     p.set_defaults(func=run_render)
 
     p = subparsers.add_parser("world", help="inspect a tile source or export it as EarthLoc tiles")
@@ -105,7 +107,7 @@ def run_render(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     split = None if args.split == "any" else args.split
-    records = []
+    records, renders = [], []
     taken = FIRST_CAPTURE
     for i in range(args.count):
         try:
@@ -116,6 +118,7 @@ def run_render(args: argparse.Namespace) -> int:
             raise _user_error(f"cannot place a camera: {exc}") from exc
         render = render_photo(source, cam, (width, height), rng,
                               augment=NO_AUGMENT if args.clean else None)
+        renders.append(render)
         name = f"SYN-R-{i + 1:06d}.jpg"
         taken = taken + timedelta(seconds=60)
         save_photo(args.out / name, render.image, taken, cam.focal_mm,
@@ -132,6 +135,18 @@ def run_render(args: argparse.Namespace) -> int:
              "corner_order": "TL,TR,BR,BL as [lon, lat]", "photos": records}
     (args.out / "truth.json").write_text(json.dumps(truth, indent=1))
     print(f"{len(records)} photos and truth.json written to {args.out}")
+    if args.overview:
+        from PIL import Image
+
+        from astroapp.geo.overview import footprints_overview
+
+        fig = footprints_overview(
+            source, [r.footprint for r in renders], [r.image for r in renders][:12],
+            map_width=960, thumb=270,
+            labels=[f"{r.camera.focal_mm:.0f} mm, tilt {r.camera.tilt_deg:.0f}" for r in renders])
+        args.overview.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(fig).save(args.overview, optimize=True)
+        print(f"overview: {args.overview}")
     return 0
 
 

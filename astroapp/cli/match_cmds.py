@@ -111,6 +111,64 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- localize
+
+
+def _cmd_localize(args: argparse.Namespace) -> int:
+    from astroapp.cli.catalog_cmds import open_catalog
+    from astroapp.pipeline.localize import localize_photos
+
+    if args.index is not None and not args.index.is_dir():
+        raise _user_error(f"--index {args.index}: no such folder")
+    matcher = _matcher(args.matcher)
+    with open_catalog(args) as catalog:
+        if args.ids:
+            ids = []
+            for text in args.ids:
+                try:
+                    pid = int(text)
+                except ValueError as exc:
+                    raise _user_error(f"photo ids are integers, got {text!r}") from exc
+                if catalog.get_photo(pid) is None:
+                    raise _user_error(f"no photo with id {pid} in {catalog.path}")
+                ids.append(pid)
+        elif args.all:
+            ids = [p.id for p in catalog.photos()]
+        else:
+            statuses = [s.strip() for s in (args.status or "new").split(",") if s.strip()]
+            from astroapp.catalog import STATUSES
+
+            bad = [s for s in statuses if s not in STATUSES]
+            if bad:
+                raise _user_error(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
+            ids = [p.id for p in catalog.photos(status=statuses)]
+        if not ids:
+            print("nothing to localize")
+            return 0
+        from astroapp.index.errors import TileIndexError
+        from astroapp.retrieval.weights import WeightsError
+
+        def progress(done: int, total: int, message: str, _outcome=None) -> None:
+            if not args.quiet:
+                print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+
+        try:
+            summary = localize_photos(catalog, ids, index_dir=args.index, model=args.model,
+                                      matcher=matcher, progress=progress, k=args.k,
+                                      max_candidates=args.max_candidates, size=args.size,
+                                      use_prior=not args.no_prior)
+        except (TileIndexError, WeightsError) as exc:
+            raise _user_error(str(exc)) from exc
+        if args.json:
+            import dataclasses
+
+            print(json.dumps({"summary": summary.describe(),
+                              "photos": [dataclasses.asdict(o) for o in summary.outcomes]}))
+        else:
+            print(summary.describe())
+    return 0
+
+
 # --------------------------------------------------------------------------- register
 
 
@@ -157,3 +215,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=Path, default=None, help="also write the per-pair samples (json)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_calibrate)
+
+    p = subparsers.add_parser(
+        "localize",
+        help="retrieval + coregistration of catalogue photos",
+        description="For each photo: retrieve candidate tiles from the index, coregister the "
+        "photo against the top candidates' surroundings, stop at the first confident one and "
+        "record the footprint and confidence in the catalogue. Photos without a confident "
+        "candidate are marked for review; unreadable ones as failed.",
+    )
+    p.add_argument("ids", nargs="*", help="photo ids (default: photos with status new)")
+    p.add_argument("--all", action="store_true", help="every photo in the catalogue")
+    p.add_argument("--status", default=None, help="photos with these statuses (comma-separated)")
+    p.add_argument("--index", type=Path, default=None,
+                   help="tile index folder (default: the bundled world's index, built on first use)")
+    p.add_argument("--model", default=None, help="retrieval model (default: the bundled one)")
+    p.add_argument("--matcher", default="sift", help="matcher (default: sift)")
+    p.add_argument("--k", type=int, default=10, help="candidates retrieved per photo (default 10)")
+    p.add_argument("--max-candidates", type=int, default=10,
+                   help="candidates coregistered at most per photo (default 10)")
+    p.add_argument("--size", type=int, default=512, help="side S of the photo square (default 512)")
+    p.add_argument("--no-prior", action="store_true",
+                   help="ignore NASA nadir points (search the whole index)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-photo progress")
+    p.set_defaults(func=_cmd_localize)

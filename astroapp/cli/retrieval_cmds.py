@@ -23,7 +23,7 @@ def _load(name: str, weights: str | None, device: str | None):
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from astroapp.retrieval import DEFAULT_MODEL, describe_models, default_weights
+    from astroapp.retrieval import DEFAULT_MODEL, default_weights, describe_models
 
     for name, what in describe_models().items():
         path = default_weights(name)

@@ -67,6 +67,23 @@ class _AttributionPrefix(MacroElement):
         self.prefix = prefix
 
 
+class _FitBounds(MacroElement):
+    """Start on the footprints, without folium's animated zoom (a screenshot or a slow
+    machine would otherwise catch the vector layer mid-animation, scaled up)."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "{{ this._parent.get_name() }}.fitBounds({{ this.bounds|tojson }}, "
+        "{padding: [24, 24], animate: false});"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, bounds: list[list[float]]):
+        super().__init__()
+        self._name = "FitBounds"
+        self.bounds = bounds
+
+
 class _HtmlPopup(MacroElement):
     """A popup bound with an HTML string (folium's Popup needs jQuery, which is not shipped)."""
 
@@ -154,8 +171,8 @@ def build_map(
         west, south, east, north = bbox
         if west > east:  # across the antimeridian: show the whole width
             west, east = -180.0, 180.0
-        fmap.fit_bounds([[max(south, -MERCATOR_MAX_LAT), west],
-                         [min(north, MERCATOR_MAX_LAT), east]], padding=(20, 20))
+        _FitBounds([[max(south, -MERCATOR_MAX_LAT), west],
+                    [min(north, MERCATOR_MAX_LAT), east]]).add_to(fmap)
     return fmap
 
 

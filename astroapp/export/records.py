@@ -25,8 +25,8 @@ _MERC_HALF = 20037508.342789244  # half the Web Mercator world width (m)
 # Property names and order shared by GeoJSON, CSV and the HTML popups.
 PROPERTY_NAMES = (
     "photo_id", "catalog_id", "nasa_id", "file_name", "captured_at", "center_lon", "center_lat",
-    "area_km2", "status", "confidence", "inliers", "model", "matcher", "index", "tile_id",
-    "source_id", "localized_at", "reviewer", "reviewed_at", "app_version",
+    "area_km2", "status", "accepted_auto", "confidence", "inliers", "model", "matcher", "index",
+    "tile_id", "source_id", "localized_at", "reviewer", "reviewed_at", "app_version",
 )
 
 
@@ -57,9 +57,10 @@ class ExportRecord:
     reviewer: str | None = None
     reviewed_at: str | None = None
     review_action: str | None = None  # accept | reject of the reviewer, None = automatic only
+    accepted_auto: bool | None = None  # the pipeline found it confident (calibrated threshold)
     homography: list[list[float]] | None = None  # photo px -> surroundings px (as stored)
     gcps: list[list[float]] | None = None  # stored (x, y, lon, lat) ground control points
-    correspondences: list[list[float]] | None = None  # (x, y, surroundings x, y) inliers
+    correspondences: list[list[float]] | None = None  # inliers: (photo x, y, lon, lat)
     thumbnail: bytes | None = field(default=None, repr=False)  # JPEG
     app_version: str = __version__
 
@@ -88,6 +89,7 @@ class ExportRecord:
             "center_lat": round(float(lat), 7),
             "area_km2": round(float(area), 3),
             "status": self.status,
+            "accepted_auto": self.accepted_auto,
             "confidence": None if self.confidence is None else round(float(self.confidence), 6),
             "inliers": None if self.inliers is None else int(self.inliers),
             "model": self.model,
@@ -157,17 +159,28 @@ class ExportRecord:
         ]
 
     def fit_error_px(self) -> float | None:
-        """RMS reprojection error (photo px) of the final inlier correspondences, if stored."""
-        if self.homography is None or not self.correspondences:
-            return None
-        corr = np.asarray(self.correspondences, dtype=float)
-        if corr.ndim != 2 or corr.shape[1] < 4 or len(corr) == 0:
+        """RMS residual (photo px) of the stored inlier matches under the fitted mapping.
+
+        The pipeline stores each final inlier as (photo x, photo y, lon, lat) of the matched
+        reference point; each is mapped back through the photo -> ground homography and
+        compared with where it was detected in the photo. None without matches.
+        """
+        if not self.correspondences:
             return None
         try:
-            inv = np.linalg.inv(np.asarray(self.homography, dtype=float))
+            corr = np.asarray([list(c)[:4] for c in self.correspondences], dtype=float)
+        except (TypeError, ValueError):
+            return None
+        if corr.ndim != 2 or corr.shape[1] != 4 or len(corr) == 0 or not np.isfinite(corr).all():
+            return None
+        try:
+            inv = np.linalg.inv(self.ground_homography())
         except np.linalg.LinAlgError:
             return None
-        back = inv @ np.vstack([corr[:, 2], corr[:, 3], np.ones(len(corr))])
+        lon0 = unwrap_lons([c[0] for c in self.footprint.corners])[0]
+        lons = corr[:, 2] + 360.0 * np.round((lon0 - corr[:, 2]) / 360.0)
+        mx, my = _lonlat_to_merc(lons, corr[:, 3])
+        back = inv @ np.vstack([mx, my, np.ones(len(corr))])
         dx = back[0] / back[2] - corr[:, 0]
         dy = back[1] / back[2] - corr[:, 1]
         return float(np.sqrt(np.mean(dx * dx + dy * dy)))
@@ -278,6 +291,7 @@ def records_from_catalog(
                 reviewer=review.who if review else None,
                 reviewed_at=review.at if review else None,
                 review_action=review.action if review else None,
+                accepted_auto=loc.accepted_auto,
                 homography=loc.homography,
                 gcps=loc.gcps,
                 correspondences=loc.correspondences,

@@ -14,8 +14,8 @@ length is `focal_mm / focal_scale` with `focal_scale = source_gsd / 152.9 m` (at
 The bundled Blue Marble world (~7.4 km/px) gets ~48.5: a nominal 1150 mm lens then sees
 ~650 km across, like a ~24 mm lens, and footprints relate to the zoom-4..6 blocks as real
 photos do to EarthLoc's zoom-9..11 blocks. Nominal focal lengths whose frame would reach past
-the horizon are rejected (`Camera.check`), so with the bundled world long lenses (~550 mm and
-up, less tilt the shorter the lens) are what `random_camera` draws.
+the horizon are rejected (`Camera.check`), so with the bundled world `random_camera` draws
+long lenses (~550 mm and up) and tilts up to ~21 deg (the longer the lens, the more tilt).
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ NO_AUGMENT = Augment(color=0.0, haze=(0, 0), cloud_cover=(0, 0), cloud_probabili
                      blur_sigma=(0, 0), noise_sigma=(0, 0))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Render:
     image: np.ndarray  # (H, W, 3) RGB uint8
     footprint: Footprint  # TL, TR, BR, BL ground points of the image corners
@@ -327,8 +327,10 @@ def random_camera(rng: np.random.Generator, source, *,
                   max_tries: int = 2000) -> Camera:
     """A plausible ISS camera over land (not open ocean, not featureless ice).
 
-    Focal lengths are drawn log-uniform; the frame must stay below the horizon; with `split`
-    every footprint corner and the centre must lie in places of that split
+    The tilt is drawn uniform (up to what the longest lens allows: ~21 deg with the bundled
+    world's focal scale), then the focal length log-uniform among the lenses whose frame
+    stays below the horizon at that tilt. With `split`, every footprint corner and the
+    centre must lie in places of that split
     (`astroapp.geo.places`); `bbox` (west, south, east, north) limits the nadir.
     """
     scale = focal_scale_for(source)
@@ -338,7 +340,9 @@ def random_camera(rng: np.random.Generator, source, *,
     if f_min > focal_mm[1]:
         raise ValueError(f"no focal length in {focal_mm} mm keeps the frame below the horizon "
                          f"with focal scale {scale:.1f} (need >= {f_min:.0f} mm)")
-    lo, hi = math.log(f_min), math.log(focal_mm[1])
+    hi = math.log(focal_mm[1])
+    longest_half_angle = math.degrees(math.atan(half_diag * scale / focal_mm[1]))
+    tilt_top = min(tilt_deg[1], max(tilt_deg[0], MAX_OFF_NADIR_DEG - longest_half_angle))
     cells = _split_cells(split, max_lat) if split is not None else None
     for _ in range(max_tries):
         if bbox is not None:
@@ -356,11 +360,12 @@ def random_camera(rng: np.random.Generator, source, *,
             # Uniform on the sphere within the ISS's latitude band.
             s = math.sin(math.radians(max_lat))
             lat = math.degrees(math.asin(rng.uniform(-s, s)))
-        focal = float(math.exp(rng.uniform(lo, hi)))
-        half_angle = math.degrees(math.atan(half_diag * scale / focal))
-        tilt_hi = min(tilt_deg[1], max(tilt_deg[0], MAX_OFF_NADIR_DEG - half_angle))
+        # Tilt first (uniform over what the longest lens allows), then a lens that fits it.
+        tilt = float(rng.uniform(tilt_deg[0], tilt_top))
+        f_lo = max(f_min, scale * half_diag / math.tan(math.radians(MAX_OFF_NADIR_DEG - tilt)))
+        focal = float(math.exp(rng.uniform(math.log(min(f_lo, focal_mm[1])), hi)))
         cam = Camera(lon=float(lon), lat=lat, altitude_km=float(rng.uniform(*altitude_km)),
-                     focal_mm=focal, tilt_deg=float(rng.uniform(tilt_deg[0], tilt_hi)),
+                     focal_mm=focal, tilt_deg=tilt,
                      heading_deg=float(rng.uniform(0, 360)), focal_scale=scale)
         if cam.max_off_nadir_deg() > MAX_OFF_NADIR_DEG:
             continue

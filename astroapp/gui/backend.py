@@ -29,6 +29,16 @@ def import_job(catalog_path: Path, paths: Sequence[str | Path], cancel: threadin
     return report[0] if report else None
 
 
+def load_retrieval_model(settings) -> Any:
+    """The retrieval model the settings name (bundled by default), on the chosen device."""
+    from astroapp.retrieval import load_model
+
+    kwargs: dict[str, Any] = {"weights": settings.weights or None, "device": settings.device or None}
+    if settings.model:
+        kwargs["name"] = settings.model
+    return load_model(**kwargs)
+
+
 def localize(
     catalog_path: Path,
     photo_ids: Sequence[int],
@@ -36,18 +46,23 @@ def localize(
     progress: ProgressFn,
     cancel: threading.Event,
 ) -> Any:
-    """Retrieval + coregistration for the photos, recording results in the catalogue."""
+    """Retrieval + coregistration for the photos, recording results in the catalogue.
+
+    Runs on a worker thread: opens its own catalogue connection and loads the model there.
+    """
     from astroapp.pipeline.localize import localize_photos
 
+    model = load_retrieval_model(settings)
     with Catalog(catalog_path) as catalog:
         return localize_photos(
             catalog,
             list(photo_ids),
             index_dir=settings.index_dir or None,
-            model=settings.model or None,
+            model=model,
             matcher=settings.matcher or None,
             progress=progress,
             cancel=cancel,
+            **dict(settings.localize_options or {}),
         )
 
 

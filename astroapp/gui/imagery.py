@@ -124,25 +124,43 @@ def warp_to_photo(view: np.ndarray, h_photo_to_view: np.ndarray, photo_size: tup
     return cv2.warpPerspective(view, m, (int(w), int(h)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
 
 
-def correspondence_pairs(
-    correspondences, h_photo_to_view: np.ndarray, surroundings_to_view: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def lonlat_to_view(lon, lat, grid: MercatorGrid) -> np.ndarray:
+    """(K, 2) view pixels of lon/lat points, longitudes taken nearest to the view's centre."""
+    mx, my = lonlat_to_mercator(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
+    xmin, _, xmax, _ = grid.bounds_3857
+    cx = (xmin + xmax) / 2
+    mx = mx + np.round((cx - mx) / (2 * WORLD)) * 2 * WORLD
+    vx, vy = grid.mercator_to_pixel(mx, my)
+    return np.column_stack([np.ravel(vx), np.ravel(vy)])
+
+
+def photo_frame(gcps, fallback: tuple[int, int] | None) -> tuple[float, float] | None:
+    """Size of the pixel frame a localization's photo coordinates refer to.
+
+    The pipeline may decode a large photo at a reduced scale; its GCP grid spans that frame
+    edge to edge (x from 0 to width, y from 0 to height), so the largest GCP x and y are it.
+    """
+    try:
+        arr = np.asarray(gcps, dtype=np.float64)
+        if arr.ndim == 2 and arr.shape[1] >= 2 and len(arr) >= 4:
+            w, h = float(arr[:, 0].max()), float(arr[:, 1].max())
+            if w > 0 and h > 0:
+                return w, h
+    except (TypeError, ValueError):
+        pass
+    return (float(fallback[0]), float(fallback[1])) if fallback else None
+
+
+def correspondence_pairs(correspondences, grid: MercatorGrid) -> tuple[np.ndarray, np.ndarray]:
     """(K, 2) photo points and (K, 2) view points of stored inlier correspondences.
 
-    Stored rows are (photo x, photo y, surroundings x, surroundings y). When the surroundings'
-    georeference is known (`surroundings_to_view`, 3x3) the matched surroundings keypoint is
-    drawn; otherwise its position predicted by the footprint's homography (within the
-    RANSAC threshold of it, for inliers).
+    The pipeline stores each inlier as (photo x, photo y, lon, lat): the photo keypoint and
+    the ground position of the satellite keypoint it matched.
     """
     arr = np.asarray(correspondences if correspondences is not None else [], dtype=np.float64)
-    if arr.size == 0:
+    if arr.size == 0 or arr.ndim != 2 or arr.shape[1] < 4:
         return np.zeros((0, 2)), np.zeros((0, 2))
-    arr = arr.reshape(-1, arr.shape[-1])
     photo = arr[:, :2]
-    if surroundings_to_view is not None and arr.shape[1] >= 4:
-        view = apply_h(surroundings_to_view, arr[:, 2:4])
-    else:
-        view = apply_h(h_photo_to_view, photo)
-    ok = np.isfinite(view).all(axis=1)
+    view = lonlat_to_view(arr[:, 2], arr[:, 3], grid)
+    ok = np.isfinite(view).all(axis=1) & np.isfinite(photo).all(axis=1)
     return photo[ok], view[ok]
-

@@ -606,12 +606,12 @@ class MainWindow(QMainWindow):
             if catalog_changed:
                 self.open_catalog(new.catalog_path())
 
-    def load_demo(self) -> Job | None:
+    def load_demo(self, root: Path | None = None, n_photos: int | None = None) -> Job | None:
         """Prepare the bundled demo world (cached after the first time) and import its roll."""
         from astroapp.gui import demo
 
-        return self._start_job("import", functools.partial(demo.prepare_and_import, self.catalog_path),
-                               "Import demo roll")
+        make = functools.partial(demo.prepare_and_import, self.catalog_path, root=root, n_photos=n_photos)
+        return self._start_job("import", make, "Import demo roll")
 
     def offer_demo(self) -> None:
         """First start: an empty catalogue gets the demo roll, so the whole flow is visible."""

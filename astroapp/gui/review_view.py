@@ -519,23 +519,24 @@ class ReviewView(QWidget):
             bounds = imagery.view_bounds([loc.footprint], margin=0.35)
             grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
             arr, origin = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
-            h = imagery.photo_to_view_h(loc.footprint, photo_size, grid)
-            w, hh = photo_size
+            frame = imagery.photo_frame(loc.gcps, photo_size)
+            h = imagery.photo_to_view_h(loc.footprint, frame, grid)
+            photo_pts, view_pts = imagery.correspondence_pairs(loc.correspondences, grid)
+            # photo points: pipeline frame -> displayed image pixels
+            to_display = (photo_img.width() / frame[0]) if photo_img is not None else 1.0
+            photo_pts = photo_pts * to_display
             if self.chk_warp.isChecked() and photo_img is not None:
-                small = (photo_img.width(), photo_img.height())
-                h_small = h @ np.diag([1 / photo_scale, 1 / photo_scale, 1.0])
-                warped = imagery.warp_to_photo(arr, h_small, small)
+                h_display = h @ np.diag([1 / to_display, 1 / to_display, 1.0])
+                warped = imagery.warp_to_photo(arr, h_display, (photo_img.width(), photo_img.height()))
                 sat = numpy_to_qimage(warped)
-                photo_pts, _ = imagery.correspondence_pairs(loc.correspondences, h)
-                photo_pts = photo_pts * photo_scale
-                view_pts = photo_pts.copy()
-                quad = None
+                # where each matched satellite keypoint lands in the warped view
+                if len(view_pts):
+                    view_pts = imagery.apply_h(np.linalg.inv(h_display), view_pts)
                 right = f"satellite warped into the photo's frame ({origin})"
             else:
                 sat = numpy_to_qimage(arr)
-                photo_pts, view_pts = imagery.correspondence_pairs(loc.correspondences, h)
-                photo_pts = photo_pts * photo_scale
-                quad = imagery.apply_h(h, np.array([[0, 0], [w, 0], [w, hh], [0, hh]], dtype=float))
+                fw, fh = frame
+                quad = imagery.apply_h(h, np.array([[0, 0], [fw, 0], [fw, fh], [0, fh]], dtype=float))
                 right = f"matched satellite view ({origin}); footprint outlined"
         n = len(photo_pts)
         left = f"photo {d.photo.width}x{d.photo.height}"

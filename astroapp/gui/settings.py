@@ -7,7 +7,7 @@ app writes in one place, and keeps tests (which point ASTROAPP_HOME at a temp di
 from __future__ import annotations
 
 import getpass
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
@@ -25,6 +25,8 @@ class AppSettings:
     device: str = ""  # "", "cpu", "cuda": empty picks CUDA when present
     reviewer: str = ""  # empty: the OS user
     demo_offered: bool = False
+    # extra keyword arguments for localize_photos (k, max_candidates, size...): not persisted
+    localize_options: dict | None = field(default=None, compare=False, repr=False)
 
     def catalog_path(self) -> Path:
         return Path(self.catalog).expanduser() if self.catalog else config.default_catalog_path()
@@ -50,6 +52,8 @@ def load_settings() -> AppSettings:
     qs = _qsettings()
     values = {}
     for f in fields(AppSettings):
+        if f.name == "localize_options":
+            continue
         raw = qs.value(f.name)
         if raw is None:
             continue
@@ -63,5 +67,6 @@ def load_settings() -> AppSettings:
 def save_settings(settings: AppSettings) -> None:
     qs = _qsettings()
     for key, value in asdict(settings).items():
-        qs.setValue(key, value)
+        if key != "localize_options":
+            qs.setValue(key, value)
     qs.sync()

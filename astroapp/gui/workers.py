@@ -45,17 +45,24 @@ def _to_progress(args: tuple, kwargs: dict) -> Progress:
             if value is not None:
                 setattr(p, name, value)
         return p
-    nums = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-    rest = [a for a in args if not (isinstance(a, int) and not isinstance(a, bool))]
+    def is_count(a) -> bool:
+        return isinstance(a, int) and not isinstance(a, bool)
+
+    nums = [a for a in args if is_count(a)]
+    texts = [a for a in args if isinstance(a, str)]
+    objects = [a for a in args if not is_count(a) and not isinstance(a, str)]
     if len(nums) >= 2:
         p.done, p.total = nums[0], nums[1]
     elif nums:
         p.done = nums[0]
     p.done = int(kwargs.get("done", p.done))
     p.total = int(kwargs.get("total", p.total))
-    if rest:
-        p.item = rest[0] if len(rest) == 1 else tuple(rest)
-        p.message = str(rest[-1]) if isinstance(rest[-1], str) else p.message
+    if texts:
+        p.message = texts[0]
+    if objects:
+        p.item = objects[-1]
+    elif texts and p.item is None:
+        p.item = texts[-1]
     if "message" in kwargs:
         p.message = str(kwargs["message"])
     return p

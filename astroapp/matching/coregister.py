@@ -43,6 +43,10 @@ RANSAC_THRESHOLD_PX = 3.0
 MIN_MATCHES = 8
 
 
+class CoregCancelled(Exception):
+    """Raised between iterations when the caller's cancel event is set."""
+
+
 class PreparedPhoto:
     """A photo resized to S x S with its features cached per rotation.
 
@@ -193,7 +197,7 @@ def _features_masked(matcher: Matcher, image: np.ndarray, mask: np.ndarray) -> F
 
 
 def _iterate(
-    photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int
+    photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int, cancel: Any = None
 ) -> _Attempt:
     size = photo.size
     feats_q = photo.features(k)
@@ -209,6 +213,8 @@ def _iterate(
         return _Attempt(k, 0, None, empty, empty, "too few features in the photo", per_iter)
     pts_q = pts_s = empty
     for _ in range(iterations):
+        if cancel is not None and cancel.is_set():
+            raise CoregCancelled()
         to_view = np.linalg.inv(h_total)
         view = cv2.warpPerspective(surr, to_view, (size, size), flags=cv2.INTER_LINEAR)
         mask = _view_mask(to_view, surr.shape[0], size)
@@ -248,6 +254,7 @@ def coregister(
     size: int = DEFAULT_SIZE,
     iterations: int = DEFAULT_ITERATIONS,
     calibration: Any | None = None,
+    cancel: Any | None = None,
 ) -> CoregResult:
     """Coregister a photo against a candidate's 3x3 surroundings (north-up, RGB uint8).
 
@@ -255,6 +262,7 @@ def coregister(
     image, so the photo is turned back by it); None tries all four and keeps the best
     (a single attempt for rotation-invariant matchers, where turning changes nothing).
     `grid` georeferences `surroundings_img`; without it the result has no footprint.
+    `cancel` (a threading.Event) is polled before every iteration: CoregCancelled.
     """
     from astroapp.matching.calibration import calibration_for
     from astroapp.matching.registry import get_matcher
@@ -286,7 +294,7 @@ def coregister(
         if int(angle) % 90 != 0:
             raise ValueError(f"angle must be a multiple of 90 degrees, got {angle}")
         ks = [(int(angle) // 90) % 4]
-    attempts = [_iterate(prepared, k, surr, iterations) for k in ks]
+    attempts = [_iterate(prepared, k, surr, iterations, cancel) for k in ks]
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
 

@@ -184,7 +184,7 @@ def render_queries(split: str, n: int, size: int, seed: int) -> tuple[np.ndarray
         r = render_photo(source, cam, size, rng)
         images.append(r.image)
         fps.append(r.footprint)
-        places.append("%d_%d" % place_cell(*r.footprint.centroid()))
+        places.append("{}_{}".format(*place_cell(*r.footprint.centroid())))
         if (i + 1) % 500 == 0:
             log.info("rendered %d/%d %s photos (%.0fs)", i + 1, n, split, time.time() - t0)
     meta = {"source": "bluemarble", "renderer": "astroapp.geo.render.random_camera + render_photo",

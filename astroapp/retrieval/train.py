@@ -27,7 +27,14 @@ import torch.nn.functional as F
 from astroapp import config
 
 from .bundled import DEFAULT_CONFIG, NAME, SmallRetrievalNet
-from .evaluate import colour_histogram, evaluate_embedder, model_embedder, rotations
+from .evaluate import (
+    colour_histogram,
+    evaluate_embedder,
+    model_embedder,
+    recalls,
+    rotations,
+    search,
+)
 from .weights import save_safetensors
 
 log = logging.getLogger(__name__)
@@ -105,18 +112,24 @@ def train(
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=0.1)
     blocks = train_set.blocks
+    n_blocks = len(blocks)
+    db_rot = np.concatenate([rotations(blocks, a) for a in (0, 90, 180, 270)])
+    # bank_pos[i]: bank rows (all rotations) of the blocks query i intersects, excluded from its negatives
+    bank_pos = [torch.tensor(sorted(j + r * n_blocks for j in pos for r in range(4))) for pos in train_set.positives]
     history = []
-    hard: np.ndarray | None = None  # (Q, H) candidate hard-negative blocks per query
+    bank: torch.Tensor | None = None  # previous epoch's descriptors of every block at 4 rotations
+
+    def validate(bank_now: torch.Tensor) -> dict[str, float]:
+        qd = _embed_blocks(model, val_set.queries, dev).cpu().numpy()
+        pred = search(bank_now.cpu().numpy(), qd, 100)
+        return recalls(pred, n_blocks, val_set.positives, (1, 10, 100))
+
     for epoch in range(epochs):
         te = time.time()
         if epoch > 0:
-            # hard negatives: nearest blocks (any rotation) that do not intersect the query
-            db = _embed_blocks(model, np.concatenate([rotations(blocks, a) for a in (0, 90, 180, 270)]), dev)
-            qd = _embed_blocks(model, train_set.queries, dev)
-            sims = (qd @ db.T).view(nq, 4, len(blocks)).amax(dim=1).cpu().numpy()
-            for i, pos in enumerate(train_set.positives):
-                sims[i, list(pos)] = -np.inf
-            hard = np.argsort(-sims, axis=1)[:, :10]
+            bank = _embed_blocks(model, db_rot, dev)
+            history[-1].update(validate(bank))
+            log.info("after epoch %d: val %s", epoch, {k: round(v, 3) for k, v in history[-1].items() if k.startswith("R@")})
         order = rng.permutation(nq)
         losses = []
         for s in range(steps_per_epoch):
@@ -130,24 +143,22 @@ def train(
                 qs.append(q)
                 bs.append(b)
                 block_ids.append(j)
-            negs, neg_ids = [], []
-            for i in idx:
-                if hard is not None and rng.random() < 0.8:
-                    j = int(hard[i, rng.integers(hard.shape[1])])
-                else:
-                    j = int(rng.integers(len(blocks)))
-                negs.append(rotations(blocks[j : j + 1], 90 * int(rng.integers(4)))[0])
-                neg_ids.append(j)
             imgs_q = _jitter(_to_tensor(np.stack(qs), model.mean, model.std, dev), gen)
-            imgs_b = _to_tensor(np.stack(bs + negs), model.mean, model.std, dev)
+            imgs_b = _to_tensor(np.stack(bs), model.mean, model.std, dev)
             desc = model(torch.cat([imgs_q, imgs_b]))
             dq, db_ = desc[: len(idx)], desc[len(idx) :]
             logits = dq @ db_.T / temperature
-            ids = block_ids + neg_ids
             # other batch blocks that intersect the query are not negatives
-            mask = torch.tensor([[(c != r) and (ids[c] in train_set.positives[i]) for c in range(len(ids))]
+            mask = torch.tensor([[(c != r) and (block_ids[c] in train_set.positives[i]) for c in range(len(idx))]
                                  for r, i in enumerate(idx)], device=dev)
             logits = logits.masked_fill(mask, float("-inf"))
+            if bank is not None:
+                # every block at every rotation as a (stale) negative: the hardest ones dominate
+                lb = dq @ bank.T / temperature
+                rows = torch.cat([torch.full((len(bank_pos[i]),), r) for r, i in enumerate(idx)])
+                cols = torch.cat([bank_pos[i] for i in idx])
+                lb = lb.index_put((rows.to(dev), cols.to(dev)), torch.tensor(float("-inf"), device=dev))
+                logits = torch.cat([logits, lb], dim=1)
             target = torch.arange(len(idx), device=dev)
             loss = F.cross_entropy(logits, target)
             opt.zero_grad(set_to_none=True)
@@ -155,14 +166,12 @@ def train(
             opt.step()
             sched.step()
             losses.append(float(loss))
-        model.eval()
-        val = evaluate_embedder(NAME, model_embedder(model), val_set.blocks, val_set.block_fps,
-                                val_set.queries, val_set.query_fps, ks=(1, 10, 100), positives=val_set.positives)
-        model.train()
-        rec = {"epoch": epoch + 1, "loss": float(np.mean(losses)), **val.recalls, "seconds": time.time() - te}
-        history.append(rec)
-        log.info("epoch %d/%d loss %.3f val %s (%.0fs)", epoch + 1, epochs, rec["loss"],
-                 " ".join(f"{k}={v:.3f}" for k, v in val.recalls.items()), rec["seconds"])
+            if s % 20 == 0:
+                log.info("epoch %d step %d/%d loss %.3f (%.0fs)", epoch + 1, s, steps_per_epoch, float(loss), time.time() - te)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - te, 1)})
+        log.info("epoch %d/%d loss %.3f (%.0fs)", epoch + 1, epochs, history[-1]["loss"], history[-1]["seconds"])
+    bank = _embed_blocks(model, db_rot, dev)
+    history[-1].update(validate(bank))
 
     model.eval()
     final = evaluate_embedder(NAME, model_embedder(model), val_set.blocks, val_set.block_fps,

@@ -43,6 +43,7 @@ SOURCE_ID = "bluemarble"
 YEAR = 2004  # BMNG composites are monthly means over 2004
 ZOOMS = (4, 5, 6)
 WORLD_PX = 8192
+CACHE_VERSION = 1  # bump when the reprojection changes
 SOURCE_GSD_M = 40_075_016.7 / 5400  # source metres per pixel at the equator
 _lock = threading.Lock()
 
@@ -88,7 +89,7 @@ def _reproject_world() -> np.ndarray:
 def _cache_file() -> Path:
     src = bmng_path()
     st = src.stat()
-    return data_dir() / "cache" / f"bluemarble_3857_{WORLD_PX}_{st.st_size}.npy"
+    return data_dir() / "cache" / f"bluemarble_3857_v{CACHE_VERSION}_{WORLD_PX}_{st.st_size}.npy"
 
 
 def _load_or_build_world() -> np.ndarray:

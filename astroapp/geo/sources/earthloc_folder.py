@@ -29,6 +29,7 @@ from astroapp.geo.sources.base import (
 from astroapp.geo.tiles import (
     BLOCK_SIZE,
     TILE_PX,
+    WORLD,
     Bounds,
     block_bounds,
     block_footprint,
@@ -140,6 +141,9 @@ class EarthLocFolderSource:
             self._by_block.setdefault((ref.zoom, ref.row, ref.col), []).append(ref.tile_id)
         for ids in self._by_block.values():
             ids.sort(key=lambda t: self._refs[t].year or 0, reverse=True)
+        self._zoom_blocks: dict[int, list[tuple[int, int]]] = {}
+        for zoom, row, col in sorted(self._by_block):
+            self._zoom_blocks.setdefault(zoom, []).append((row, col))
         if not self._refs and not self.errors:
             self.errors.append(f"{self.folder}: no EarthLoc images (*.jpg named '@lat@lon@...@')"
                                " found")
@@ -205,10 +209,24 @@ class EarthLocFolderSource:
         for zoom in zooms:
             if zoom > finest:
                 break
-            for row, col in blocks_covering(bounds, zoom):
-                ids = self._by_block.get((zoom, row, col))
-                if ids:
-                    self._paint(out, bounds, width, height, ids[0], zoom, row, col)
+            for row, col in self._blocks_in(bounds, zoom):
+                ids = self._by_block[(zoom, row, col)]
+                self._paint(out, bounds, width, height, ids[0], zoom, row, col)
+        return out
+
+    def _blocks_in(self, bounds: Bounds, zoom: int) -> list[tuple[int, int]]:
+        """Stored blocks of `zoom` overlapping `bounds` (scanning whichever set is smaller)."""
+        stored = self._zoom_blocks.get(zoom, [])
+        xmin, ymin, xmax, ymax = bounds
+        n_tiles = 2**zoom
+        span = (xmax - xmin) / (2 * WORLD) * n_tiles * (ymax - ymin) / (2 * WORLD) * n_tiles
+        if span / 4 < len(stored):
+            return [rc for rc in blocks_covering(bounds, zoom) if (zoom, *rc) in self._by_block]
+        out = []
+        for row, col in stored:
+            bx0, by0, bx1, by1 = block_bounds(zoom, row, col)
+            if bx0 < xmax and bx1 > xmin and by0 < ymax and by1 > ymin:
+                out.append((row, col))
         return out
 
     def _paint(self, out: np.ndarray, bounds: Bounds, width: int, height: int, tile_id: str,

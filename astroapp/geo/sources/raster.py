@@ -3,7 +3,8 @@
 Every read goes through a rasterio `WarpedVRT` onto the exact EPSG:3857 grid requested, so
 GDAL reads only the source windows (and overviews) it needs: the whole raster is never
 loaded. Zooms are chosen from the raster's resolution: the zoom whose tile pixel is nearest
-the raster's pixel in Mercator units, and the two coarser ones (EarthLoc uses three).
+the raster's pixel in Mercator units, and the two coarser ones (EarthLoc uses three); a
+raster smaller than one block at that zoom is cut at up to 3 finer (upsampled) zooms instead.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from astroapp.geo.tiles import (
     block_id,
     blocks_covering,
     mercator_to_lonlat,
-    tile_resolution_m,
 )
 
 MIN_COVERAGE = 0.5  # a block is listed when the raster covers at least half of it
@@ -81,6 +81,10 @@ class RasterSource:
         self.min_coverage = min_coverage
         self._scale = self._value_scale(ds)
         self._refs = self._enumerate()
+        while not self._refs and zooms is None and self.zooms and self.zooms[-1] < native + 3:
+            # Smaller than a block at its own resolution: use finer (upsampled) zooms.
+            self.zooms = tuple(z + 1 for z in self.zooms)
+            self._refs = self._enumerate()
         if not self._refs:
             self.errors.append(f"{self.path}: covers no whole block at zooms {self.zooms} "
                                f"(at least {min_coverage:.0%} of a {BLOCK_SIZE}x{BLOCK_SIZE}-tile "

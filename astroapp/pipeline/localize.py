@@ -1,0 +1,366 @@
+"""Localization: retrieval (candidate tiles) -> EarthMatch coregistration -> catalogue.
+
+For each photo: retrieve the top-k tiles, coregister the photo against the surroundings of
+the candidates in rank order (photo features computed once), stop at the first confident
+one, and record one `localizations` row with the candidates. A photo with no confident
+candidate is still `localized`, with `accepted_auto = 0` and a status reason saying it needs
+review (the best footprint found, if any, is stored for the reviewer). Only errors (an
+unreadable photo, an unusable source) mark a photo `failed`; the batch goes on. Photos are
+`localizing` only while being worked on: a cancel puts the current photo back to its
+previous status within about a second (the cancel event is polled between iterations).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astroapp.matching import (
+    CoregCancelled,
+    CoregResult,
+    Matcher,
+    PreparedPhoto,
+    coregister,
+    get_matcher,
+)
+from astroapp.matching.coregister import DEFAULT_ITERATIONS, DEFAULT_SIZE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_K = 10
+DEFAULT_MAX_CANDIDATES = 10
+GCP_GRID = 5
+MAX_STORED_CORRESPONDENCES = 500
+ProgressFn = Callable[..., None]
+
+
+@dataclass
+class LocalizeOutcome:
+    """What happened to one photo."""
+
+    photo_id: int
+    outcome: str  # "localized" (confident), "review" (no confident candidate), "failed", "cancelled"
+    localization_id: int | None = None
+    confidence: float | None = None
+    inliers: int | None = None
+    tile_id: str | None = None
+    rank: int | None = None
+    candidates_tried: int = 0
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class LocalizeSummary:
+    outcomes: list[LocalizeOutcome] = field(default_factory=list)
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes if o.outcome == outcome)
+
+    @property
+    def done(self) -> int:
+        return sum(1 for o in self.outcomes if o.outcome != "cancelled")
+
+    def describe(self) -> str:
+        text = (f"{self.count('localized')} localized, {self.count('review')} to review, "
+                f"{self.count('failed')} failed")
+        return text + (" (cancelled)" if self.cancelled else "") + f" in {self.seconds:.1f} s"
+
+
+class SourceCache:
+    """Tile sources of an index, opened once by source id (their spec from the index)."""
+
+    def __init__(self, index: Any) -> None:
+        self._specs: dict[str, str | None] = {}
+        try:
+            from astroapp.index.store import TileStore
+
+            store = TileStore(Path(index.folder), readonly=True)
+            try:
+                self._specs = {sid: spec for sid, spec, _n, _err in store.sources()}
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 - fall back to the source ids themselves
+            log.debug("index sources unavailable (%s): opening sources by id", exc)
+        self._open: dict[str, Any] = {}
+
+    def get(self, source_id: str) -> Any:
+        if source_id not in self._open:
+            from astroapp.geo.sources.base import open_source
+
+            self._open[source_id] = open_source(self._specs.get(source_id) or source_id)
+        return self._open[source_id]
+
+
+def candidate_surroundings(source: Any, cand: Any, size: int) -> tuple[np.ndarray, Any]:
+    """The 3x3 surroundings (3S x 3S, north-up) of a candidate tile, and their MercatorGrid.
+
+    The block comes from the tile id (`ZZ_RRRR_CCCC@year`) when it has one, else from the
+    candidate's footprint (made contiguous across the antimeridian in Mercator metres).
+    """
+    from astroapp.geo.tiles import (
+        WORLD,
+        MercatorGrid,
+        block_bounds,
+        lonlat_to_mercator,
+        parse_block_id,
+        surroundings_bounds,
+    )
+
+    try:
+        bounds = block_bounds(*parse_block_id(str(cand.tile_id).split("@")[0]))
+    except ValueError:
+        fp = cand.footprint
+        corners = np.array(fp.corners if hasattr(fp, "corners") else fp, dtype=np.float64)
+        mx, my = lonlat_to_mercator(corners[:, 0], corners[:, 1])
+        mx = mx + np.round((mx[0] - mx) / (2 * WORLD)) * 2 * WORLD
+        bounds = (float(mx.min()), float(my.min()), float(mx.max()), float(my.max()))
+    big = surroundings_bounds(bounds)
+    grid = MercatorGrid(big, 3 * size, 3 * size)
+    return source.read_mercator(big, grid.width, grid.height), grid
+
+
+def _resolve_model(model: Any) -> Any:
+    if model is None or isinstance(model, str):
+        from astroapp.retrieval import load_model
+
+        return load_model(model) if model else load_model()
+    return model
+
+
+def _resolve_index(index_dir: Any, model: Any) -> Any:
+    from astroapp.index import TileIndex
+
+    if isinstance(index_dir, TileIndex):
+        return index_dir
+    if not index_dir:
+        from astroapp.index.demo import ensure_demo_index
+
+        index_dir = ensure_demo_index(model)
+    return TileIndex.open(index_dir, model=model)
+
+
+def _resolve_matcher(matcher: Any) -> Matcher:
+    if matcher is None or isinstance(matcher, str):
+        return get_matcher(matcher or "sift")
+    return matcher
+
+
+def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, cands: list,
+           method: dict, timings: dict) -> int:
+    values: dict[str, Any] = {
+        "method": method,
+        "timings": timings,
+        "tile_id": cand.tile_id if cand is not None else None,
+        "source_id": cand.source_id if cand is not None else None,
+        "angle": (best.angle if best is not None and best.angle is not None
+                  else (cand.angle if cand is not None else None)),
+        "rank": cand.rank if cand is not None else None,
+        "accepted_auto": bool(best is not None and best.accepted),
+    }
+    if best is not None:
+        values.update(confidence=float(best.confidence), inliers=int(best.inliers))
+        if best.has_footprint:
+            corr = best.correspondences
+            if len(corr) > MAX_STORED_CORRESPONDENCES:
+                keep = np.linspace(0, len(corr) - 1, MAX_STORED_CORRESPONDENCES).round().astype(int)
+                corr = corr[keep]
+            # correspondences: photo px -> lon/lat of the matched surroundings point
+            lon, lat = best.grid.pixel_to_lonlat(corr[:, 2], corr[:, 3])
+            values.update(
+                footprint=best.footprint,
+                homography=best.homography,
+                gcps=[list(g) for g in best.gcps(GCP_GRID)],
+                correspondences=[[round(float(a), 2), round(float(b), 2), float(c), float(d)]
+                                 for a, b, c, d in zip(corr[:, 0], corr[:, 1], np.ravel(lon),
+                                                       np.ravel(lat), strict=True)],
+            )
+    with catalog.transaction():
+        loc_id = catalog.add_localization(photo_id, **values)
+        catalog.add_candidates(loc_id, [
+            {"rank": c.rank, "tile_id": c.tile_id, "source_id": c.source_id, "angle": c.angle,
+             "score": c.score, "footprint": c.footprint_list()} for c in cands])
+    return loc_id
+
+
+def localize_photo(
+    catalog: Any,
+    photo_id: int,
+    index: Any,
+    model: Any,
+    matcher: Matcher,
+    sources: SourceCache,
+    *,
+    k: int = DEFAULT_K,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    size: int = DEFAULT_SIZE,
+    iterations: int = DEFAULT_ITERATIONS,
+    use_prior: bool = True,
+    cancel: threading.Event | None = None,
+) -> LocalizeOutcome:
+    """Localize one photo (status already `localizing`); raises CoregCancelled on cancel."""
+    from astroapp.pipeline.retrieve import read_photo, retrieve_candidates
+
+    t0 = time.perf_counter()
+    photo = catalog.get_photo(photo_id)
+    if photo is None:
+        raise KeyError(f"no photo with id {photo_id} in the catalogue")
+    found = retrieve_candidates(catalog, [photo_id], index, model, k=k, use_prior=use_prior,
+                                store=False)
+    if not found or found[0].error:
+        raise RuntimeError(found[0].error if found else "retrieval returned nothing")
+    cands = list(found[0].candidates)
+    if cancel is not None and cancel.is_set():
+        raise CoregCancelled()
+    t_retrieval = time.perf_counter() - t0
+    image = read_photo(photo.path, 2 * size)
+    prepared = PreparedPhoto(image, matcher, size)
+    best: CoregResult | None = None
+    best_cand = None
+    tried = 0
+    per_candidate = []
+    t1 = time.perf_counter()
+    for cand in cands[:max_candidates]:
+        if cancel is not None and cancel.is_set():
+            raise CoregCancelled()
+        tried += 1
+        source = sources.get(cand.source_id)
+        surr, grid = candidate_surroundings(source, cand, size)
+        res = coregister(prepared, surr, grid=grid, angle=cand.angle, iterations=iterations,
+                         cancel=cancel)
+        per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "inliers": res.inliers,
+                              "confidence": round(res.confidence, 6), "reason": res.reason,
+                              "seconds": round(res.seconds, 3)})
+        better = best is None or (res.homography is not None and
+                                  (best.homography is None or res.inliers > best.inliers))
+        if better:
+            best, best_cand = res, cand
+        if res.accepted:
+            break
+    t_coreg = time.perf_counter() - t1
+    if best_cand is None and cands:
+        best_cand = cands[0]
+    cal = getattr(matcher, "calibration", None)
+    method = {
+        "stage": "coregistration",
+        "model": index.fingerprint.name,
+        "index": str(index.folder),
+        "matcher": matcher.name,
+        "matcher_threshold": getattr(cal, "threshold", None),
+        "matcher_calibrated": getattr(cal, "calibrated", None),
+        "size": size,
+        "iterations": iterations,
+        "k": k,
+        "tried": per_candidate,
+    }
+    timings = {"retrieval_s": round(t_retrieval, 4), "coregistration_s": round(t_coreg, 4),
+               "total_s": round(time.perf_counter() - t0, 4), "candidates_tried": tried}
+    loc_id = _store(catalog, photo_id, best, best_cand, cands, method, timings)
+    accepted = best is not None and best.accepted
+    if accepted:
+        catalog.set_status(photo_id, "localized", None)
+        reason = None
+    else:
+        if best is not None and best.homography is not None:
+            reason = (f"needs review: no confident candidate among {tried} (best: rank "
+                      f"{best_cand.rank}, {best.inliers} inliers < {best.threshold})")
+        elif cands:
+            reason = f"needs review: no candidate of {tried} could be coregistered"
+        else:
+            reason = "needs review: retrieval found no candidate tiles"
+        catalog.set_status(photo_id, "localized", reason)
+    return LocalizeOutcome(
+        photo_id=photo_id,
+        outcome="localized" if accepted else "review",
+        localization_id=loc_id,
+        confidence=float(best.confidence) if best is not None else None,
+        inliers=int(best.inliers) if best is not None else None,
+        tile_id=best_cand.tile_id if best_cand is not None else None,
+        rank=best_cand.rank if best_cand is not None else None,
+        candidates_tried=tried,
+        reason=reason,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def localize_photos(
+    catalog: Any,
+    photo_ids: Sequence[int],
+    index_dir: Any = None,
+    model: Any = None,
+    matcher: Any = None,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    *,
+    k: int = DEFAULT_K,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    size: int = DEFAULT_SIZE,
+    iterations: int = DEFAULT_ITERATIONS,
+    use_prior: bool = True,
+) -> LocalizeSummary:
+    """Localize photos one by one, recording each result in the catalogue.
+
+    `index_dir`: a tile index folder or open TileIndex (None: the demo world's index);
+    `model`: a retrieval model or its name (None: the bundled one); `matcher`: a Matcher or
+    its name (None: "sift"). `progress(done, total, message, outcome)` after each photo;
+    `cancel` set -> stops within about a second, the current photo back to its old status.
+    """
+    t0 = time.perf_counter()
+    ids = [int(p) for p in photo_ids]
+    summary = LocalizeSummary()
+    model = _resolve_model(model)
+    index = _resolve_index(index_dir, model)
+    matcher = _resolve_matcher(matcher)
+    sources = SourceCache(index)
+    for n, pid in enumerate(ids):
+        if cancel is not None and cancel.is_set():
+            summary.cancelled = True
+            break
+        photo = catalog.get_photo(pid)
+        if photo is None:
+            out = LocalizeOutcome(pid, "failed", reason=f"no photo with id {pid}")
+            summary.outcomes.append(out)
+            _report(progress, n + 1, len(ids), out)
+            continue
+        previous = photo.status
+        previous_reason = getattr(photo, "status_reason", None)
+        catalog.set_status(pid, "localizing", None)
+        try:
+            out = localize_photo(catalog, pid, index, model, matcher, sources, k=k,
+                                 max_candidates=max_candidates, size=size,
+                                 iterations=iterations, use_prior=use_prior, cancel=cancel)
+        except CoregCancelled:
+            catalog.set_status(pid, previous, previous_reason)
+            summary.outcomes.append(LocalizeOutcome(pid, "cancelled"))
+            summary.cancelled = True
+            break
+        except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
+            reason = f"localization: {exc}"
+            log.warning("photo %s failed: %s", pid, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            catalog.set_status(pid, "failed", reason)
+            out = LocalizeOutcome(pid, "failed", reason=reason)
+        summary.outcomes.append(out)
+        _report(progress, n + 1, len(ids), out)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _report(progress: ProgressFn | None, done: int, total: int, out: LocalizeOutcome) -> None:
+    if progress is None:
+        return
+    if out.outcome == "localized":
+        msg = f"photo {out.photo_id}: localized ({out.inliers} inliers, rank {out.rank})"
+    elif out.outcome == "review":
+        msg = f"photo {out.photo_id}: {out.reason}"
+    else:
+        msg = f"photo {out.photo_id}: {out.outcome}: {out.reason}"
+    progress(done, total, msg, out)

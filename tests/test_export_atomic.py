@@ -1,0 +1,125 @@
+"""Atomic exports: a failing or interrupted writer leaves no half-written target file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+from export_fixtures import build_catalog
+
+from astroapp.catalog import Catalog
+from astroapp.export import (
+    atomic_path,
+    csv_export,
+    export_records,
+    geotiff,
+    html_map,
+    records_from_catalog,
+)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export_atomic")
+    cat, _ = build_catalog(root)
+    with Catalog(cat) as catalog:
+        recs, _ = records_from_catalog(catalog)
+    return recs
+
+
+def _only(directory, *names):
+    assert sorted(p.name for p in directory.iterdir()) == sorted(names)
+
+
+def test_atomic_path_replaces_only_on_success(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp != target
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    _only(tmp_path, "a.json")
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert target.read_text() == "old"  # not visible before the end
+    assert target.read_text() == "new"
+    _only(tmp_path, "a.json")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_geojson_interrupted(records, tmp_path, monkeypatch):
+    target = tmp_path / "out.geojson"
+    target.write_text("previous export")
+    calls = []
+
+    def dump(obj, fh, **kw):  # writes part of the document, then the user hits Ctrl-C
+        fh.write(json.dumps(obj)[:100])
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("astroapp.export.geojson.json.dump", dump)
+    with pytest.raises(KeyboardInterrupt):
+        export_records(records, "geojson", target)
+    assert calls and target.read_text() == "previous export"
+    _only(tmp_path, "out.geojson")
+
+
+def test_csv_fails_mid_way(records, tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+    real = csv_export.wkt
+    seen = []
+
+    def failing_wkt(rec):
+        seen.append(rec)
+        if len(seen) == 3:
+            raise OSError("disk full")
+        return real(rec)
+
+    monkeypatch.setattr(csv_export, "wkt", failing_wkt)
+    with pytest.raises(OSError, match="disk full"):
+        export_records(records, "csv", target)
+    assert len(seen) == 3
+    _only(tmp_path)  # no target, no temporary file
+
+
+def test_html_fails_mid_way(records, tmp_path, monkeypatch):
+    target = tmp_path / "map.html"
+
+    def failing_thumbnail(rec):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(html_map, "thumbnail_data_uri", failing_thumbnail)
+    with pytest.raises(MemoryError):
+        export_records(records, "html", target)
+    _only(tmp_path)
+
+
+def test_geotiff_fails_mid_way(records, tmp_path, monkeypatch):
+    out = tmp_path / "tif"
+    monkeypatch.setattr(geotiff, "STRIP_ROWS", 64)  # several strips per photo
+    strips = []
+
+    def stop(row):
+        strips.append(row)
+        if len(strips) == 3:
+            raise OSError("device removed")
+
+    with pytest.raises(OSError):
+        geotiff.write_gcp_geotiff(records[0], out / "x_gcps.tif", on_strip=stop)
+    assert strips == [0, 64, 128]
+    assert not out.exists() or not list(out.iterdir())
+    # An interrupted warp also leaves nothing; the GCP file written before it stays whole.
+    gcp = geotiff.write_gcp_geotiff(records[0], out / "x_gcps.tif")
+
+    def broken_reproject(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(geotiff, "reproject", broken_reproject)
+    with pytest.raises(KeyboardInterrupt):
+        geotiff.write_warped_geotiff(records[0], gcp, out / "x_warped.tif")
+    _only(out, "x_gcps.tif")

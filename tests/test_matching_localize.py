@@ -1,0 +1,142 @@
+"""`localize_photos` end to end: real catalogue, real faiss index, bundled world, SIFT."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import shapely
+from test_index_support import BUILD_KW, make_model
+
+from astroapp.catalog import Catalog
+from astroapp.geo.footprint import Footprint
+from astroapp.geo.render import random_camera, render_photo
+from astroapp.geo.sources.bluemarble import BlueMarbleSource
+from astroapp.index import build_index
+from astroapp.pipeline.localize import localize_photos
+
+# zoom-6 blocks over north Africa / Arabia: textured desert, well inside the world
+ROWS = range(24, 30, 2)
+COLS = range(30, 38, 2)
+BBOX = (2.0, 18.0, 28.0, 30.0)  # nadir area (west, south, east, north) well inside them
+
+
+class AfricaBlocks(BlueMarbleSource):
+    """A few blocks of the bundled world: a small index that still has real imagery."""
+
+    def __init__(self) -> None:
+        super().__init__(zooms=(6,))
+
+    def tiles(self):
+        for ref in super().tiles():
+            if ref.row in ROWS and ref.col in COLS:
+                yield ref
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("localize")
+    model = make_model(0)
+    source = AfricaBlocks()
+    build_index([source], model, root / "idx", source_specs=["bluemarble"], **BUILD_KW)
+    rng = np.random.default_rng(7)
+    photos = []
+    for i in range(2):
+        cam = random_camera(rng, source, bbox=BBOX, tilt_deg=(0.0, 20.0))
+        render = render_photo(source, cam, (768, 512), rng)
+        path = root / f"ISS070-E-{i + 1}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(render.image, cv2.COLOR_RGB2BGR),
+                    [cv2.IMWRITE_JPEG_QUALITY, 92])
+        photos.append((path, render.footprint))
+    # far from every indexed block (South America): no candidate can be confident
+    cam = random_camera(rng, source, bbox=(-65.0, -25.0, -45.0, -5.0))
+    far = root / "ISS070-E-9.jpg"
+    cv2.imwrite(str(far), cv2.cvtColor(render_photo(source, cam, 512, rng).image,
+                                       cv2.COLOR_RGB2BGR))
+    broken = root / "ISS070-E-10.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root, model, photos, far, broken
+
+
+def _catalog(tmp_path, world):
+    root, model, photos, far, broken = world
+    cat = Catalog(tmp_path / "cat.sqlite")
+    ids = [cat.add_photo(path=p, sha256=f"{i:064d}") for i, (p, _) in enumerate(photos)]
+    far_id = cat.add_photo(path=far, sha256="e" * 64)
+    bad_id = cat.add_photo(path=broken, sha256="f" * 64)
+    return cat, ids, far_id, bad_id
+
+
+def test_localize_records_confident_review_and_failed(tmp_path, world):
+    root, model, photos, _, _ = world
+    cat, ids, far_id, bad_id = _catalog(tmp_path, world)
+    reports = []
+    summary = localize_photos(cat, [*ids, far_id, bad_id], index_dir=root / "idx", model=model,
+                              matcher="sift", progress=lambda *a: reports.append(a), k=12,
+                              max_candidates=12)
+    assert [r[0] for r in reports] == [1, 2, 3, 4] and reports[-1][1] == 4
+    out = {o.photo_id: o for o in summary.outcomes}
+    for pid, (_, truth) in zip(ids, photos, strict=True):
+        assert out[pid].outcome == "localized", out[pid]
+        photo = cat.get_photo(pid)
+        assert photo.status == "localized" and photo.status_reason is None
+        loc = cat.latest_localization(pid)
+        assert loc.accepted_auto is True and loc.confidence >= 0.999
+        assert loc.method["matcher"] == "sift" and loc.method["stage"] == "coregistration"
+        assert loc.method["index"] == str(root / "idx") and loc.method["model"]
+        assert loc.inliers >= loc.method["matcher_threshold"]
+        assert set(loc.timings) >= {"retrieval_s", "coregistration_s", "total_s"}
+        fp = Footprint.from_list(loc.footprint)
+        assert fp.iou(truth) > 0.6, (fp.corners, truth.corners)
+        assert len(loc.gcps) == 25 and len(loc.correspondences) > 0
+        assert np.array(loc.homography).shape == (3, 3)
+        assert len(cat.candidates(loc.id)) == 12
+        # the stored correspondences agree with the footprint's georeference
+        px, py, lon, lat = loc.correspondences[0]
+        assert fp.polygon().buffer(1.0).contains(shapely.Point(lon, lat))
+    # no confident candidate: marked for review, never failed
+    assert out[far_id].outcome == "review"
+    far = cat.get_photo(far_id)
+    assert far.status == "localized" and "review" in far.status_reason
+    assert cat.latest_localization(far_id).accepted_auto is False
+    # unreadable photo: failed with its reason, batch went on
+    assert out[bad_id].outcome == "failed"
+    bad = cat.get_photo(bad_id)
+    assert bad.status == "failed" and "ISS070-E-10.jpg" in bad.status_reason
+    assert not cat.photos(status="localizing")
+    cat.close()
+
+
+def test_cancel_leaves_nothing_localizing(tmp_path, world):
+    root, model, _, _, _ = world
+    cat, ids, far_id, bad_id = _catalog(tmp_path, world)
+    cancel = threading.Event()
+    seen = []
+
+    def progress(done, total, message, outcome):
+        seen.append(outcome.photo_id)
+        cancel.set()  # cancel after the first photo
+
+    summary = localize_photos(cat, [*ids, far_id], index_dir=root / "idx", model=model,
+                              progress=progress, cancel=cancel, k=12, max_candidates=12)
+    assert summary.cancelled and seen == [ids[0]]
+    assert cat.get_photo(ids[0]).status == "localized"
+    assert cat.get_photo(ids[1]).status == "new" and cat.get_photo(far_id).status == "new"
+    assert not cat.photos(status="localizing")
+
+    # a cancel in the middle of a photo: that photo goes back to its previous status quickly
+    cancel2 = threading.Event()
+    timer = threading.Timer(0.5, cancel2.set)
+    timer.start()
+    t0 = time.perf_counter()
+    summary = localize_photos(cat, [far_id], index_dir=root / "idx", model=model,
+                              cancel=cancel2, k=12, max_candidates=12)
+    timer.cancel()
+    if summary.cancelled:  # (on a fast machine the photo may finish before the cancel)
+        assert cat.get_photo(far_id).status == "new"
+        assert time.perf_counter() - t0 < 0.5 + 5.0
+    assert not cat.photos(status="localizing")
+    cat.close()

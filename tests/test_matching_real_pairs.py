@@ -1,0 +1,142 @@
+"""Real ISS photos against their published Sentinel-2 surroundings (../shared/data/real_pairs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from astroapp.matching import PreparedPhoto, coregister, get_matcher
+from astroapp.matching.imageio import read_rgb
+
+
+def _gray(img: np.ndarray, side: int = 256) -> np.ndarray:
+    small = cv2.resize(img, (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float64)
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def ncc(img_a: np.ndarray, img_b: np.ndarray) -> float:
+    """Normalised cross-correlation of the grey levels at 256 px."""
+    return _ncc(_gray(img_a), _gray(img_b))
+
+
+def gradient_ncc(img_a: np.ndarray, img_b: np.ndarray) -> float:
+    """NCC of gradient magnitudes: structure agreement across photo/satellite radiometry."""
+
+    def grad(img):
+        g = cv2.GaussianBlur(_gray(img), (0, 0), 1.5)
+        return np.hypot(cv2.Sobel(g, cv2.CV_64F, 1, 0), cv2.Sobel(g, cv2.CV_64F, 0, 1))
+
+    return _ncc(grad(img_a), grad(img_b))
+
+
+@pytest.fixture(scope="module")
+def pairs(shared_dir):
+    root = shared_dir / "data" / "real_pairs"
+    if not root.is_dir():
+        pytest.skip(f"{root} is absent")
+    out = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        ref = d / "reference_warp.jpg"
+        out[d.name] = {
+            "query": read_rgb(d / "query.jpg"),
+            "surroundings": read_rgb(d / "surroundings.jpg"),
+            "reference": read_rgb(ref) if ref.is_file() else None,
+            "meta": json.loads((d / "meta.json").read_text()),
+            "dir": d,
+        }
+    assert len(out) >= 2
+    return out
+
+
+@pytest.fixture(scope="module")
+def matcher():
+    return get_matcher("sift")
+
+
+@pytest.fixture(scope="module")
+def prepared(pairs, matcher):
+    return {name: PreparedPhoto(p["query"], matcher) for name, p in pairs.items()}
+
+
+def test_reference_pairs_accepted_and_warp_agrees(pairs, prepared, record_property):
+    report = []
+    for name, p in pairs.items():
+        if p["reference"] is None:
+            continue
+        res = coregister(prepared[name], p["surroundings"])
+        assert res.accepted, (name, res.inliers, res.reason)
+        assert 0.999 <= res.confidence <= 1.0
+        h, w = p["reference"].shape[:2]
+        # the surroundings warped into the photo's frame, as the reference warp is
+        to_frame = np.diag([w / res.photo_size[0], h / res.photo_size[1], 1.0]) @ np.linalg.inv(
+            res.homography)
+        ours = cv2.warpPerspective(p["surroundings"], to_frame, (w, h), flags=cv2.INTER_LINEAR)
+        agree = ncc(ours, p["reference"])
+        ref_vs_photo = gradient_ncc(p["reference"], p["query"])
+        ours_vs_photo = gradient_ncc(ours, p["query"])
+        report.append(f"{name}: {res.inliers} inliers, NCC(ours, reference) {agree:.3f}, "
+                      f"structure vs photo: ours {ours_vs_photo:.3f}, reference {ref_vs_photo:.3f}")
+        if ref_vs_photo >= 0.3:
+            # a sound published alignment: ours must reproduce it
+            assert agree >= 0.8, report[-1]
+        else:
+            # the published warp does not show the photo's ground (ISS064-E-358's LoFTR
+            # result is a degenerate projective smear): ours must fit the photo better
+            assert ours_vs_photo > ref_vs_photo + 0.1, report[-1]
+    assert report, "no pair with a reference warp"
+    print("\n".join(report))
+    record_property("real_pairs_ncc", report)
+
+
+def test_no_photo_accepted_against_other_surroundings(pairs, prepared):
+    for name in pairs:
+        for other, p in pairs.items():
+            if other == name:
+                continue
+            res = coregister(prepared[name], p["surroundings"])
+            assert not res.accepted, (name, other, res.inliers)
+
+
+def test_match_cli_json_contract(pairs, tmp_path):
+    name = next(n for n, p in pairs.items() if p["reference"] is not None)
+    d = pairs[name]["dir"]
+    cmd = [sys.executable, "-m", "astroapp", "match", str(d / "query.jpg"),
+           str(d / "surroundings.jpg"), "--json"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout.strip().splitlines()[-1])
+    assert data["accepted"] is True and 0.0 <= data["confidence"] <= 1.0
+    assert isinstance(data["inliers"], int) and data["inliers"] > 0
+    h = np.array(data["homography"])
+    corners = np.array(data["corners_px"])
+    assert h.shape == (3, 3) and corners.shape == (4, 2) and data["seconds"] > 0
+    # homography maps the photo's corners (edge coords) to corners_px
+    w, hgt = pairs[name]["query"].shape[1], pairs[name]["query"].shape[0]
+    pts = np.array([[0, 0, 1], [w, 0, 1], [w, hgt, 1], [0, hgt, 1]], float) @ h.T
+    assert np.allclose(pts[:, :2] / pts[:, 2:], corners, atol=1e-6)
+    # a wrong pair: still exit 0, not accepted
+    other = next(n for n in pairs if n != name)
+    run = subprocess.run([*cmd[:4], str(pairs[other]["dir"] / "surroundings.jpg"), "--json",
+                          "--angle", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1])["accepted"] is False
+    # unreadable input: non-zero exit, a message naming the file
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    run = subprocess.run([*cmd[:4], str(bad), "--json"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode != 0 and "broken.jpg" in run.stderr
+    run = subprocess.run([*cmd[:4], str(tmp_path / "missing.jpg"), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "missing.jpg" in run.stderr
