@@ -271,12 +271,15 @@ def _run_import(db: Path, folder: Path, kill_after: int | None) -> int | None:
         assert proc.returncode == 0, err.decode()
         return None
     deadline = time.monotonic() + 180  # generous: the CLI's start-up is slow on a loaded box
-    while proc.poll() is None and _count_photos(db) < kill_after:
-        assert time.monotonic() < deadline, "import made no progress"
-        time.sleep(0.005)
-    assert proc.poll() is None, "import finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    try:
+        while proc.poll() is None and _count_photos(db) < kill_after:
+            assert time.monotonic() < deadline, "import made no progress"
+            time.sleep(0.005)
+        assert proc.poll() is None, "import finished before it could be killed"
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     return _count_photos(db)
 

@@ -234,3 +234,36 @@ def test_unreadable_earthloc_image_names_the_file_and_the_rest_still_reads(tmp_p
     assert out[48, 112].max() == 0
     assert len(src.errors) == 1 and str(bad) in src.errors[0]
     assert good.exists()
+
+
+def _solid_geotiff(path, west, north, color, n=500, res=0.01, crs="EPSG:4326"):
+    with rasterio.open(path, "w", driver="GTiff", width=n, height=n, count=3, dtype="uint8",
+                       crs=crs, transform=from_origin(west, north, res, res)) as dst:
+        dst.write(np.broadcast_to(np.array(color, np.uint8)[:, None, None], (3, n, n)))
+
+
+def test_folder_of_rasters_is_one_mosaic_and_names_bad_files(tmp_path):
+    from astroapp.geo.sources.raster import RasterFolderSource
+
+    _solid_geotiff(tmp_path / "a_west.tif", 0.0, 45.0, (200, 0, 0))
+    _solid_geotiff(tmp_path / "b_east.tif", 5.0, 45.0, (0, 200, 0))
+    with rasterio.open(tmp_path / "c_nocrs.tif", "w", driver="GTiff", width=8, height=8,
+                       count=1, dtype="uint8") as dst:
+        dst.write(np.zeros((1, 8, 8), np.uint8))
+    src = open_source(tmp_path)
+    assert isinstance(src, RasterFolderSource)
+    assert len(src.errors) == 1 and "c_nocrs.tif" in src.errors[0]
+    refs = list(src.tiles())
+    assert refs
+    # A block straddling lon 5 shows the west raster on its left, the east one on its right.
+    ref = next(r for r in refs
+               if r.footprint.bbox()[0] < 4.5 and r.footprint.bbox()[2] > 5.5
+               and r.footprint.bbox()[1] < 42 < r.footprint.bbox()[3])
+    img = src.load(ref, 256)
+    grid = block_grid(ref.zoom, ref.row, ref.col, px=256)
+    for lon, color in ((4.5, (200, 0, 0)), (5.5, (0, 200, 0))):
+        x, y = grid.lonlat_to_pixel(lon, 42.0)
+        assert tuple(img[int(y), int(x)].astype(int)) == pytest.approx(color, abs=3)
+    x, _ = grid.lonlat_to_pixel(-1.0, 42.0)
+    if x >= 0:
+        assert img[int(grid.lonlat_to_pixel(-1.0, 42.0)[1]), int(x)].max() == 0

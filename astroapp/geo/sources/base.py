@@ -53,7 +53,8 @@ class TileSource(Protocol):
 
 
 def open_source(spec: str | Path) -> TileSource:
-    """"bluemarble" (bundled world), a folder of EarthLoc-named jpgs, or a GeoTIFF/COG/VRT."""
+    """"bluemarble" (bundled world), a folder of EarthLoc-named jpgs, a GeoTIFF/COG/VRT, or a
+    folder of such rasters (read as one mosaic)."""
     text = str(spec)
     if text.lower() in {"bluemarble", "world", "bundled"}:
         from astroapp.geo.sources.bluemarble import BlueMarbleSource
@@ -61,8 +62,11 @@ def open_source(spec: str | Path) -> TileSource:
         return BlueMarbleSource()
     path = Path(text).expanduser()
     if path.is_dir():
-        from astroapp.geo.sources.earthloc_folder import EarthLocFolderSource
+        from astroapp.geo.sources.earthloc_folder import EarthLocFolderSource, has_earthloc_images
+        from astroapp.geo.sources.raster import RasterFolderSource, raster_files
 
+        if not has_earthloc_images(path) and raster_files(path):
+            return RasterFolderSource(path)
         return EarthLocFolderSource(path)
     if path.is_file() and path.suffix.lower() in RASTER_SUFFIXES:
         from astroapp.geo.sources.raster import RasterSource

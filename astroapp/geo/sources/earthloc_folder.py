@@ -108,6 +108,12 @@ def format_earthloc_name(footprint: Footprint, image_id: str, timestamp: str | i
 _YEAR = re.compile(r"^\d{4}$")
 
 
+def has_earthloc_images(folder: Path) -> bool:
+    """Whether any image under `folder` has an EarthLoc-style name (starts with '@')."""
+    return any(p.name.startswith("@") and p.suffix.lower() in IMAGE_SUFFIXES
+               for p in Path(folder).rglob("*@*"))
+
+
 class EarthLocFolderSource:
     """Database images of an EarthLoc-format folder (searched recursively)."""
 

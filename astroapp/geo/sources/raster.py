@@ -23,8 +23,9 @@ from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform as warp_transform
 from shapely.geometry import Polygon, box
+from shapely.ops import unary_union
 
-from astroapp.geo.sources.base import SourceError, TileRef, read_wrapped
+from astroapp.geo.sources.base import RASTER_SUFFIXES, SourceError, TileRef, read_wrapped
 from astroapp.geo.tiles import (
     BLOCK_SIZE,
     MAX_LAT,
@@ -54,7 +55,7 @@ class RasterSource:
 
     def __init__(self, path: str | Path, zooms: tuple[int, ...] | None = None,
                  year: int | None = None, min_coverage: float = MIN_COVERAGE,
-                 source_id: str | None = None) -> None:
+                 source_id: str | None = None, enumerate_blocks: bool = True) -> None:
         self.path = Path(path).expanduser()
         self.source_id = source_id or str(self.path.resolve())
         self.errors: list[str] = []
@@ -80,6 +81,9 @@ class RasterSource:
             z for z in range(self.native_zoom - 2, self.native_zoom + 1) if z >= 0)
         self.min_coverage = min_coverage
         self._scale = self._value_scale(ds)
+        if not enumerate_blocks:  # a member of a RasterFolderSource: the folder enumerates
+            self._refs = []
+            return
         self._refs = self._enumerate()
         while not self._refs and zooms is None and self.zooms and self.zooms[-1] < native + 3:
             # Smaller than a block at its own resolution: use finer (upsampled) zooms.
@@ -172,6 +176,11 @@ class RasterSource:
         return read_wrapped(self._read, bounds_3857, width, height)
 
     def _read(self, bounds: Bounds, width: int, height: int) -> np.ndarray:
+        return self._read_masked(bounds, width, height)[0]
+
+    def _read_masked(self, bounds: Bounds, width: int, height: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB image, mask of pixels with data) on an exact EPSG:3857 grid inside the world."""
         xmin, ymin, xmax, ymax = bounds
         transform = Affine((xmax - xmin) / width, 0.0, xmin, 0.0, -(ymax - ymin) / height, ymax)
         src_res = self.mercator_res
@@ -190,7 +199,8 @@ class RasterSource:
             lo, hi = self._scale
             arr = (arr - lo[:, None, None]) / (hi - lo)[:, None, None] * 255.0
             arr = np.where(np.ma.getmaskarray(data), 0, np.clip(arr, 0, 255))
-        return np.ascontiguousarray(np.asarray(arr).transpose(1, 2, 0), dtype=np.uint8)
+        valid = ~np.ma.getmaskarray(data).all(axis=0)
+        return np.ascontiguousarray(np.asarray(arr).transpose(1, 2, 0), dtype=np.uint8), valid
 
     def close(self) -> None:
         self._ds.close()
@@ -199,3 +209,97 @@ class RasterSource:
         ds = getattr(self, "_ds", None)
         if ds is not None and not ds.closed:
             ds.close()
+
+
+class RasterFolderSource:
+    """A folder (or list) of georeferenced rasters read as one mosaic of Web Mercator blocks.
+
+    Rasters that cannot be used (no CRS, unreadable) are listed in `errors`; the rest load.
+    A block is listed when the rasters together cover `min_coverage` of it; where rasters
+    overlap, the newest year (then the later file name) is drawn on top.
+    """
+
+    def __init__(self, paths: str | Path | list[Path], zooms: tuple[int, ...] | None = None,
+                 min_coverage: float = MIN_COVERAGE, source_id: str | None = None) -> None:
+        if isinstance(paths, str | Path):
+            folder = Path(paths).expanduser()
+            self.source_id = source_id or str(folder.resolve())
+            files = raster_files(folder)
+        else:
+            files = [Path(p) for p in paths]
+            self.source_id = source_id or ",".join(str(p) for p in files)
+        self.errors: list[str] = []
+        self.members: list[RasterSource] = []
+        for f in files:
+            try:
+                self.members.append(RasterSource(f, source_id=self.source_id,
+                                                 enumerate_blocks=False))
+            except SourceError as exc:
+                self.errors.append(str(exc))
+        self.members.sort(key=lambda m: (m.year or 0, str(m.path)))
+        years = {m.year for m in self.members}
+        self.year = years.pop() if len(years) == 1 else None
+        self.min_coverage = min_coverage
+        self._refs: list[TileRef] = []
+        if not self.members:
+            if not files:
+                self.errors.append(f"{self.source_id}: no rasters found")
+            return
+        self._outline = unary_union([m._footprint_3857 for m in self.members])
+        native = max(m.native_zoom for m in self.members)
+        self.zooms = tuple(zooms) if zooms else tuple(z for z in range(native - 2, native + 1)
+                                                      if z >= 0)
+        self._refs = self._enumerate()
+        while not self._refs and zooms is None and self.zooms[-1] < native + 3:
+            self.zooms = tuple(z + 1 for z in self.zooms)
+            self._refs = self._enumerate()
+        if not self._refs:
+            self.errors.append(f"{self.source_id}: the rasters cover no whole block at zooms "
+                               f"{self.zooms}")
+
+    def _enumerate(self) -> list[TileRef]:
+        refs = []
+        for zoom in self.zooms:
+            for row, col in blocks_covering(self._outline.bounds, zoom):
+                cell = box(*block_bounds(zoom, row, col))
+                if self._outline.intersection(cell).area < self.min_coverage * cell.area:
+                    continue
+                bid = block_id(zoom, row, col)
+                refs.append(TileRef(tile_id=f"{bid}@{self.year}" if self.year else bid,
+                                    source_id=self.source_id,
+                                    footprint=block_footprint(zoom, row, col),
+                                    zoom=zoom, row=row, col=col, year=self.year))
+        return refs
+
+    @property
+    def gsd_m(self) -> float | None:
+        return min((m.gsd_m for m in self.members), default=None)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def tiles(self) -> Iterator[TileRef]:
+        yield from self._refs
+
+    def load(self, ref: TileRef, size: int | None = None) -> np.ndarray:
+        side = size or BLOCK_SIZE * TILE_PX
+        return self._read(block_bounds(ref.zoom, ref.row, ref.col), side, side)
+
+    def read_mercator(self, bounds_3857: Bounds, width: int, height: int) -> np.ndarray:
+        return read_wrapped(self._read, bounds_3857, width, height)
+
+    def _read(self, bounds: Bounds, width: int, height: int) -> np.ndarray:
+        out = np.zeros((height, width, 3), np.uint8)
+        cell = box(*bounds)
+        for m in self.members:  # oldest first: newer rasters paint over older ones
+            if not m._footprint_3857.intersects(cell):
+                continue
+            img, valid = m._read_masked(bounds, width, height)
+            out[valid] = img[valid]
+        return out
+
+
+def raster_files(folder: Path) -> list[Path]:
+    """Raster files under a folder (recursively), sorted."""
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES)
