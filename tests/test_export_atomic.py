@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
 
 import pytest
 from export_fixtures import build_catalog
@@ -123,3 +124,16 @@ def test_geotiff_fails_mid_way(records, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         geotiff.write_warped_geotiff(records[0], gcp, out / "x_warped.tif")
     _only(out, "x_gcps.tif")
+
+
+def test_geotiff_export_cancelled(records, tmp_path):
+    cancel = threading.Event()
+
+    def progress(i, rec):
+        if i == 1:
+            cancel.set()  # the user presses Cancel while the second photo starts
+
+    result = export_records(records, "geotiff", tmp_path, progress=progress, cancel=cancel)
+    assert result.cancelled and result.exported == 1 and not result.failed
+    stem = records[0].photo_id
+    _only(tmp_path, f"{stem}_gcps.tif", f"{stem}_warped.tif")

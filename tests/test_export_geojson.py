@@ -33,6 +33,8 @@ def exported(tmp_path_factory):
     assert main(["--catalog", str(cat), "export", "--status", "accepted",
                  str(out / "accepted.geojson")]) == 0
     assert main(["--catalog", str(cat), "export", "-f", "csv", str(out / "all.csv")]) == 0
+    ids = f"{truth['ISS064-E-358'].photo_id},{truth['ISS045-E-100'].photo_id}"
+    assert main(["--catalog", str(cat), "export", "--ids", ids, str(out / "ids.geojson")]) == 0
     return cat, truth, out
 
 
@@ -141,9 +143,11 @@ def test_properties(exported):
     # Accepted, then undone: back to the automatic result, no reviewer.
     undone = feats["ISS050-E-7"]["properties"]
     assert undone["status"] == "localized" and undone["reviewer"] is None
-    # --status accepted exports only that photo.
+    # --status accepted exports only that photo; --ids selects by catalogue id.
     _, acc = _features(out / "accepted.geojson")
     assert list(acc) == ["ISS064-E-358"]
+    _, some = _features(out / "ids.geojson")
+    assert sorted(some) == ["ISS045-E-100", "ISS064-E-358"]
 
 
 def test_gdal_reads_the_geojson(exported):
@@ -160,6 +164,22 @@ def test_gdal_reads_the_geojson(exported):
                    "ISS045-E-100": "rejected", "ISS050-E-7": "localized"}
     fiji = shapely.from_wkb(geoms[list(fields[names.index("photo_id")]).index("ISS030-E-12345")])
     assert fiji.geom_type == "MultiPolygon"
+
+
+def test_identical_to_gdal_rfc7946_rewrite(exported, tmp_path):
+    """GDAL's own RFC 7946 writer (winding, antimeridian, bboxes) changes nothing."""
+    _, _, out = exported
+    exe = shutil.which("ogr2ogr")
+    assert exe, "GDAL's ogr2ogr is required (Debian: apt-get install gdal-bin)"
+    rewritten = tmp_path / "gdal.geojson"
+    subprocess.run([exe, "-f", "GeoJSON", "-lco", "RFC7946=YES", "-lco", "WRITE_BBOX=YES",
+                    str(rewritten), str(out / "all.geojson")], check=True, capture_output=True)
+    ours, _ = _features(out / "all.geojson")
+    gdal, _ = _features(rewritten)
+    assert gdal["bbox"] == pytest.approx(ours["bbox"], abs=1e-7)
+    for a, b in zip(ours["features"], gdal["features"], strict=True):
+        assert a["geometry"] == b["geometry"]
+        assert b["bbox"] == pytest.approx(a["bbox"], abs=1e-7)
 
 
 def test_csv_matches_geojson(exported):
@@ -204,4 +224,6 @@ def test_cli_errors(exported, tmp_path, capsys):
     assert "unknown status" in capsys.readouterr().err
     assert main(["--catalog", str(cat), "export", str(tmp_path / "x.txt")]) == 2
     assert "--format" in capsys.readouterr().err
+    assert main(["--catalog", str(cat), "export", "--ids", "1,x", str(tmp_path / "x.csv")]) == 2
+    assert "--ids" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

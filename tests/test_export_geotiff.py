@@ -167,3 +167,32 @@ def test_failed_photo_does_not_stop_the_batch(tiffs, tmp_path):
     assert "cannot read" in result.failed[0][1]
     assert sorted(p.name for p in (tmp_path / "tif").iterdir()) == [
         "ISS064-E-358_gcps.tif", "ISS064-E-358_warped.tif"]
+
+
+def test_large_photo_streams_with_overviews(tmp_path, monkeypatch):
+    """Pixels go through in row strips; big rasters get internal overviews."""
+    from PIL import Image
+
+    from astroapp.export import ExportRecord, geotiff
+    from astroapp.geo.footprint import Footprint
+
+    w, h = 1300, 1000
+    rng = np.random.default_rng(7)
+    Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    rec = ExportRecord(catalog_id=1, file_name="big.png", path=tmp_path / "big.png",
+                       width=w, height=h,
+                       footprint=Footprint(((10.0, 46.0), (12.5, 46.6), (12.9, 44.8),
+                                            (10.3, 44.5))))
+    monkeypatch.setattr(geotiff, "STRIP_ROWS", 256)
+    strips = []
+    gcp = geotiff.write_gcp_geotiff(rec, tmp_path / "big_gcps.tif", on_strip=strips.append)
+    assert strips == [0, 256, 512, 768]
+    warped = geotiff.write_warped_geotiff(rec, gcp, tmp_path / "big_warped.tif")
+    for path in (gcp, warped):
+        info = gdalinfo(path)
+        overviews = info["bands"][0].get("overviews", [])
+        assert overviews and overviews[0]["size"] == [
+            (info["size"][0] + 1) // 2, (info["size"][1] + 1) // 2]
+    with rasterio.open(gcp) as ds:
+        np.testing.assert_array_equal(ds.read().transpose(1, 2, 0),
+                                      np.asarray(Image.open(tmp_path / "big.png")))

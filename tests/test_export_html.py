@@ -109,3 +109,26 @@ def test_user_tiles(html_map, tmp_path):
     assert re.search(r"L\.tileLayer\(\s*\"tiles/\{z\}/\{x\}/\{y\}\.png\"", text)
     assert "L.imageOverlay" not in text
     assert "data:image/jpeg;base64," not in text  # no base image, no thumbnails
+
+
+def test_guard_refuses_cdn_links(html_map, monkeypatch):
+    """Should folium (or a plugin) ever add a CDN link again, the export fails loudly."""
+    from branca.element import CssLink
+
+    from astroapp.catalog import Catalog
+    from astroapp.export import html_map as hm
+    from astroapp.export import records_from_catalog
+
+    cat, *_ = html_map
+    real = hm.build_map
+
+    def with_cdn(records, **kw):
+        fmap = real(records, **kw)
+        fmap.get_root().header.add_child(CssLink("https://cdn.example.org/x.css"))
+        return fmap
+
+    monkeypatch.setattr(hm, "build_map", with_cdn)
+    with Catalog(cat) as catalog:
+        records, _ = records_from_catalog(catalog)
+    with pytest.raises(RuntimeError, match="remote asset"):
+        hm.render_html(records, thumbnails=False)

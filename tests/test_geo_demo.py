@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from astroapp.geo.demo import DEMO_SIZE, prepare_demo
+from astroapp.geo.demo import DEMO_SIZE, demo_roll_dir, prepare_demo
 from astroapp.geo.footprint import Footprint
 from astroapp.geo.places import CELL_DEG, place_split
 from astroapp.geo.render import Camera
@@ -58,5 +58,7 @@ def test_prepare_demo_renders_once_with_exif_and_truth(tmp_path):
 
 def test_prepare_demo_defaults_to_the_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("ASTROAPP_HOME", str(tmp_path / "home"))
+    assert not demo_roll_dir().exists()
     paths = prepare_demo(n_photos=1)
     assert paths.root == tmp_path / "home" / "demo" and len(paths.photos()) == 1
+    assert demo_roll_dir() == paths.roll_dir

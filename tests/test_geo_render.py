@@ -122,3 +122,28 @@ def test_render_across_the_antimeridian_has_no_seam():
     r = render_photo(world, cam, 128, augment=NO_AUGMENT)
     assert r.footprint.crosses_antimeridian()
     assert r.image.max(axis=2).min() > 5  # no black (unread) columns anywhere
+
+
+def test_augmentations_do_what_they_say(ramp_source):
+    from astroapp.geo.render import Augment
+
+    cam = CAMERAS[1]
+    clean = render_photo(ramp_source, cam, 128, augment=NO_AUGMENT).image.astype(float)
+    only = dict(color=0.0, haze=(0, 0), cloud_cover=(0, 0), cloud_probability=0.0,
+                blur_sigma=(0, 0), noise_sigma=(0, 0))
+    cloudy = render_photo(ramp_source, cam, 128, np.random.default_rng(0),
+                          Augment(**{**only, "cloud_probability": 1.0,
+                                     "cloud_cover": (0.3, 0.3)}))
+    white = (cloudy.image.min(axis=2) > 200).mean()
+    assert cloudy.effects["cloud_fraction"] == pytest.approx(0.3, abs=0.08)
+    assert white == pytest.approx(cloudy.effects["cloud_fraction"], abs=0.08)
+    hazy = render_photo(ramp_source, cam, 128, np.random.default_rng(0),
+                        Augment(**{**only, "haze": (0.3, 0.3)})).image.astype(float)
+    assert hazy.std() < clean.std() and hazy.mean() > clean.mean()
+    blurred = render_photo(ramp_source, cam, 128, np.random.default_rng(0),
+                           Augment(**{**only, "blur_sigma": (1.5, 1.5)}))
+    assert blurred.effects["blur_sigma"] == 1.5
+    shifted = render_photo(ramp_source, cam, 128, np.random.default_rng(0),
+                           Augment(**{**only, "color": 1.0}))
+    assert {"gain", "gamma", "saturation"} <= set(shifted.effects)
+    assert not np.array_equal(shifted.image, clean.astype(np.uint8))

@@ -175,3 +175,15 @@ def test_logistic_calibration_threshold(tmp_path):
     assert Calibration.load(path).threshold == cal.threshold
     with pytest.raises(ValueError, match="both correct and wrong"):
         fit_calibration("test", right, np.ones(300))
+
+
+def test_reduced_decode_reports_full_frame_pixels(scene, matcher):
+    """A photo decoded at half scale still gets results in the full file's pixel frame."""
+    surr, grid = scene
+    true_h = _true_h(-40.0, scale=0.45)  # full frame 1600 x 1200
+    full = _photo_from(surr, true_h, (1600, 1200))
+    half = cv2.resize(full, (800, 600), interpolation=cv2.INTER_AREA)
+    res = coregister(PreparedPhoto(half, matcher, frame_size=(1600, 1200)), surr, grid=grid)
+    assert res.photo_size == (1600, 1200)
+    truth = apply_h(true_h, edge_corners((1600, 1200)))
+    assert np.linalg.norm(res.corners_px - truth, axis=1).max() < 2.0

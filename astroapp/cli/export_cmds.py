@@ -34,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="export format (default: from OUT's extension)")
     p.add_argument("--status", default=None,
                    help="only photos with these statuses, comma separated (e.g. accepted)")
+    p.add_argument("--ids", default=None, metavar="LIST",
+                   help="only these catalogue photo ids, comma separated")
     html = p.add_argument_group("html")
     html.add_argument("--tiles", default=None, metavar="URL",
                       help="XYZ tile URL template for the base map instead of the bundled "
@@ -44,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tif.add_argument("--gcps", type=int, default=None, metavar="N",
                      help="N x N ground control points per photo (default 13)")
     tif.add_argument("--no-warped", action="store_true", help="only the GCP GeoTIFFs")
+    tif.add_argument("--compress", choices=("deflate", "lzw"), default="deflate",
+                     help="GeoTIFF compression (default deflate; NASA's files use lzw)")
     tif.add_argument("--max-pixels", type=int, default=64_000_000,
                      help="cap on a warped GeoTIFF's pixel count (default 64e6)")
     p.set_defaults(func=_cmd_export)
@@ -73,11 +77,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         bad = [s for s in statuses if s not in STATUSES]
         if bad:
             raise _user_error(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
+    ids = None
+    if args.ids:
+        try:
+            ids = [int(v) for v in args.ids.split(",") if v.strip()]
+        except ValueError as exc:
+            raise _user_error(f"--ids takes comma-separated photo ids, not {args.ids!r}") from exc
     out = args.out.expanduser()
     if fmt == "geotiff":
         if out.exists() and not out.is_dir():
             raise _user_error(f"{out} is a file: geotiff export needs a folder")
-        options: dict = {"warped": not args.no_warped, "max_pixels": args.max_pixels}
+        options: dict = {"warped": not args.no_warped, "max_pixels": args.max_pixels,
+                         "compress": args.compress}
         if args.gcps is not None:
             if args.gcps < 2:
                 raise _user_error("--gcps needs N >= 2")
@@ -95,7 +106,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     with open_catalog(args) as catalog:
         try:
-            result = export_catalog(catalog, fmt, out, status=statuses,
+            result = export_catalog(catalog, fmt, out, status=statuses, ids=ids,
                                     progress=progress if fmt == "geotiff" else None, **options)
         except OSError as exc:
             raise _user_error(f"cannot write {out}: {exc}") from exc

@@ -93,13 +93,13 @@ def register(subparsers) -> None:
 
     q = sub.add_parser("train", help="train the bundled model on renders of the bundled world")
     q.add_argument("--out", default=str(MODELS_DIR / f"{DEFAULT_MODEL}.safetensors"))
-    q.add_argument("--epochs", type=int, default=8)
+    q.add_argument("--epochs", type=int, default=6)
     q.add_argument("--batch-size", type=int, default=48)
     q.add_argument("--lr", type=float, default=2e-3)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--train-queries", type=int, default=None)
     q.add_argument("--device", default=None)
-    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     q.set_defaults(func=_cmd_train)
 
     q = sub.add_parser("eval", help="recall@1/10/100 on held-out renders of the bundled world")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,12 +49,22 @@ WARP_MEM_MB = 64
 GCP_GRID = 13  # n x n control points: TPS between them stays well under a pixel
 
 
+class ExportCancelled(Exception):
+    """The user cancelled; the file being written was discarded."""
+
+
 @dataclass
 class GeoTiffReport:
     """What a batch export wrote and what failed (one bad photo does not stop the rest)."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (photo, reason)
+    cancelled: bool = False
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise ExportCancelled("export cancelled")
 
 
 def registration_tags(record: ExportRecord, kind: str) -> dict[str, str]:
@@ -100,6 +111,7 @@ def write_gcp_geotiff(
     n: int = GCP_GRID,
     compress: str = "deflate",
     on_strip: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> Path:
     """Original pixels + an n x n GCP grid (EPSG:4326), written atomically."""
     if record.path is None:
@@ -120,10 +132,12 @@ def write_gcp_geotiff(
                 dst.update_tags(**registration_tags(record, "original pixels with GCPs"))
                 dst.update_tags(GCP_COUNT=str(len(gcps)), GCP_GRID=f"{n}x{n}")
                 for row in range(0, src.height, STRIP_ROWS):
+                    _check(cancel)
                     win = Window(0, row, src.width, min(STRIP_ROWS, src.height - row))
                     dst.write(src.read(bands, window=win), window=win)
                     if on_strip is not None:
                         on_strip(row)
+                _add_overviews(dst)
     return Path(out)
 
 
@@ -157,6 +171,7 @@ def write_warped_geotiff(
     max_pixels: int | None = 64_000_000,
     compress: str = "deflate",
     resampling: Resampling = Resampling.bilinear,
+    cancel: threading.Event | None = None,
 ) -> Path:
     """Warp the GCP GeoTIFF north-up onto a lon/lat grid with an alpha band, atomically."""
     transform, width, height = warped_grid(record, max_pixels)
@@ -181,6 +196,7 @@ def write_warped_geotiff(
             dst.update_tags(**tags)
             # One output strip at a time; GDAL reads only the source pixels each strip needs.
             for row in range(0, height, STRIP_ROWS):
+                _check(cancel)
                 win = Window(0, row, width, min(STRIP_ROWS, height - row))
                 block = np.zeros((count, int(win.height), width), dtype=src.dtypes[0])
                 reproject(
@@ -196,6 +212,7 @@ def write_warped_geotiff(
                     SRC_METHOD="GCP_TPS",
                 )
                 dst.write(block, window=win)
+            _add_overviews(dst)
     return Path(out)
 
 
@@ -205,9 +222,15 @@ def export_geotiffs(
     gcp_grid: int = GCP_GRID,
     warped: bool = True,
     max_pixels: int | None = 64_000_000,
+    compress: str = "deflate",
     progress: Callable[[int, ExportRecord], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> GeoTiffReport:
-    """`<id>_gcps.tif` and `<id>_warped.tif` per photo into `out_dir`."""
+    """`<id>_gcps.tif` and `<id>_warped.tif` per photo into `out_dir`.
+
+    `cancel` (a threading.Event) stops between row strips: the file in progress is
+    discarded, finished photos stay, and the report says `cancelled`.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = list(records)
@@ -217,12 +240,16 @@ def export_geotiffs(
         if progress is not None:
             progress(i, rec)
         try:
-            gcp_path = write_gcp_geotiff(rec, out_dir / f"{stem}_gcps.tif", n=gcp_grid)
+            gcp_path = write_gcp_geotiff(rec, out_dir / f"{stem}_gcps.tif", n=gcp_grid,
+                                         compress=compress, cancel=cancel)
             report.written.append(gcp_path)
             if warped:
-                report.written.append(
-                    write_warped_geotiff(rec, gcp_path, out_dir / f"{stem}_warped.tif", max_pixels)
-                )
+                report.written.append(write_warped_geotiff(
+                    rec, gcp_path, out_dir / f"{stem}_warped.tif", max_pixels,
+                    compress=compress, cancel=cancel))
+        except ExportCancelled:
+            report.cancelled = True
+            break
         except (OSError, ValueError, rasterio.errors.RasterioError) as exc:
             report.failed.append((rec.file_name, str(exc)))
     return report
@@ -235,6 +262,18 @@ def file_stems(records: Sequence[ExportRecord]) -> list[str]:
     for s in stems:
         seen[s] = seen.get(s, 0) + 1
     return [s if seen[s] == 1 else f"{s}_{r.catalog_id}" for s, r in zip(stems, records, strict=True)]
+
+
+def _add_overviews(dst: rasterio.io.DatasetWriter, smallest: int = 512) -> None:
+    """Internal overviews (GIS tools display large photos without reading every pixel)."""
+    factors = []
+    f = 2
+    while max(dst.width, dst.height) / f >= smallest:
+        factors.append(f)
+        f *= 2
+    if factors:
+        dst.build_overviews(factors, Resampling.average)
+        dst.update_tags(ns="rio_overview", resampling="average")
 
 
 def _open_photo(record: ExportRecord) -> rasterio.DatasetReader:

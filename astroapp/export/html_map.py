@@ -179,10 +179,9 @@ def build_map(
 def render_html(records: Iterable[ExportRecord], **kwargs) -> str:
     """The whole map as one HTML document; refuses to emit CDN asset links."""
     text = build_map(records, **kwargs).get_root().render()
-    if not kwargs.get("tiles"):
-        bad = _EXTERNAL_ASSET.search(text)
-        if bad:
-            raise RuntimeError(f"HTML map would load a remote asset: {bad.group(0)!r}")
+    bad = _EXTERNAL_ASSET.search(text)  # (tiles the user configured are theirs to choose)
+    if bad:
+        raise RuntimeError(f"HTML map would load a remote asset: {bad.group(0)!r}")
     return text
 
 

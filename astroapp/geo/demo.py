@@ -133,11 +133,17 @@ def _render_roll(dest: Path, n_photos: int, seed: int) -> None:
     (dest / "truth.json").write_text(json.dumps(truth, indent=1))
 
 
+def demo_roll_dir(root: Path | None = None) -> Path:
+    """Where the demo roll lives (or will, once `prepare_demo` ran); renders nothing."""
+    root = Path(root) if root is not None else config.data_dir() / "demo"
+    return root / "roll"
+
+
 def prepare_demo(root: Path | None = None, n_photos: int = 24, seed: int = 0) -> DemoPaths:
     """The demo roll (rendered on first use, then cached); idempotent and safe to interrupt."""
-    root = Path(root) if root is not None else config.data_dir() / "demo"
+    roll = demo_roll_dir(root)
+    root = roll.parent
     root.mkdir(parents=True, exist_ok=True)
-    roll = root / "roll"
     paths = DemoPaths(root=root, roll_dir=roll, truth_path=roll / "truth.json")
     if _is_complete(roll, n_photos, seed):
         return paths

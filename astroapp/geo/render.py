@@ -156,7 +156,7 @@ class Augment:
     """Ranges of the photographic effects; a render draws each from its rng."""
 
     color: float = 1.0  # strength of colour/gamma/saturation shifts (0: none)
-    haze: tuple[float, float] = (0.0, 0.35)
+    haze: tuple[float, float] = (0.0, 0.3)
     cloud_cover: tuple[float, float] = (0.0, 0.35)
     cloud_probability: float = 0.6
     blur_sigma: tuple[float, float] = (0.0, 1.2)
@@ -278,7 +278,7 @@ def _augment(image: np.ndarray, airmass: np.ndarray, aug: Augment,
     haze = float(rng.uniform(*aug.haze)) if aug.haze[1] > 0 else 0.0
     if haze > 0:
         color = (np.array([0.75, 0.82, 0.95]) * rng.uniform(0.85, 1.1) * 255).astype(np.float32)
-        alpha = np.clip(haze * airmass, 0, 0.85).astype(np.float32)[..., None]
+        alpha = np.clip(haze * airmass, 0, 0.6).astype(np.float32)[..., None]
         out = out * (1.0 - alpha) + color[None, None, :] * alpha
         effects["haze"] = round(haze, 3)
     cover = 0.0
@@ -286,7 +286,7 @@ def _augment(image: np.ndarray, airmass: np.ndarray, aug: Augment,
         cover = float(rng.uniform(*aug.cloud_cover))
         if cover > 0:
             noise = _fractal_noise(rng, h, w)
-            thr = float(np.quantile(noise[::4, ::4], 1.0 - cover))
+            thr = float(np.quantile(noise[::4, ::4], 1.0 - cover)) - 0.04  # mask 0.5 there
             mask = np.clip((noise - thr) / 0.08, 0, 1)
             mask = cv2.GaussianBlur(mask, (0, 0), 1.5)[..., None]
             white = np.float32(255.0 * rng.uniform(0.85, 1.0))

@@ -45,7 +45,7 @@ def ivfpq_params(n_vectors: int, dim: int) -> dict[str, int]:
     m = dim // 8 if dim // 8 <= 128 else 128
     while dim % m:
         m -= 1
-    train_size = min(n_vectors, max(64 * nlist, 20000))
+    train_size = min(n_vectors, max(48 * nlist, 20000))
     # 256 centroids per sub-quantizer want >= ~40 training points each
     nbits = int(max(4, min(8, math.floor(math.log2(max(train_size / 39, 16))))))
     return {

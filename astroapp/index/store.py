@@ -9,7 +9,6 @@ committed in `chunks`, which happens after the file is fsynced and renamed into 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import tempfile
@@ -22,7 +21,7 @@ import numpy as np
 
 from astroapp.index.errors import IndexCorruptError
 from astroapp.index.manifest import ModelFingerprint, fsync_dir
-from astroapp.index.region import haversine_km
+from astroapp.index.region import EARTH_RADIUS_KM
 
 TILES_DB = "tiles.sqlite"
 CHUNKS_DIR = "chunks"
@@ -73,16 +72,27 @@ def corners_of(footprint: Any) -> list[list[float]]:
     return out
 
 
+def centres_and_radii(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, 4, 2) lon/lat corners -> spherical centres (antimeridian-safe) and the distance
+    from each centre to its farthest corner (km)."""
+    c = np.radians(np.asarray(corners, dtype=np.float64).reshape(-1, 4, 2))
+    lon, lat = c[..., 0], c[..., 1]
+    x = (np.cos(lat) * np.cos(lon)).mean(axis=1)
+    y = (np.cos(lat) * np.sin(lon)).mean(axis=1)
+    z = np.sin(lat).mean(axis=1)
+    clon = np.degrees(np.arctan2(y, x))
+    clat = np.degrees(np.arctan2(z, np.hypot(x, y)))
+    # haversine from each centre to its 4 corners
+    dlat = lat - np.radians(clat)[:, None]
+    dlon = lon - np.radians(clon)[:, None]
+    a = np.sin(dlat / 2) ** 2 + np.cos(lat) * np.cos(np.radians(clat))[:, None] * np.sin(dlon / 2) ** 2
+    d = 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    return clon, clat, d.max(axis=1)
+
+
 def centre_and_radius(corners: Sequence[Sequence[float]]) -> tuple[float, float, float]:
-    """Spherical centre of the corners (antimeridian-safe) and the farthest corner's distance."""
-    lon = np.radians([c[0] for c in corners])
-    lat = np.radians([c[1] for c in corners])
-    x, y, z = np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)
-    cx, cy, cz = x.mean(), y.mean(), z.mean()
-    clon = math.degrees(math.atan2(cy, cx))
-    clat = math.degrees(math.atan2(cz, math.hypot(cx, cy)))
-    r = float(haversine_km(clon, clat, np.degrees(lon), np.degrees(lat)).max())
-    return clon, clat, r
+    clon, clat, r = centres_and_radii(np.asarray(corners, dtype=np.float64)[None])
+    return float(clon[0]), float(clat[0]), float(r[0])
 
 
 @dataclass(frozen=True)
@@ -148,19 +158,22 @@ class TileStore:
         known = self.known_tile_ids(source_id)
         next_id = self.tile_count()
         new: list[tuple[int, Any]] = []
-        rows = []
+        corners: list[list[list[float]]] = []
         for ref in refs:
             if ref.tile_id in known:
                 continue
             known.add(ref.tile_id)
-            corners = corners_of(ref.footprint)
-            clon, clat, rad = centre_and_radius(corners)
-            rows.append((next_id, source_id, ref.tile_id, json.dumps(corners),
-                         getattr(ref, "zoom", None), getattr(ref, "row", None),
-                         getattr(ref, "col", None), getattr(ref, "year", None),
-                         clon, clat, rad))
+            corners.append(corners_of(ref.footprint))
             new.append((next_id, ref))
             next_id += 1
+        rows = []
+        if new:
+            clon, clat, rad = centres_and_radii(np.array(corners))
+            for j, (tid, ref) in enumerate(new):
+                rows.append((tid, source_id, ref.tile_id, json.dumps(corners[j]),
+                             getattr(ref, "zoom", None), getattr(ref, "row", None),
+                             getattr(ref, "col", None), getattr(ref, "year", None),
+                             float(clon[j]), float(clat[j]), float(rad[j])))
         n_total = len(known)
         with self.db:
             self.db.executemany(

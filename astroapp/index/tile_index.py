@@ -84,9 +84,12 @@ class TileIndex:
     @classmethod
     def open(cls, folder: str | Path, model: Any | None = None, *,
              fingerprint: ModelFingerprint | None = None, weights: str | Path | None = None,
-             backend: str = "auto") -> TileIndex:
+             backend: str = "auto", nprobe: int | None = None,
+             refine: int | None = None) -> TileIndex:
         """Open a complete index; with `model` (or `fingerprint`) refuse a different model.
 
+        `nprobe`/`refine` override the compressed index's search parameters (lists probed,
+        candidates re-ranked exactly per result); more = slower and closer to exact.
         Raises IndexNotFoundError (no manifest: missing or unfinished build),
         IndexCorruptError (a file truncated/inconsistent), IndexMismatchError (other model).
         """
@@ -127,7 +130,8 @@ class TileIndex:
             if vectors.n_tiles != n_tiles:
                 raise IndexCorruptError(f"{folder}: descriptor chunks cover {vectors.n_tiles} "
                                         f"of {n_tiles} tiles: rebuild the index")
-            searcher = IVFPQSearcher(index, vectors, int(finfo["nprobe"]), int(finfo["refine"]))
+            searcher = IVFPQSearcher(index, vectors, int(nprobe or finfo["nprobe"]),
+                                     int(refine or finfo["refine"]))
         else:
             raise IndexCorruptError(f"{folder}: unknown faiss index type {finfo['type']!r}")
         return cls(folder, manifest, searcher, tiles, vectors)

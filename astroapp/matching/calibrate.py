@@ -1,5 +1,13 @@
 """`astroapp calibrate`: measure inlier counts of correct and wrong pairs, fit the calibration.
 
+Wrong pairs almost never survive the geometric rules (their homographies fold over or blow
+up), so the inlier counts of wrong pairs that do pass would be an empty sample and the fit
+unidentifiable. A wrong pair therefore contributes the largest inlier count any of its
+iterations reached, rejected or not: the number of matches chance alone lines up, a
+conservative stand-in for a wrong pair that happens to pass the rules. A correct pair
+contributes its final inlier count (0 when rejected) and counts as correct only when the
+footprint it produced is right.
+
 Two sources of labelled pairs:
 - renders of a tile source (default the bundled world): each synthetic photo against the
   surroundings of the block containing it (correct when the resulting footprint lands on the
@@ -40,6 +48,14 @@ class Sample:
     name: str
     error_km: float | None = None
     reason: str | None = None
+    geometry_ok: bool = False
+
+
+def sample_inliers(res, correct: bool) -> int:
+    """The inlier count a pair contributes to the fit (see the module doc)."""
+    if correct:
+        return int(res.inliers) if res.homography is not None else 0
+    return int(max(res.iteration_inliers, default=0))
 
 
 def samples_from_renders(
@@ -71,12 +87,13 @@ def samples_from_renders(
             good = pair.correct and is_correct_localization(fp, pair.truth)
             err = float(np.median(corner_errors_km(fp, pair.truth))) if fp is not None else None
             out.append(Sample(
-                inliers=res.inliers if res.homography is not None else 0,
+                inliers=sample_inliers(res, good),
                 correct=good,
                 kind="render-correct" if pair.correct else "render-wrong",
                 name=f"render{pair.seed}:{pair.zoom}/{pair.row}/{pair.col}",
                 error_km=err,
                 reason=res.reason,
+                geometry_ok=res.homography is not None,
             ))
         if progress:
             progress(i + 1, n, "renders")
@@ -147,8 +164,8 @@ def samples_from_folder(
         except (OSError, ValueError) as exc:
             errors.append(f"{pair}: {exc}")
             continue
-        out.append(Sample(res.inliers if res.homography is not None else 0, correct,
-                          "labelled", str(pair), None, res.reason))
+        out.append(Sample(sample_inliers(res, correct), correct, "labelled", str(pair), None,
+                          res.reason, res.homography is not None))
         if progress:
             progress(i + 1, len(labels), str(folder))
     return out, errors
@@ -163,6 +180,7 @@ def fit_from_samples(matcher: Matcher, samples: list[Sample], source: str) -> Ca
     for s in samples:
         kinds[s.kind] = kinds.get(s.kind, 0) + 1
     cal.samples["kinds"] = kinds
+    cal.samples["wrong_passing_rules"] = sum(1 for s in samples if not s.correct and s.geometry_ok)
     cal.samples["size"] = DEFAULT_SIZE
     return cal
 

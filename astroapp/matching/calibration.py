@@ -101,7 +101,7 @@ def calibration_for(matcher: Any) -> Calibration:
 
 
 def fit_logistic(
-    inliers: np.ndarray, labels: np.ndarray, l2: float = 1e-3, iters: int = 100
+    inliers: np.ndarray, labels: np.ndarray, l2: float = 1e-4, iters: int = 100
 ) -> tuple[float, float]:
     """Maximum-likelihood logistic fit (Newton/IRLS) with a small ridge for separable data."""
     x = np.asarray(inliers, dtype=np.float64)

@@ -54,12 +54,21 @@ class PreparedPhoto:
     features are then computed once, not once per candidate and iteration.
     """
 
-    def __init__(self, photo: np.ndarray, matcher: Matcher, size: int = DEFAULT_SIZE) -> None:
+    def __init__(
+        self,
+        photo: np.ndarray,
+        matcher: Matcher,
+        size: int = DEFAULT_SIZE,
+        frame_size: tuple[int, int] | None = None,
+    ) -> None:
+        """`frame_size` (w, h): the pixel frame results refer to when `photo` is a reduced
+        decode of a larger file (results are then in the full file's pixels)."""
         if photo.ndim != 3 or photo.shape[2] != 3 or photo.dtype != np.uint8:
             raise ValueError(f"photo must be RGB uint8 (H, W, 3), got {photo.dtype} {photo.shape}")
         self.matcher = matcher
         self.size = int(size)
-        self.original_size = (int(photo.shape[1]), int(photo.shape[0]))  # (w, h)
+        decoded = (int(photo.shape[1]), int(photo.shape[0]))
+        self.original_size = tuple(int(v) for v in frame_size) if frame_size else decoded
         interp = cv2.INTER_AREA if max(photo.shape[:2]) > size else cv2.INTER_LINEAR
         self.square = cv2.resize(photo, (self.size, self.size), interpolation=interp)
         # original photo pixel centres -> square pixel centres

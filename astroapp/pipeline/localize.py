@@ -129,6 +129,20 @@ def candidate_surroundings(source: Any, cand: Any, size: int) -> tuple[np.ndarra
     return source.read_mercator(big, grid.width, grid.height), grid
 
 
+def display_frame(photo: Any, image: np.ndarray) -> tuple[int, int] | None:
+    """The photo file's full pixel frame (w, h) as displayed, so that stored pixel coordinates
+    (homography, GCPs, correspondences) refer to the file even when it was decoded at a
+    reduced scale; None when the catalogue does not know the size."""
+    w, h = getattr(photo, "width", None), getattr(photo, "height", None)
+    if not w or not h:
+        return None
+    dh, dw = image.shape[:2]
+    aspect = dw / dh
+    if abs(w / h - aspect) <= abs(h / w - aspect):
+        return int(w), int(h)
+    return int(h), int(w)  # EXIF orientation turned the stored pixels a quarter turn
+
+
 def _resolve_model(model: Any) -> Any:
     if model is None or isinstance(model, str):
         from astroapp.retrieval import load_model
@@ -223,7 +237,7 @@ def localize_photo(
         raise CoregCancelled()
     t_retrieval = time.perf_counter() - t0
     image = read_photo(photo.path, 2 * size)
-    prepared = PreparedPhoto(image, matcher, size)
+    prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
     best: CoregResult | None = None
     best_cand = None
     tried = 0

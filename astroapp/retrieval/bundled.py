@@ -8,7 +8,7 @@ from torch import nn
 from .base import IMAGENET_MEAN, IMAGENET_STD, RetrievalModel
 
 NAME = "astroapp-small"
-DEFAULT_CONFIG = {"widths": [32, 48, 96, 160, 256], "descriptor_dim": 256, "input_size": [160, 160]}
+DEFAULT_CONFIG = {"widths": [24, 32, 64, 128, 256], "descriptor_dim": 256, "input_size": [128, 128]}
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -43,7 +43,7 @@ class SmallRetrievalNet(RetrievalModel):
         self,
         widths: list[int] | tuple[int, ...] = tuple(DEFAULT_CONFIG["widths"]),
         descriptor_dim: int = 256,
-        input_size: tuple[int, int] | list[int] = (160, 160),
+        input_size: tuple[int, int] | list[int] = (128, 128),
     ):
         super().__init__()
         self.name = NAME

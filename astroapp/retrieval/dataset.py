@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 DEFAULT_COUNTS = {"train": 3000, "test": 400}
 SEEDS = {"train": 1, "test": 2}
+RENDER_SIZE = 160  # renders are cached at this side (or larger when asked for)
 
 
 @dataclass
@@ -98,6 +99,17 @@ def load_blocks(size: int) -> tuple[np.ndarray, list[str], list[Footprint]]:
     return images, [r.tile_id for r in refs], [r.footprint for r in refs]
 
 
+def resized(ws: WorldSet, size: int) -> WorldSet:
+    """The same set with blocks and photos shrunk to `size` (area averaging)."""
+    import cv2
+
+    def shrink(stack: np.ndarray) -> np.ndarray:
+        return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in stack])
+
+    return replace(ws, blocks=shrink(ws.blocks), queries=shrink(ws.queries),
+                   description={**ws.description, "size": size})
+
+
 def _cache_path(split: str, size: int, n: int, seed: int) -> Path:
     return config.data_dir() / "cache" / "retrieval" / f"world_v{CACHE_VERSION}_{split}_{size}px_{n}_s{seed}.npz"
 
@@ -109,6 +121,8 @@ def load_world_set(split: str, size: int = 160, n_queries: int | None = None, se
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     n = n_queries or DEFAULT_COUNTS[split]
     seed = SEEDS[split] if seed is None else seed
+    if size < RENDER_SIZE:  # one cached render set serves every smaller model input
+        return resized(load_world_set(split, RENDER_SIZE, n, seed, cache), size)
     path = _cache_path(split, size, n, seed)
     if cache and path.is_file():
         return _read(path)

@@ -85,7 +85,7 @@ def _convert_astroloc(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 SPECS: dict[str, ModelSpec] = {
     DEFAULT_MODEL: ModelSpec(
         DEFAULT_MODEL,
-        "astroapp-small (5-stage CNN + GeM, 256-D, 160x160 input)",
+        "astroapp-small (5-stage CNN + GeM, 256-D, 128x128 input)",
         BUNDLED_HOW,
         _build_bundled,
         ("astroapp-small.safetensors",),

@@ -5,9 +5,10 @@ block its footprint overlaps most (IoU), turned by the multiple of 90 degrees th
 aligns it with the photo, plus a hard negative block mined from the previous epoch's
 descriptors. The loss is InfoNCE over the batch's blocks, with blocks that also intersect
 the query masked out of the negatives. Training and validation renders come from disjoint
-places. Everything runs on CPU in ~20 min (2 threads); CUDA is used when present.
+places. Everything runs on CPU (one thread is fastest on a shared 2-core machine); CUDA is
+used when present.
 
-    python -m astroapp.retrieval.train [--out models/astroapp-small.safetensors] [--epochs 8]
+    python -m astroapp.retrieval.train [--out models/astroapp-small.safetensors] [--epochs 6]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from astroapp import config
 
 from .bundled import DEFAULT_CONFIG, NAME, SmallRetrievalNet
+from .dataset import WorldSet, resized
 from .evaluate import (
     colour_histogram,
     evaluate_embedder,
@@ -76,15 +78,22 @@ def _embed_blocks(model: SmallRetrievalNet, blocks: np.ndarray, device, batch: i
 
 def train(
     out: Path,
-    epochs: int = 8,
+    epochs: int = 6,
     batch_size: int = 48,
     lr: float = 2e-3,
     temperature: float = 0.05,
     seed: int = 0,
     n_train: int | None = None,
     device: str | None = None,
-    threads: int | None = 2,
+    threads: int | None = 1,
+    model_config: dict | None = None,
+    train_set: WorldSet | None = None,
+    val_set: WorldSet | None = None,
 ) -> dict:
+    """Train, evaluate on the held-out set, save weights (+ a .json report) to `out`.
+
+    `train_set` / `val_set` default to the cached bundled-world sets (rendered on first use).
+    """
     from .dataset import load_world_set
 
     t_start = time.time()
@@ -94,12 +103,14 @@ def train(
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     dev = torch.device(config.pick_device(device))
-    cfg = dict(DEFAULT_CONFIG)
+    cfg = dict(DEFAULT_CONFIG, **(model_config or {}))
     size = int(cfg["input_size"][0])
 
     t0 = time.time()
-    train_set = load_world_set("train", size=size, n_queries=n_train)
-    val_set = load_world_set("test", size=size)
+    train_set = train_set or load_world_set("train", size=size, n_queries=n_train)
+    val_set = val_set or load_world_set("test", size=size)
+    if train_set.blocks.shape[1] != size:
+        train_set, val_set = resized(train_set, size), resized(val_set, size)
     data_seconds = time.time() - t0
     log.info("data: %d train / %d test renders, %d blocks (%.0fs)", len(train_set.queries),
              len(val_set.queries), len(train_set.blocks), data_seconds)
@@ -165,9 +176,9 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
             if s % 20 == 0:
-                log.info("epoch %d step %d/%d loss %.3f (%.0fs)", epoch + 1, s, steps_per_epoch, float(loss), time.time() - te)
+                log.info("epoch %d step %d/%d loss %.3f (%.0fs)", epoch + 1, s, steps_per_epoch, losses[-1], time.time() - te)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - te, 1)})
         log.info("epoch %d/%d loss %.3f (%.0fs)", epoch + 1, epochs, history[-1]["loss"], history[-1]["seconds"])
     bank = _embed_blocks(model, db_rot, dev)
@@ -209,13 +220,13 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train the bundled retrieval model on the bundled world")
     ap.add_argument("--out", type=Path, default=config.MODELS_DIR / f"{NAME}.safetensors")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=48)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-queries", type=int, default=None, help="use only N training renders")
     ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(args.out, args.epochs, args.batch_size, args.lr, seed=args.seed, n_train=args.train_queries,
