@@ -150,7 +150,7 @@ def test_warped_geotiff_matches_footprint(tiffs, nasa):
         lon = np.where(lon < lons.min() - 180, lon + 360, lon)
         ex, ey = _to_pixel(ds.transform, lon, lat)
         for x, y in zip(ex, ey, strict=True):
-            assert np.hypot(found[:, 0] - x, found[:, 1] - y).min() < 0.75
+            assert np.hypot(found[:, 0] - x, found[:, 1] - y).min() < 0.5
 
 
 def test_failed_photo_does_not_stop_the_batch(tiffs, tmp_path):

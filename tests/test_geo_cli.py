@@ -44,9 +44,3 @@ def test_render_command_writes_photos_and_truth(tmp_path, capsys):
         assert Footprint.from_list(p["footprint"]).area_km2() > 1e4
     assert main(["render", str(out), "-n", "1", "--focal", "50", "60"]) == 2
     assert "horizon" in capsys.readouterr().err
-
-
-def test_demo_command_prepares_without_gui(capsys):
-    assert main(["demo", "--no-gui", "--photos", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "2 photos" in out and "truth.json" in out

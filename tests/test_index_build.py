@@ -71,7 +71,7 @@ def test_build_writes_manifest_table_and_index(reference_index, model):
     assert man["counts"] == {"tiles": N_TILES, "failed": 0, "vectors": 4 * N_TILES,
                              "rotations": 4, "sources": {"gen": N_TILES}}
     assert man["faiss"]["type"] == "flat" and man["faiss"]["ntotal"] == 4 * N_TILES
-    assert man["preprocessing"]["input_size"] == [160, 160]
+    assert man["preprocessing"]["input_size"] == list(model.input_size)
     assert man["preprocessing"]["angles"] == [0, 90, 180, 270]
     with sqlite3.connect(reference_index / "tiles.sqlite") as con:
         rows = con.execute("SELECT id, source_id, tile_id, footprint, zoom, year, status "

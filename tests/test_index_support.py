@@ -15,8 +15,10 @@ import torch
 
 from astroapp.geo.sources.base import TileRef
 from astroapp.geo.tiles import block_footprint
+from astroapp.retrieval.bundled import DEFAULT_CONFIG
 
-TILE_PX = 160  # the model's input size: tiles go into the network unresized
+# the bundled model's input size: generated tiles go into the network unresized
+TILE_PX = int(DEFAULT_CONFIG["input_size"][0])
 
 
 def texture(seed: int, size: int = TILE_PX) -> np.ndarray:

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = [
     "astroapp.cli.index_cmds",
     "astroapp.cli.match_cmds",
     "astroapp.cli.export_cmds",
+    "astroapp.cli.demo_cmds",
 ]
 
 

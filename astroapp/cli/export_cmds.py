@@ -110,8 +110,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                     progress=progress if fmt == "geotiff" else None, **options)
         except OSError as exc:
             raise _user_error(f"cannot write {out}: {exc}") from exc
-    for name in result.skipped:
-        print(f"skipped (not localized): {name}", file=sys.stderr)
+    if result.skipped:
+        names = ", ".join(result.skipped[:5])
+        more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
+        print(f"skipped {len(result.skipped)} photo(s) without a footprint: {names}{more}",
+              file=sys.stderr)
+    if result.cancelled:
+        print("cancelled: finished files kept, the one in progress discarded", file=sys.stderr)
     for name, reason in result.failed:
         print(f"failed: {name}: {reason}", file=sys.stderr)
     if result.exported == 0 and not result.failed:

@@ -1,4 +1,7 @@
-"""`astroapp demo | render | world`: the bundled world, synthetic photos, tile sources."""
+"""`astroapp render | world`: the bundled world, synthetic photos, tile sources.
+
+(`astroapp demo` lives in `demo_cmds`: it runs the whole job on the bundled demo.)
+"""
 
 from __future__ import annotations
 
@@ -28,14 +31,6 @@ def _open(spec: str):
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "demo", help="prepare the bundled demo (world + a roll of synthetic ISS photos) and "
-        "open the app on it")
-    p.add_argument("--photos", type=int, default=24, help="photos in the demo roll (24)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-gui", action="store_true", help="only prepare; print the paths")
-    p.set_defaults(func=run_demo)
-
     p = subparsers.add_parser(
         "render", help="render synthetic astronaut photos (JPEG + EXIF, truth.json) from a "
         "tile source")
@@ -71,25 +66,6 @@ def register(subparsers) -> None:
                    help="only blocks intersecting this lon/lat box")
     q.add_argument("--size", type=int, default=1024, help="pixels per block side (1024)")
     q.set_defaults(func=run_world_export)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from astroapp.geo.demo import prepare_demo
-
-    if args.photos < 1:
-        raise _user_error("--photos must be at least 1")
-    paths = prepare_demo(n_photos=args.photos, seed=args.seed)
-    print(f"demo world: {paths.source}")
-    print(f"demo roll:  {paths.roll_dir} ({len(paths.photos())} photos)")
-    print(f"truth:      {paths.truth_path}")
-    if args.no_gui:
-        return 0
-    try:
-        from astroapp.gui import run_app
-    except ImportError as exc:
-        raise _user_error(f"the desktop app cannot start ({exc}); the demo is ready at "
-                          f"{paths.roll_dir}") from exc
-    return run_app(args.catalog, demo=True)
 
 
 def run_render(args: argparse.Namespace) -> int:

@@ -5,9 +5,9 @@ Index type, chosen automatically from the number of vectors x dimension:
   the float32 vectors take <= EXACT_MAX_BYTES (256 MiB, e.g. 32k tiles x 4 rotations x 512-D or
   4k tiles at 4096-D). Up to there one query is a single pass over 256 MiB, ~20 ms on one
   CPU core at ~12 GB/s of memory bandwidth (the per-query budget), and RAM is no concern.
-- compressed (`ivfpq`): IVF (sqrt-sized coarse quantizer) + PQ (8 dimensions per byte, at most
-  128 bytes/vector) trained on a seeded sample, then the top candidates re-ranked exactly
-  against the descriptors kept on disk (memory-mapped chunks). 512-D drops from 2 KiB to
+- compressed (`ivfpq`): IVF (sqrt-sized coarse quantizer, 1/8 of the lists probed) + PQ
+  (8 dimensions per byte, at most 128 bytes/vector) trained on a seeded sample, then the top
+  candidates re-ranked exactly against the descriptors kept on disk (memory-mapped chunks). 512-D drops from 2 KiB to
   64 B per vector in RAM; the re-ranking keeps the recall loss small (measured by
   benchmarks/index_search.py).
 """
@@ -52,7 +52,7 @@ def ivfpq_params(n_vectors: int, dim: int) -> dict[str, int]:
         "nlist": nlist,
         "m": m,
         "nbits": nbits,
-        "nprobe": max(1, min(nlist, max(16, nlist // 32))),
+        "nprobe": max(1, min(nlist, max(16, nlist // 8))),
         "refine": 16,
         "train_size": train_size,
     }
