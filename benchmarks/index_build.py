@@ -228,6 +228,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nspeed-up {speed:.2f}x (target >= 1.5x); peak memory ours/reference: main process "
           f"{mem:.2f}, process tree (PSS) {tree:.2f}, above the loaded model {above:.2f} "
           "(target <= 0.5)")
+    # What grows with the database (not visible at a few hundred tiles): the reference keeps
+    # 4N float32 descriptors in an array plus the same again inside IndexFlatL2; we keep one
+    # chunk, then the final index (IVF-PQ codes past 256 MiB of vectors, see backend.py).
+    from astroapp.index.backend import choose_index_type, ivfpq_params
+
+    print("\nprojected descriptor memory (formula, GB), EarthLoc scale = 161,500 tiles/year:")
+    print(f"{'tiles':>9} {'dim':>5} {'reference':>10} {'ours (auto index)':>18}")
+    for n, d in ((161_500, 4096), (161_500, 2048), (4 * 161_500, 512)):
+        ref_gb = 2 * 4 * n * d * 4 / 1e9
+        kind = choose_index_type(4 * n, d)
+        if kind == "flat":
+            ours_gb = 4 * n * d * 4 / 1e9
+        else:  # codes + ids, and the training sample while training
+            p = ivfpq_params(4 * n, d)
+            ours_gb = max(4 * n * (p["m"] + 8), p["train_size"] * d * 4) / 1e9
+        ours_gb += 1024 * 4 * d * 4 / 1e9  # one chunk (float32 while being added)
+        print(f"{n:>9} {d:>5} {ref_gb:>10.2f} {ours_gb:>12.2f} ({kind})")
 
 
 if __name__ == "__main__":

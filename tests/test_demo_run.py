@@ -15,7 +15,9 @@ from test_index_support import make_model
 
 from astroapp import config
 from astroapp.catalog import Catalog
+from astroapp.catalog.nasa_ids import normalize_nasa_id
 from astroapp.cli import main
+from astroapp.geo.demo import prepare_demo
 from astroapp.geo.footprint import Footprint
 from astroapp.pipeline.demo import (
     CACHED,
@@ -33,12 +35,24 @@ FAST = {"n_photos": N_PHOTOS, "max_candidates": 2, "k": 4}
 
 @pytest.fixture(scope="session")
 def demo_home(tmp_path_factory):
-    """A data dir where the small demo ran once (world, roll, index, catalogue, exports)."""
+    """A data dir where the small demo ran once (world, roll, index, catalogue, exports).
+
+    The retrieval model has random weights, so the photos get the NASA metadata a real roll
+    has (nadir point, altitude: here from truth.json's cameras) before the demo imports them:
+    retrieval then searches near the nadir, as it does for real photos, and coregistration
+    has right tiles to confirm, so confident footprints reach the exports.
+    """
     home = tmp_path_factory.mktemp("demo_home")
     model = make_model(0)
     seen: list[tuple[str, int, int, str]] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASTROAPP_HOME", str(home))
+        truth = prepare_demo(n_photos=N_PHOTOS).truth()
+        with Catalog(config.default_catalog_path()) as cat:
+            for rec in truth["photos"]:
+                cam = rec["camera"]
+                cat.upsert_nasa_metadata(normalize_nasa_id(rec["photo_id"]), source="test", nadir_lon=cam["lon"],
+                                         nadir_lat=cam["lat"], altitude_km=cam["altitude_km"])
         summary = run_demo(progress=lambda *a: seen.append(a), model=model, **FAST)
     # as written by this run (later tests write the same files from other catalogues)
     written = {p.name: p.read_text() for p in summary.files}
@@ -58,7 +72,7 @@ def test_first_run_does_the_whole_job(demo_home):
     assert [st.name for st in s.steps] == list(STEP_NAMES)
     assert s.ok, s.format_table()
     assert s.catalog_path == home / "catalog.sqlite"  # the user's default catalogue
-    assert s.step("demo roll").status == "done" and s.step("index").status == "done"
+    assert s.step("index").status == "done"  # built: the roll was rendered just before
     assert s.roll_photos == N_PHOTOS and s.imported == N_PHOTOS and s.added_this_run == N_PHOTOS
     assert s.localized_this_run == s.localized
     assert s.localized + s.failed + s.pending == N_PHOTOS and s.pending == 0
@@ -97,6 +111,7 @@ def test_exports_exist_and_parse(demo_home):
         with_fp = {p.name for p in cat.photos(ids=s.photo_ids)
                    if cat.latest_localization(p.id).footprint}
     assert all(p.parent == out for p in s.files)
+    assert with_fp  # with the nadir prior, coregistration finds footprints
     gj = json.loads(written["demo_footprints.geojson"])
     assert gj["type"] == "FeatureCollection"
     assert {f["properties"]["file_name"] for f in gj["features"]} == with_fp
@@ -114,7 +129,7 @@ def test_rerun_adds_nothing_and_reports_the_same(demo_home, monkeypatch):
     before = _photo_rows(first.catalog_path)
     s = run_demo(model=model, **FAST)
     assert s.ok, s.format_table()
-    assert [st.status for st in s.steps[:4]] == [CACHED] * 4
+    assert [st.status for st in s.steps] == [CACHED] * 5  # exports too: nothing changed
     assert s.added_this_run == 0 and s.localized_this_run == 0
     assert _photo_rows(first.catalog_path) == before
     assert s.photo_ids == first.photo_ids
@@ -188,6 +203,7 @@ def test_cli_reports_missing_weights_and_how_to_open_the_app(demo_home, monkeypa
     assert NOT_AVAILABLE in lines["index"] and "weights" in lines["index"]
     assert NOT_AVAILABLE in lines["localize"]
     assert f"{N_PHOTOS} added" in lines["import"]
+    assert " done " in lines["exports"]  # another catalogue: re-exported, not "cached"
     assert str(cat) in out and "not localized yet" in out
     assert "no display available" in out and "gui" in out.splitlines()[-1]
     with Catalog(cat) as c:

@@ -98,7 +98,7 @@ def test_sigkill_mid_build_then_resume_is_identical(tmp_path, reference_index, m
                              str(N_TILES), "0.05"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while committed_chunks(out) < 2 and time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read().decode()
             time.sleep(0.02)

@@ -176,3 +176,34 @@ def test_compressed_index_agrees_with_exact(tmp_path):
     ra, rb = flat.search(q[:5], k=5, region=reg), ivf.search(q[:5], k=5, region=reg)
     for x, y in zip(ra, rb, strict=True):
         assert [(c.tile_id, c.angle) for c in x] == [(c.tile_id, c.angle) for c in y]
+
+
+def test_recall_evaluation_on_known_footprints(index, model, source):
+    from astroapp.index.evaluate import Query, retrieval_recall
+
+    refs = list(source.tiles())
+    queries = [Query(np.ascontiguousarray(np.rot90(source.image(r.tile_id), i % 4)), r.footprint,
+                     r.footprint.centroid()) for i, r in enumerate(refs[::5])]
+    res = retrieval_recall(index, model, queries, ks=(1, 10))
+    assert res["recall@1"] == 1.0 and res["recall@10"] == 1.0
+    assert res["queries"] == len(queries)
+    prior = retrieval_recall(index, model, queries, ks=(1,), use_prior=True)
+    assert prior["recall@1"] == 1.0
+    # a photo whose true footprint lies where no tile is counts as missed
+    from astroapp.geo.footprint import Footprint
+
+    elsewhere = Footprint.from_bounds(-120.0, -40.0, -119.0, -39.0)
+    miss = retrieval_recall(index, model, [Query(queries[0].image, elsewhere)], ks=(10,))
+    assert miss["recall@10"] == 0.0
+
+
+@pytest.mark.slow
+def test_demo_index_is_built_once_then_reused(model):
+    from astroapp.index.demo import ensure_demo_index
+
+    folder = ensure_demo_index(model, zooms=(4,))
+    man = (folder / "manifest.json").stat().st_mtime_ns
+    index = TileIndex.open(folder, model=model)
+    assert len(index) > 20 and index.manifest["counts"]["sources"] == {"bluemarble": len(index)}
+    assert ensure_demo_index(model, zooms=(4,)) == folder
+    assert (folder / "manifest.json").stat().st_mtime_ns == man

@@ -10,6 +10,7 @@ from astroapp.geo.tiles import MercatorGrid, block_bounds, surroundings_bounds
 from astroapp.matching import PreparedPhoto, coregister, get_matcher
 from astroapp.matching.calibration import Calibration, fit_calibration
 from astroapp.matching.geometry import apply_h, edge_corners, is_convex, rot90_centres
+from astroapp.matching.sift import SiftMatcher
 
 
 def _texture(side: int, seed: int) -> np.ndarray:
@@ -107,8 +108,8 @@ def test_given_angle_is_applied_for_rotation_variant_matchers(scene):
     true_h = _true_h(0.0, scale=1.0, persp=0.0)
     north_up = _photo_from(surr, true_h, (512, 512))
     photo = np.ascontiguousarray(np.rot90(north_up, 1))  # retrieval would say angle 90
-    variant = get_matcher("sift")
-    variant.rotation_invariant = False  # exercise the general path: features per rotation
+    variant = SiftMatcher(name="sift-upright", upright=True)  # not rotation invariant
+    variant.calibration = get_matcher("sift").calibration
     prepared = PreparedPhoto(photo, variant)
     res = coregister(prepared, surr, grid=grid, angle=90)
     assert res.homography is not None and res.angle == 90

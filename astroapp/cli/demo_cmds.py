@@ -65,7 +65,7 @@ class _Printer:
             if step == self.last_step and not final and now - self.last_time < 2.0:
                 return
             self.last_step, self.last_time = step, now
-        counter = f" [{done}/{total}]" if total and step in ("import", "localize", "index") else ""
+        counter = f" [{done}/{total}]" if total > 1 else ""
         print(f"{step}{counter}: {message}", file=sys.stderr, flush=True)
 
 

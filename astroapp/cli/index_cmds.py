@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
+
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its import chatter at INFO
 
 
 def _user_error(message: str) -> Exception:

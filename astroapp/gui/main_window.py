@@ -150,6 +150,7 @@ class MainWindow(QMainWindow):
         self.last_import_summary = None
         self.last_localize_summary = None
         self.last_export = None
+        self.last_error: Exception | None = None
         self._last_reload = 0.0
         self._job_summary = None
         self.setWindowTitle(f"astroapp — {self.catalog_path}")
@@ -419,7 +420,13 @@ class MainWindow(QMainWindow):
     def _on_job_error(self, job: Job, exc: Exception) -> None:
         log.error("%s failed: %s", job.title, exc, exc_info=exc)
         self._job_summary = exc
-        QMessageBox.critical(self, f"{job.title} failed", f"{type(exc).__name__}: {exc}")
+        self.last_error = exc
+        # not modal: the error of a background job must not block the window
+        box = QMessageBox(QMessageBox.Icon.Critical, f"{job.title} failed", f"{type(exc).__name__}: {exc}",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.show()
+        self.error_box = box
 
     def _on_job_finished(self, job: Job) -> None:
         if job is not self.job:

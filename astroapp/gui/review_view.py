@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -29,9 +29,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
-    QGraphicsEllipseItem,
-    QGraphicsItemGroup,
-    QGraphicsLineItem,
+    QGraphicsItem,
     QGraphicsPixmapItem,
     QGraphicsPolygonItem,
     QGraphicsScene,
@@ -123,6 +121,45 @@ def read_review_data(catalog, photo_id: int) -> ReviewData | None:
     return data
 
 
+class CorrespondenceItem(QGraphicsItem):
+    """All inlier lines in one item, drawn in a few colour batches (fast with hundreds)."""
+
+    COLORS = 12
+
+    def __init__(self, a: np.ndarray, b: np.ndarray) -> None:
+        super().__init__()
+        self.a, self.b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        pts = np.vstack([self.a, self.b])
+        lo, hi = pts.min(axis=0) - 4, pts.max(axis=0) + 4
+        self._rect = QRectF(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
+        groups: dict[int, list[int]] = {}
+        for i in range(len(self.a)):
+            groups.setdefault((i * 7) % self.COLORS, []).append(i)
+        self._batches = []
+        for c, members in groups.items():
+            color = QColor.fromHsv(int(360 * c / self.COLORS), 210, 255, 210)
+            lines = [QLineF(*self.a[i], *self.b[i]) for i in members]
+            dots = [QPointF(*self.a[i]) for i in members] + [QPointF(*self.b[i]) for i in members]
+            self._batches.append((color, lines, dots))
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self._rect
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:
+        for color, lines, dots in self._batches:
+            pen = QPen(color, 1.2)
+            pen.setCosmetic(True)
+            painter.setPen(pen)
+            painter.drawLines(lines)
+            dot = QPen(color, 5.0, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
+            dot.setCosmetic(True)
+            painter.setPen(dot)
+            painter.drawPoints(dots)
+
+
 class PairView(QGraphicsView):
     """The photo (left) and the matched satellite view (right) with inlier lines between."""
 
@@ -133,7 +170,7 @@ class PairView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setBackgroundBrush(QBrush(QColor(18, 20, 26)))
-        self.lines: QGraphicsItemGroup | None = None
+        self.lines: CorrespondenceItem | None = None
         self.lines_visible = True
         self.line_count = 0
         self._user_zoomed = False
@@ -189,24 +226,12 @@ class PairView(QGraphicsView):
             idx = np.arange(len(photo_pts))
             if len(idx) > MAX_LINES:
                 idx = np.linspace(0, len(idx) - 1, MAX_LINES).astype(int)
-            group = QGraphicsItemGroup()
-            rng = np.random.default_rng(0)
-            for i in idx:
-                (px, py), (vx, vy) = photo_pts[i] * sp, view_pts[i] * ss
-                hue = int(rng.integers(0, 360))
-                color = QColor.fromHsv(hue, 200, 255, 200)
-                pen = QPen(color, 1.2)
-                pen.setCosmetic(True)
-                line = QGraphicsLineItem(px, py, x0 + vx, vy)
-                line.setPen(pen)
-                group.addToGroup(line)
-                for cx, cy in ((px, py), (x0 + vx, vy)):
-                    dot = QGraphicsEllipseItem(cx - 2.5, cy - 2.5, 5, 5)
-                    dot.setPen(pen)
-                    group.addToGroup(dot)
-            group.setVisible(self.lines_visible)
-            scene.addItem(group)
-            self.lines = group
+            a = photo_pts[idx] * sp
+            b = view_pts[idx] * ss + np.array([x0, 0.0])
+            item = CorrespondenceItem(a, b)
+            item.setVisible(self.lines_visible)
+            scene.addItem(item)
+            self.lines = item
             self.line_count = len(idx)
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-20, -20, 20, 20))
         self._user_zoomed = False
@@ -438,7 +463,7 @@ class ReviewView(QWidget):
                 conf += " (auto-accepted)"
             lab["Confidence"].setText(conf)
             lab["Inliers"].setText("—" if loc.inliers is None else str(loc.inliers))
-            lab["Candidate rank"].setText("—" if loc.rank is None else f"{loc.rank + 1} of {len(d.candidates) or '?'}")
+            lab["Candidate rank"].setText("—" if loc.rank is None else f"{loc.rank} of {len(d.candidates) or '?'}")
             lab["Tile"].setText(f"{loc.tile_id or '—'} ({loc.source_id or '?'})")
             lab["Angle"].setText("—" if loc.angle is None else f"{loc.angle}°")
             lab["Centre"].setText("—" if loc.center_lon is None else f"{loc.center_lon:.4f}, {loc.center_lat:.4f} (lon, lat)")
@@ -460,14 +485,14 @@ class ReviewView(QWidget):
         loc = self.data.localization
         if loc is not None:
             item = QListWidgetItem(
-                f"★ localization: rank {'' if loc.rank is None else loc.rank + 1}  {loc.tile_id or ''}  "
+                f"★ localization: rank {'' if loc.rank is None else loc.rank}  {loc.tile_id or ''}  "
                 f"conf {loc.confidence if loc.confidence is not None else float('nan'):.3f}")
             self.candidates.addItem(item)
         for c in self.data.candidates:
             score = "" if c.score is None else f"score {c.score:.3f}"
             angle = "" if c.angle is None else f"{c.angle}°"
             mark = "  ◀ used" if loc is not None and c.tile_id == loc.tile_id and c.rank == loc.rank else ""
-            self.candidates.addItem(QListWidgetItem(f"#{c.rank + 1}  {c.tile_id}  {angle}  {score}{mark}"))
+            self.candidates.addItem(QListWidgetItem(f"#{c.rank}  {c.tile_id}  {angle}  {score}{mark}"))
         self.candidates.setCurrentRow(0 if self.candidate_index is None else self.candidate_index + 1)
         self.candidates.blockSignals(False)
 
@@ -512,7 +537,7 @@ class ReviewView(QWidget):
             sat = numpy_to_qimage(arr)
             tile_quad = grid.mercator_to_pixel(*imagery.mercator_corners(cand.footprint).T)
             quad = np.column_stack(tile_quad)
-            right = f"candidate #{cand.rank + 1} {cand.tile_id} ({origin}); tile outlined"
+            right = f"candidate #{cand.rank} {cand.tile_id} ({origin}); tile outlined"
         elif loc is not None and loc.footprint and photo_size is not None:
             focus_corners = loc.footprint
             source_id = loc.source_id

@@ -26,10 +26,12 @@ def demo_index_dir(model: Any) -> Path:
 
 def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *,
                       progress: ProgressFn | None = None, show_progress: bool = False,
-                      cancel: Any = None) -> Path:
+                      cancel: Any = None, zooms: tuple[int, ...] | None = None) -> Path:
     """Build (first call; resumes if interrupted) or reuse the demo world's index; its folder.
 
-    `model` defaults to the bundled model (`astroapp.retrieval.load_model()`).
+    `model` defaults to the bundled model (`astroapp.retrieval.load_model()`); `zooms`
+    restricts the Blue Marble blocks (default: all the source's zooms). `progress(done,
+    total)` and `cancel` (a threading.Event) as for `build_index`, e.g. for a GUI dialog.
     """
     from astroapp.geo.sources.bluemarble import BlueMarbleSource
 
@@ -38,7 +40,9 @@ def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *
 
         model = load_model()
     folder = Path(out) if out is not None else demo_index_dir(model)
-    source = BlueMarbleSource()
+    if zooms and out is None:
+        folder = folder.with_name(folder.name + "-z" + "".join(str(z) for z in zooms))
+    source = BlueMarbleSource(zooms) if zooms else BlueMarbleSource()
     if (folder / MANIFEST_NAME).is_file():
         man = read_manifest(folder)
         fingerprint_from_manifest(man).check_same(model_fingerprint(model),

@@ -90,7 +90,13 @@ def calibration_for(matcher: Any) -> Calibration:
         return cal
     for path in (user_calibration_path(matcher.name), calibration_path(matcher.name)):
         if path.is_file():
-            return Calibration.load(path)
+            cal = Calibration.load(path)
+            settings = matcher.settings() if hasattr(matcher, "settings") else {}
+            if cal.settings and settings and cal.settings != settings:
+                log.warning("calibration %s was made with other %s settings (%s, now %s): "
+                            "re-run `astroapp calibrate`", path, matcher.name, cal.settings,
+                            settings)
+            return cal
     path = calibration_path(matcher.name)
     log.warning(
         "matcher %r has no calibration (%s): nothing will be auto-accepted; run `astroapp calibrate`",
@@ -100,10 +106,13 @@ def calibration_for(matcher: Any) -> Calibration:
     return uncalibrated(matcher.name)
 
 
-def fit_logistic(
-    inliers: np.ndarray, labels: np.ndarray, l2: float = 1e-4, iters: int = 100
-) -> tuple[float, float]:
-    """Maximum-likelihood logistic fit (Newton/IRLS) with a small ridge for separable data."""
+def fit_logistic(inliers: np.ndarray, labels: np.ndarray, iters: int = 200) -> tuple[float, float]:
+    """Logistic fit by Firth's penalised likelihood (Jeffreys prior), returns (intercept, slope).
+
+    Correct and wrong pairs are often perfectly separated by their inlier counts, where the
+    plain maximum-likelihood slope runs off to infinity; Firth's penalty is the standard
+    remedy and keeps the estimate finite and unbiased to first order.
+    """
     x = np.asarray(inliers, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
@@ -112,16 +121,18 @@ def fit_logistic(
         raise ValueError("calibration needs both correct and wrong pairs")
     # Standardise for conditioning, then map the coefficients back.
     mu, sd = x.mean(), x.std() or 1.0
-    z = (x - mu) / sd
-    design = np.column_stack([np.ones_like(z), z])
+    design = np.column_stack([np.ones_like(x), (x - mu) / sd])
     w = np.zeros(2)
-    reg = np.diag([0.0, l2])
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -60, 60)))
-        grad = design.T @ (p - y) + reg @ w * len(y)
-        hess = (design * (p * (1 - p))[:, None]).T @ design + reg * len(y) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(hess, grad)
-        w -= step
+        weight = p * (1 - p)
+        info = (design * weight[:, None]).T @ design + 1e-12 * np.eye(2)
+        info_inv = np.linalg.inv(info)
+        root = design * np.sqrt(weight)[:, None]
+        hat = np.einsum("ij,jk,ik->i", root, info_inv, root)
+        step = info_inv @ (design.T @ (y - p + hat * (0.5 - p)))
+        step *= min(1.0, 5.0 / max(np.abs(step).max(), 1e-12))  # damp the first steps
+        w += step
         if np.abs(step).max() < 1e-10:
             break
     slope = w[1] / sd
@@ -157,6 +168,7 @@ def fit_calibration(
         "correct": int(labels.sum()),
         "wrong": int((~labels).sum()),
         "wrong_max_inliers": wrong_max,
+        "fit": "logistic regression, Firth-penalised",
         "correct_median_inliers": float(np.median(right)) if right.size else None,
         "correct_recall_at_threshold": float((right >= threshold).mean()) if right.size else None,
     }

@@ -14,9 +14,11 @@ from astroapp.matching.base import Features, Matches
 
 
 class SiftMatcher:
-    """SIFT keypoints (rotation invariant) matched by nearest neighbours on RootSIFT."""
+    """SIFT keypoints matched by nearest neighbours on RootSIFT.
 
-    rotation_invariant = True
+    `upright=True` describes every keypoint at orientation 0 (U-SIFT): not rotation
+    invariant, so coregistration turns the photo by the retrieved angle (or tries all four).
+    """
 
     def __init__(
         self,
@@ -27,8 +29,11 @@ class SiftMatcher:
         root: bool = True,
         clahe: bool = True,
         contrast_threshold: float = 0.02,
+        upright: bool = False,
     ) -> None:
         self.name = name
+        self.upright = upright
+        self.rotation_invariant = not upright
         self.max_features = max_features
         self.ratio = ratio
         self.mutual = mutual
@@ -48,6 +53,7 @@ class SiftMatcher:
             "root": self.root,
             "clahe": self.clahe,
             "contrast_threshold": self.contrast_threshold,
+            "upright": self.upright,
         }
 
     def _gray(self, image: np.ndarray) -> np.ndarray:
@@ -65,7 +71,19 @@ class SiftMatcher:
 
     def features(self, image: np.ndarray, mask: np.ndarray | None = None) -> Features:
         gray = self._gray(image)
-        kps, desc = self._sift.detectAndCompute(gray, mask)
+        if self.upright:
+            kps = self._sift.detect(gray, mask)
+            seen: set[tuple[float, float, float]] = set()
+            unique = []
+            for kp in kps:  # one keypoint per location and scale once orientation is dropped
+                key = (round(kp.pt[0], 1), round(kp.pt[1], 1), round(kp.size, 1))
+                if key not in seen:
+                    seen.add(key)
+                    kp.angle = 0.0
+                    unique.append(kp)
+            kps, desc = self._sift.compute(gray, unique)
+        else:
+            kps, desc = self._sift.detectAndCompute(gray, mask)
         h, w = gray.shape[:2]
         if desc is None or len(kps) == 0:
             return Features(

@@ -17,6 +17,8 @@ Qt-free: the GUI calls `run_demo` from a worker thread (it opens its own Catalog
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import statistics
 import threading
@@ -28,12 +30,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# progress(step, done, total, message): `total` 0 = unknown / indeterminate
+# progress(step, done, total, message): `total` 0 = unknown / indeterminate; each step ends
+# with one report done == total == 1 whose message starts with the step's status
 DemoProgress = Callable[[str, int, int, str], None]
 
 STEP_NAMES = ("demo roll", "index", "import", "localize", "exports")
 EXPORT_FILES = (("geojson", "demo_footprints.geojson"), ("html", "demo_map.html"),
                 ("csv", "demo_footprints.csv"))
+EXPORT_STAMP = ".demo_exports.json"  # what the exports were written from (re-run: cached)
 
 DONE, CACHED, NOT_AVAILABLE, FAILED, SKIPPED, CANCELLED = (
     "done", "cached", "not available", "failed", "skipped", "cancelled")
@@ -195,7 +199,7 @@ class _Steps:
         rep = StepReport(name)
         self.summary.steps.append(rep)
         t0 = time.perf_counter()
-        self.report(name, 0, 0, f"{name}…")
+        self.report(name, 0, 0, "starting…")
         try:
             self.check_cancel()
             result = fn(rep)
@@ -216,8 +220,8 @@ class _Steps:
             return None
         finally:
             rep.seconds = time.perf_counter() - t0
-            self.report(name, 1, 1, f"{name}: {rep.status}" + (
-                f" ({rep.detail})" if rep.detail else ""))
+            # the step's last report: done == total == 1, its status (+ detail)
+            self.report(name, 1, 1, rep.status + (f": {rep.detail}" if rep.detail else ""))
 
     def skip(self, name: str, why: str) -> None:
         self.summary.steps.append(StepReport(name, SKIPPED, 0.0, why))
@@ -430,6 +434,20 @@ def run_demo(
             out_dir = demo_exports_dir(summary.demo_root)
             out_dir.mkdir(parents=True, exist_ok=True)
             summary.exports_dir = out_dir
+            stamp_path = out_dir / EXPORT_STAMP
+            stamp = _exports_stamp(catalog, summary.catalog_path, summary.photo_ids)
+            try:
+                previous = json.loads(stamp_path.read_text())
+            except (OSError, ValueError):
+                previous = None
+            files = [out_dir / name for _, name in EXPORT_FILES]
+            if (isinstance(previous, dict) and previous.get("stamp") == stamp
+                    and all(f.is_file() for f in files)):
+                summary.files.extend(files)
+                rep.status = CACHED
+                rep.detail = f"{previous.get('detail', '')} (unchanged since the last run)"
+                return
+            stamp_path.unlink(missing_ok=True)  # a half-finished export is never "cached"
             exported = 0
             skipped: list[str] = []
             for i, (fmt, name) in enumerate(EXPORT_FILES):
@@ -441,6 +459,9 @@ def run_demo(
                 exported, skipped = res.exported, res.skipped
             rep.detail = (f"{exported} footprints, {len(summary.files)} files in {out_dir}"
                           + (f" ({len(skipped)} photos without a footprint)" if skipped else ""))
+            atomic_text = _import("astroapp.export", "atomic_text")
+            with atomic_text(stamp_path) as fh:
+                json.dump({"stamp": stamp, "detail": rep.detail}, fh)
 
         if summary.cancelled or not exports:
             steps.skip("exports", "cancelled" if summary.cancelled else "not asked for")
@@ -455,6 +476,20 @@ def run_demo(
             log.warning("scoring against truth.json failed: %s", exc)
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def _exports_stamp(catalog: Any, catalog_path: Path, photo_ids: list[int]) -> str:
+    """What the exports depend on: the catalogue, and each demo photo's status, last change
+    and current localization (a review or a new localization changes it), the app version."""
+    from astroapp import __version__
+
+    rows = []
+    for pid in photo_ids:
+        p = catalog.get_photo(pid)
+        if p is not None:
+            rows.append([p.id, p.status, p.updated_at, p.localization_id, p.path])
+    text = json.dumps([str(Path(catalog_path).resolve()), __version__, EXPORT_FILES, rows])
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load_model(name: str | None) -> Any:

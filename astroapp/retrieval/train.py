@@ -1,11 +1,11 @@
 """Train the bundled model (astroapp-small) on renders of the bundled Blue Marble world.
 
-Queries are synthetic astronaut photos (the geo renderer); each is paired with the database
+Queries are synthetic astronaut photos (the geo renderer); each is paired with a database
 block its footprint overlaps most (IoU), turned by the multiple of 90 degrees that best
-aligns it with the photo, plus a hard negative block mined from the previous epoch's
-descriptors. The loss is InfoNCE over the batch's blocks, with blocks that also intersect
-the query masked out of the negatives. Training and validation renders come from disjoint
-places. Everything runs on CPU (one thread is fastest on a shared 2-core machine); CUDA is
+aligns it with the photo, and with a hard negative: a block (at a rotation) that the previous
+epoch's model ranked high but that does not intersect the photo. The loss is a multi-positive
+InfoNCE over the batch's blocks where every block intersecting the photo is a positive, as in
+EarthLoc's evaluation. Training and test renders come from disjoint places. Everything runs on CPU (one thread is fastest on a shared 2-core machine); CUDA is
 used when present.
 
     python -m astroapp.retrieval.train [--out models/astroapp-small.safetensors] [--epochs 6]
@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from astroapp import config
 
@@ -79,9 +78,9 @@ def _embed_blocks(model: SmallRetrievalNet, blocks: np.ndarray, device, batch: i
 def train(
     out: Path,
     epochs: int = 6,
-    batch_size: int = 48,
-    lr: float = 2e-3,
-    temperature: float = 0.05,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    temperature: float = 0.07,
     seed: int = 0,
     n_train: int | None = None,
     device: str | None = None,
@@ -125,22 +124,34 @@ def train(
     blocks = train_set.blocks
     n_blocks = len(blocks)
     db_rot = np.concatenate([rotations(blocks, a) for a in (0, 90, 180, 270)])
-    # bank_pos[i]: bank rows (all rotations) of the blocks query i intersects, excluded from its negatives
-    bank_pos = [torch.tensor(sorted(j + r * n_blocks for j in pos for r in range(4))) for pos in train_set.positives]
     history = []
-    bank: torch.Tensor | None = None  # previous epoch's descriptors of every block at 4 rotations
+    hard: np.ndarray | None = None  # (Q, K) bank rows (block + rotation * N) nearest to each query, not intersecting it
 
-    def validate(bank_now: torch.Tensor) -> dict[str, float]:
+    def validate(bank: torch.Tensor) -> dict[str, float]:
         qd = _embed_blocks(model, val_set.queries, dev).cpu().numpy()
-        pred = search(bank_now.cpu().numpy(), qd, 100)
+        pred = search(bank.cpu().numpy(), qd, 100)
         return recalls(pred, n_blocks, val_set.positives, (1, 10, 100))
+
+    def mine(bank: torch.Tensor, k: int = 20) -> np.ndarray:
+        qd = _embed_blocks(model, train_set.queries, dev)
+        out = np.zeros((nq, k), np.int64)
+        for i0 in range(0, nq, 256):
+            sims = (qd[i0 : i0 + 256] @ bank.T).cpu().numpy()
+            for r, i in enumerate(range(i0, min(i0 + 256, nq))):
+                pos = list(train_set.positives[i])
+                for rot in range(4):
+                    sims[r, [j + rot * n_blocks for j in pos]] = -np.inf
+            out[i0 : i0 + 256] = np.argsort(-sims, axis=1)[:, :k]
+        return out
 
     for epoch in range(epochs):
         te = time.time()
         if epoch > 0:
             bank = _embed_blocks(model, db_rot, dev)
             history[-1].update(validate(bank))
-            log.info("after epoch %d: val %s", epoch, {k: round(v, 3) for k, v in history[-1].items() if k.startswith("R@")})
+            hard = mine(bank)
+            log.info("after epoch %d: val %s (%.0fs)", epoch,
+                     {k: round(v, 3) for k, v in history[-1].items() if k.startswith("R@")}, time.time() - te)
         order = rng.permutation(nq)
         losses = []
         for s in range(steps_per_epoch):
@@ -154,24 +165,22 @@ def train(
                 qs.append(q)
                 bs.append(b)
                 block_ids.append(j)
+            for i in idx:  # one hard negative per photo (random before the first mining)
+                row = int(hard[i, rng.integers(hard.shape[1])]) if hard is not None else int(rng.integers(4 * n_blocks))
+                j, rot = row % n_blocks, row // n_blocks
+                bs.append(np.ascontiguousarray(rotations(blocks[j : j + 1], 90 * rot)[0]))
+                block_ids.append(j)
             imgs_q = _jitter(_to_tensor(np.stack(qs), model.mean, model.std, dev), gen)
             imgs_b = _to_tensor(np.stack(bs), model.mean, model.std, dev)
             desc = model(torch.cat([imgs_q, imgs_b]))
             dq, db_ = desc[: len(idx)], desc[len(idx) :]
             logits = dq @ db_.T / temperature
-            # other batch blocks that intersect the query are not negatives
-            mask = torch.tensor([[(c != r) and (block_ids[c] in train_set.positives[i]) for c in range(len(idx))]
-                                 for r, i in enumerate(idx)], device=dev)
-            logits = logits.masked_fill(mask, float("-inf"))
-            if bank is not None:
-                # every block at every rotation as a (stale) negative: the hardest ones dominate
-                lb = dq @ bank.T / temperature
-                rows = torch.cat([torch.full((len(bank_pos[i]),), r) for r, i in enumerate(idx)])
-                cols = torch.cat([bank_pos[i] for i in idx])
-                lb = lb.index_put((rows.to(dev), cols.to(dev)), torch.tensor(float("-inf"), device=dev))
-                logits = torch.cat([logits, lb], dim=1)
-            target = torch.arange(len(idx), device=dev)
-            loss = F.cross_entropy(logits, target)
+            # multi-positive InfoNCE: every batch block that intersects the photo is a positive
+            # (EarthLoc counts any intersecting block as correct); all others are negatives
+            pos = torch.tensor([[block_ids[c] in train_set.positives[i] for c in range(len(block_ids))]
+                                for i in idx], device=dev)
+            pos[:, : len(idx)] |= torch.eye(len(idx), dtype=torch.bool, device=dev)
+            loss = (torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=1)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -252,10 +261,11 @@ Input {cfg['input_size'][0]}x{cfg['input_size'][1]} RGB, ImageNet mean/std. Five
 - Split by place (`astroapp.geo.places.place_split`, 20-degree cells; a render belongs to a
   split only when all its corners and centre do): {report['train_queries']} training renders,
   {report['test_queries']} held-out test renders (different places).
-- Positives: the blocks whose footprint overlaps the render most (IoU >= half the best), turned
-  by the multiple of 90 degrees that best matches the photo's heading. Negatives: the other
-  blocks of the batch and, from epoch 2, every block at every rotation (descriptors from the
-  previous epoch), minus blocks that intersect the photo. InfoNCE, temperature
+- Pairs: each render with one of the blocks its footprint overlaps most (IoU >= half the
+  best), turned by the multiple of 90 degrees that best matches the photo's heading, plus one
+  hard negative: a block/rotation that the previous epoch's model ranked high but that does
+  not intersect the render. Loss: multi-positive InfoNCE over the batch's blocks (every block
+  intersecting the render is a positive, as in EarthLoc's evaluation), temperature
   {report['temperature']}; AdamW, one-cycle LR {report['lr']}, batch {report['batch_size']}, {report['epochs']} epochs;
   joint rotation/flip of photo and block, colour jitter of the photo.
 
@@ -296,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train the bundled retrieval model on the bundled world")
     ap.add_argument("--out", type=Path, default=config.MODELS_DIR / f"{NAME}.safetensors")
     ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--batch-size", type=int, default=48)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-queries", type=int, default=None, help="use only N training renders")
     ap.add_argument("--device", default=None)

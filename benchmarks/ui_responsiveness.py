@@ -1,0 +1,220 @@
+"""UI responsiveness of the desktop app while it works in the background.
+
+    .venv/bin/python -m benchmarks.ui_responsiveness [--photos 6] [--interval-ms 10]
+        [--index DIR] [--weights FILE|random] [--full-index]
+
+Drives the real main window (offscreen Qt): imports the demo roll, then localizes it in the
+background while a QTimer ticks every `interval` ms on the UI thread. A tick that arrives late
+means the event loop was blocked; the longest gap between ticks is what a user feels as a
+freeze (target: <= 100 ms). Also times opening photos in the review view (UI thread work).
+
+By default the bundled model and a regional index of the demo world around the roll are
+used (built in a temp dir); `--full-index` uses the whole demo world's index instead
+(built once into the data dir, minutes on a CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TARGET_MS = 100.0
+
+
+class TickRecorder:
+    """Timestamps of a QTimer's ticks on the UI thread."""
+
+    def __init__(self, interval_ms: int) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.stamps: list[float] = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(lambda: self.stamps.append(time.perf_counter()))
+
+    def start(self) -> None:
+        self.stamps = [time.perf_counter()]
+        self.timer.start()
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        self.stamps.append(time.perf_counter())
+        return self.stamps
+
+    @staticmethod
+    def stats(stamps: list[float]) -> dict:
+        gaps = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:], strict=False)]
+        if not gaps:
+            return {"ticks": 0, "mean": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0, "over": 0}
+        srt = sorted(gaps)
+        return {
+            "ticks": len(gaps),
+            "mean": statistics.fmean(gaps),
+            "p50": srt[len(srt) // 2],
+            "p99": srt[min(len(srt) - 1, int(0.99 * len(srt)))],
+            "max": srt[-1],
+            "over": sum(g > TARGET_MS for g in gaps),
+        }
+
+
+def regional_index(demo, model, out: Path) -> Path:
+    from shapely.geometry import box
+
+    from astroapp.geo.sources.bluemarble import BlueMarbleSource
+    from astroapp.index import build_index
+
+    corners = [c for p in demo.truth()["photos"] for c in p["footprint"]]
+    lons, lats = [c[0] for c in corners], [c[1] for c in corners]
+    area = box(min(lons) - 5, max(min(lats) - 5, -85), max(lons) + 5, min(max(lats) + 5, 85))
+
+    class Regional(BlueMarbleSource):
+        def __init__(self) -> None:
+            super().__init__((5, 6))
+            self._refs = [r for r in super().tiles() if r.footprint.polygon().intersects(area)]
+
+        def tiles(self):
+            return iter(self._refs)
+
+        def __len__(self) -> int:
+            return len(self._refs)
+
+    build_index([Regional()], model, out, source_specs=["bluemarble"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=6, help="demo photos to localize")
+    ap.add_argument("--interval-ms", type=int, default=10)
+    ap.add_argument("--index", type=Path, default=None, help="tile index folder to use")
+    ap.add_argument("--full-index", action="store_true", help="the whole demo world's index")
+    ap.add_argument("--weights", default="", help="retrieval weights ('random': untrained)")
+    ap.add_argument("--max-candidates", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from astroapp.geo.demo import prepare_demo
+    from astroapp.gui.app import application
+    from astroapp.gui.backend import load_retrieval_model
+    from astroapp.gui.main_window import MainWindow
+    from astroapp.gui.settings import AppSettings
+    from astroapp.retrieval.weights import save_safetensors
+
+    app = application([])
+    work = Path(tempfile.mkdtemp(prefix="astroapp-uibench-"))
+    demo = prepare_demo(n_photos=max(args.photos, 24))  # the cached bundled demo roll
+    weights = args.weights
+    if weights == "random":  # one fixed file, so the index and the batch use the same model
+        torch.manual_seed(0)
+        rnd = load_retrieval_model(AppSettings(weights="random"))
+        weights = str(work / "random.safetensors")
+        save_safetensors(rnd, weights, {"architecture": rnd.name})
+    settings = AppSettings(weights=weights, localize_options={"max_candidates": args.max_candidates})
+    model = load_retrieval_model(settings)
+    if args.index:
+        settings.index_dir = str(args.index)
+    elif args.full_index:
+        from astroapp.index.demo import ensure_demo_index
+
+        settings.index_dir = str(ensure_demo_index(model, show_progress=True))
+    else:
+        settings.index_dir = str(regional_index(demo, model, work / "index"))
+    del model
+
+    win = MainWindow(work / "catalog.sqlite", settings=settings)
+    win.resize(1400, 900)
+    win.show()
+    rec = TickRecorder(args.interval_ms)
+    rows = []
+
+    def run_job(label: str, start) -> None:
+        done = []
+        win.jobFinished.connect(lambda kind, summary: done.append(summary))
+        rec.start()
+        t0 = time.perf_counter()
+        start()
+        while not done:
+            app.processEvents()
+            time.sleep(0.001)
+        seconds = time.perf_counter() - t0
+        stamps = rec.stop()
+        st = TickRecorder.stats(stamps)
+        if os.environ.get("UIBENCH_DEBUG"):
+            for a, b in zip(stamps, stamps[1:], strict=False):
+                if (b - a) * 1000 > 50:
+                    print(f"  {label}: gap {(b - a) * 1000:.0f} ms at t={a - t0:.2f} s")
+        win.jobFinished.disconnect()
+        rows.append((label, seconds, st))
+        return done[0]
+
+    def idle(seconds: float) -> None:
+        rec.start()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            app.processEvents()
+            time.sleep(0.001)
+        rows.append(("idle (baseline)", seconds, TickRecorder.stats(rec.stop())))
+
+    idle(1.0)
+    photos = demo.photos()[: args.photos]
+    run_job(f"import {len(photos)} demo photos", lambda: win.start_import(photos))
+    summary = run_job(f"localize {len(photos)} photos", win.localize_all)
+    cancel_rows = []
+    # cancel latency: start again on the same photos, cancel after the first one finishes
+    for p in win.catalog.photos():
+        win.catalog.set_status(p.id, "new")
+    win.reload()
+    seen = []
+    win.localize_all()
+    win.job.worker.yielded.connect(seen.append)
+    while not seen:
+        app.processEvents()
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    win.cancel_job()
+    while win.job is not None:
+        app.processEvents()
+        time.sleep(0.001)
+    cancel_rows.append(time.perf_counter() - t0)
+
+    # review view: opening each photo happens on the UI thread
+    opens = []
+    for pid in win.model.photo_ids():
+        t0 = time.perf_counter()
+        win.open_review(pid)
+        app.processEvents()
+        opens.append((time.perf_counter() - t0) * 1000)
+
+    print(f"UI responsiveness ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"QTimer every {args.interval_ms} ms, target: longest gap <= {TARGET_MS:.0f} ms)")
+    print(f"index: {settings.index_dir}; weights: {weights or 'bundled'}; "
+          f"{summary.describe() if hasattr(summary, 'describe') else summary}")
+    head = f"{'phase':<28} {'seconds':>8} {'ticks':>6} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'max gap ms':>11} {'>100ms':>7}  result"
+    print(head)
+    print("-" * len(head))
+    worst = 0.0
+    for label, seconds, st in rows:
+        ok = st["max"] <= TARGET_MS
+        if not label.startswith("idle"):
+            worst = max(worst, st["max"])
+        print(f"{label:<28} {seconds:8.1f} {st['ticks']:6d} {st['mean']:8.1f} {st['p50']:7.1f} "
+              f"{st['p99']:7.1f} {st['max']:11.1f} {st['over']:7d}  {'PASS' if ok else 'FAIL'}")
+    print(f"{'cancel -> batch stopped':<28} {cancel_rows[0]:8.2f} s   (target <= 1 s: "
+          f"{'PASS' if cancel_rows[0] <= 1.0 else 'FAIL'})")
+    print(f"{'review: open a photo':<28} median {statistics.median(opens):.0f} ms, max {max(opens):.0f} ms "
+          f"over {len(opens)} photos (UI thread)")
+    win.close()
+    return 0 if worst <= TARGET_MS else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
