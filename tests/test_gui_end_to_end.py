@@ -107,6 +107,12 @@ def test_import_localize_review_accept_export(qtbot, window, tmp_path):
     assert "ETA" in ticks[0][2]
     statuses = win.catalog.counts_by_status()
     assert statuses["localizing"] == 0 and statuses["new"] == 0
+    f = win.filters  # the non-confident ones are one filter away
+    f.status.setCurrentIndex(f.status.findData("review"))
+    assert win.model.rowCount() == summary.count("review")
+    assert all(win.model.data(win.model.index(r, 4)) == "to review" for r in range(win.model.rowCount()))
+    f.status.setCurrentIndex(0)
+    assert win.model.rowCount() == N_PHOTOS
     with_fp = [p for p in win.catalog.photos() if (loc := win.catalog.latest_localization(p.id)) and loc.footprint]
     assert with_fp, f"no photo got a footprint: {summary.describe()}"
     photo = with_fp[0]
@@ -143,8 +149,8 @@ def test_import_localize_review_accept_export(qtbot, window, tmp_path):
     dlg.out.setText(str(export))
     with qtbot.waitSignal(win.jobFinished, timeout=30_000) as done:
         win.start_export(**dlg.value())
-    written, skipped = done.args[1]
-    assert [str(p) for p in written] == [str(export)]
+    result = done.args[1]
+    assert [str(p) for p in result.written] == [str(export)] and result.exported == 1
     collection = json.loads(export.read_text())
     assert len(collection["features"]) == 1
     feat = collection["features"][0]
@@ -210,3 +216,54 @@ def test_cancel_keeps_finished_results_and_leaves_nothing_localizing(qtbot, wind
                 assert p.status == "new" and cat.latest_localization(p.id) is None
     assert waited < 10, f"cancel took {waited:.1f} s"
     assert win.job is None and win.act_localize_all.isEnabled()
+
+
+def test_first_start_loads_the_demo_once(qtbot, tmp_path, demo_setup):
+    demo, index_dir, weights = demo_setup
+    win = MainWindow(tmp_path / "fresh.sqlite", settings=AppSettings(index_dir=str(index_dir), weights=weights))
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000):
+        assert win.offer_demo(root=demo.root, n_photos=N_PHOTOS) is not None
+    assert win.model.rowCount() == N_PHOTOS
+    assert {p.name for p in win.catalog.photos()} == {p["file"] for p in demo.truth()["photos"]}
+    assert win.offer_demo(root=demo.root, n_photos=N_PHOTOS) is None  # not again
+    from astroapp.gui.settings import load_settings
+
+    assert load_settings().demo_offered
+
+
+def test_localize_selected_map_and_switching_candidate(qtbot, window):
+    win = window
+    # localize the first photo only (Localize selected)
+    first = win.model.photo_ids()[0]
+    win.select_photo(first)
+    with qtbot.waitSignal(win.jobFinished, timeout=90_000):
+        assert win.localize_selected() is not None
+    loc = win.catalog.latest_localization(first)
+    assert loc is not None and win.catalog.get_photo(first).status in ("localized", "failed")
+    assert all(win.catalog.latest_localization(p) is None for p in win.model.photo_ids()[1:])
+    win.tabs.setCurrentWidget(win.overview)
+    if loc.footprint:
+        assert ("photo", first) in win.overview.footprint_keys()
+        win.overview.footprintClicked.emit(("photo", first))
+        assert win.tabs.currentWidget() is win.review and win.review.photo_id == first
+    else:
+        win.open_review(first)
+
+    # the reviewer switches to another retrieval candidate and coregisters against it
+    rv = win.review
+    before = win.catalog.latest_localization(first)
+    cands = win.catalog.candidates(before.id)
+    assert len(cands) >= 2
+    rv.candidates.setCurrentRow(2)  # row 0 is the localization, row 2 the rank-2 candidate
+    assert rv.selected_candidate().rank == cands[1].rank and rv.btn_try.isEnabled()
+    assert rv.last_render["satellite"]
+    rv.setFocus()
+    with qtbot.waitSignal(win.jobFinished, timeout=60_000) as done:
+        qtbot.keyClick(rv, Qt.Key.Key_T)
+    assert done.args[0] == "coregister" and not isinstance(done.args[1], Exception)
+    after = win.catalog.latest_localization(first)
+    assert after.id != before.id and after.rank == cands[1].rank and after.tile_id == cands[1].tile_id
+    assert after.method["chosen_by"] == getpass.getuser() and after.inliers == done.args[1]["inliers"]
+    assert [c.tile_id for c in win.catalog.candidates(after.id)] == [c.tile_id for c in cands]
+    assert rv.candidate_index is None and rv.info_labels["Inliers"].text() == str(after.inliers)

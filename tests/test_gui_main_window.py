@@ -164,3 +164,29 @@ def test_settings_dialog_persists(qtbot, tmp_path):
     assert again.catalog_path() == tmp_path / "other.sqlite"
     assert again.reviewer_name() == "analyst-7" and again.device == "cpu"
     assert AppSettings().reviewer_name()  # the OS user by default
+
+
+def test_astroapp_without_command_opens_the_app(monkeypatch, tmp_path):
+    import astroapp.gui
+    from astroapp.cli import main
+
+    opened = []
+    monkeypatch.setattr(astroapp.gui, "run_app", lambda catalog, demo=True: opened.append((catalog, demo)) or 0)
+    assert main(["--catalog", str(tmp_path / "c.sqlite")]) == 0
+    assert main(["gui", "--no-demo"]) == 0
+    assert opened == [(tmp_path / "c.sqlite", True), (None, False)]
+
+
+def test_export_dialog_offers_every_format(qtbot, window, tmp_path):
+    from astroapp.gui.dialogs import ExportDialog
+
+    dlg = ExportDialog(window, selected_ids=[1, 2], start_dir=tmp_path)
+    qtbot.addWidget(dlg)
+    assert [dlg.format.itemData(i) for i in range(dlg.format.count())] == ["geojson", "geotiff", "html", "csv"]
+    dlg.format.setCurrentIndex(dlg.format.findData("html"))
+    assert dlg.out.text().endswith("footprints.html")
+    dlg.format.setCurrentIndex(dlg.format.findData("geotiff"))
+    dlg.scope.setCurrentIndex(dlg.scope.count() - 1)
+    value = dlg.value()
+    assert value["fmt"] == "geotiff" and value["ids"] == [1, 2] and value["status"] is None
+    assert value["out"] == tmp_path / "geotiff"

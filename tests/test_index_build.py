@@ -177,6 +177,13 @@ def test_corrupt_or_partial_files_are_refused(tmp_path, reference_index, model):
     f.unlink()
     with pytest.raises(IndexCorruptError, match="missing"):
         TileIndex.open(bad)
+    other = tmp_path / "bad2"
+    shutil.copytree(reference_index, other)
+    (other / "tiles.sqlite").write_bytes(b"garbage" * 1000)
+    for p in other.glob("tiles.sqlite-*"):
+        p.unlink()
+    with pytest.raises(IndexCorruptError, match="tile table"):
+        TileIndex.open(other, model=model)
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(IndexCorruptError, match="not valid JSON"):
         TileIndex.open(bad)

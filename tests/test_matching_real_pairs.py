@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from astroapp.cli import main
 from astroapp.matching import PreparedPhoto, coregister, get_matcher
 from astroapp.matching.imageio import read_rgb
 
@@ -108,7 +109,7 @@ def test_no_photo_accepted_against_other_surroundings(pairs, prepared):
             assert not res.accepted, (name, other, res.inliers)
 
 
-def test_match_cli_json_contract(pairs, tmp_path):
+def test_match_cli_json_contract(pairs, tmp_path, capsys):
     name = next(n for n, p in pairs.items() if p["reference"] is not None)
     d = pairs[name]["dir"]
     cmd = [sys.executable, "-m", "astroapp", "match", str(d / "query.jpg"),
@@ -125,18 +126,18 @@ def test_match_cli_json_contract(pairs, tmp_path):
     w, hgt = pairs[name]["query"].shape[1], pairs[name]["query"].shape[0]
     pts = np.array([[0, 0, 1], [w, 0, 1], [w, hgt, 1], [0, hgt, 1]], float) @ h.T
     assert np.allclose(pts[:, :2] / pts[:, 2:], corners, atol=1e-6)
-    # a wrong pair: still exit 0, not accepted
+    # a wrong pair: still exit 0, not accepted (in-process from here: same entry point)
     other = next(n for n in pairs if n != name)
-    run = subprocess.run([*cmd[:4], str(pairs[other]["dir"] / "surroundings.jpg"), "--json",
-                          "--angle", "0"], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert json.loads(run.stdout.strip().splitlines()[-1])["accepted"] is False
+    capsys.readouterr()
+    assert main(["match", cmd[4], str(pairs[other]["dir"] / "surroundings.jpg"), "--json",
+                 "--angle", "0"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accepted"] is False
     # unreadable input: non-zero exit, a message naming the file
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    run = subprocess.run([*cmd[:4], str(bad), "--json"], capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode != 0 and "broken.jpg" in run.stderr
-    run = subprocess.run([*cmd[:4], str(tmp_path / "missing.jpg"), "--json"],
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0 and "missing.jpg" in run.stderr
+    assert main(["match", str(bad), cmd[5], "--json"]) != 0
+    assert "broken.jpg" in capsys.readouterr().err
+    assert main(["match", cmd[4], str(tmp_path / "missing.jpg"), "--json"]) != 0
+    assert "missing.jpg" in capsys.readouterr().err
+    assert main(["match", cmd[4], cmd[5], "--angle", "45"]) != 0
+    assert "--angle" in capsys.readouterr().err

@@ -90,6 +90,9 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
             raise _user_error(str(exc)) from exc
     else:
         matcher = None
+    from astroapp.cli.catalog_cmds import open_catalog
+
+    open_catalog(args).close()  # an unusable --catalog is a clear error, before any work
     # Ctrl-C: run_demo puts the photo being localized back to `new`; the rest is kept
     summary = run_demo(args.catalog, progress=_Printer(), n_photos=args.photos,
                        seed=args.seed, model=args.model, matcher=matcher)

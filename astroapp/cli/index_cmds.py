@@ -201,7 +201,7 @@ def _cmd_recall(args: argparse.Namespace) -> int:
         folder = Path(args.index)
     index = _open_index(folder, model)
     try:
-        queries, what = demo_queries(args.roll, n=args.n, seed=args.seed)
+        queries, what = demo_queries(args.roll, n=args.render, seed=args.seed)
     except (OSError, ValueError) as exc:
         raise _user_error(str(exc)) from exc
     res = retrieval_recall(index, model, queries, ks=(1, 10), use_prior=args.prior)
@@ -266,9 +266,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--index", default=None, type=Path,
                    help="index folder (default: the demo world's index, built if missing)")
     r.add_argument("--roll", default=None, type=Path,
-                   help="folder of rendered photos with their true footprints "
-                        "(default: the demo roll)")
-    r.add_argument("-n", type=int, default=100, help="photos when rendering a roll here")
+                   help="folder of photos with a truth.json of their footprints "
+                        "(default: the demo roll, rendered on first use)")
+    r.add_argument("--render", type=int, default=0, metavar="N",
+                   help="evaluate on N fresh renders of test places instead of a roll")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--prior", action="store_true", help="use the nadir-point prior")
     r.add_argument("-q", "--quiet", action="store_true")

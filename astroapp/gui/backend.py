@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from astroapp.catalog.db import Catalog
-from astroapp.gui.workers import Progress
+from astroapp.gui.workers import Progress, drive
 
 ProgressFn = Callable[..., None]
 
@@ -53,11 +53,19 @@ def localize(
     from astroapp.pipeline.localize import localize_photos
 
     model = load_retrieval_model(settings)
+    index_dir = settings.index_dir or None
+    if index_dir is None:  # the bundled default: the demo world's index, built on first use
+        from astroapp.index.demo import ensure_demo_index
+
+        index_dir = ensure_demo_index(
+            model, cancel=cancel,
+            progress=lambda done, total: progress(done, total, "building the demo world's index "
+                                                  "(first time only)"))
     with Catalog(catalog_path) as catalog:
         return localize_photos(
             catalog,
             list(photo_ids),
-            index_dir=settings.index_dir or None,
+            index_dir=index_dir,
             model=model,
             matcher=settings.matcher or None,
             progress=progress,
@@ -80,7 +88,7 @@ def release_stuck(catalog: Catalog, photo_ids: Sequence[int]) -> int:
     return 0
 
 
-EXPORT_FORMATS = {  # key -> (label, writes a folder?, file suffix)
+EXPORT_LABELS = {  # format -> (label, writes a folder?, file suffix)
     "geojson": ("GeoJSON footprints (RFC 7946)", False, ".geojson"),
     "geotiff": ("GeoTIFFs per photo (GCPs + warped)", True, ""),
     "html": ("HTML map (offline)", False, ".html"),
@@ -89,12 +97,14 @@ EXPORT_FORMATS = {  # key -> (label, writes a folder?, file suffix)
 
 
 def available_export_formats() -> list[str]:
-    """The formats whose exporter module is present in this installation."""
-    import importlib.util
+    """The formats the export module writes, in its order."""
+    from astroapp.export import FORMATS
 
-    modules = {"geojson": "astroapp.export.geojson", "geotiff": "astroapp.export.geotiff",
-               "html": "astroapp.export.html_map", "csv": "astroapp.export.csv_export"}
-    return [k for k, m in modules.items() if importlib.util.find_spec(m) is not None]
+    return list(FORMATS)
+
+
+def export_label(fmt: str) -> tuple[str, bool, str]:
+    return EXPORT_LABELS.get(fmt, (fmt, False, f".{fmt}"))
 
 
 def export_job(
@@ -105,40 +115,113 @@ def export_job(
     ids: Sequence[int] | None,
     cancel: threading.Event,
 ) -> Iterator[Progress]:
-    """Export the catalogue's localized photos; returns (written paths, skipped names)."""
-    from astroapp.export.records import records_from_catalog
+    """Export the catalogue's localized photos with the export module; returns its ExportResult."""
+    from astroapp.export import export_records, records_from_catalog
 
     with Catalog(catalog_path) as catalog:
         records, skipped = records_from_catalog(catalog, status=list(status) if status else None,
                                                 ids=list(ids) if ids else None)
-    total = len(records)
-    yield Progress(0, max(total, 1), f"{total} footprints")
-    if cancel.is_set():
-        return [], skipped
-    written: list[Path] = []
-    if fmt == "geojson":
-        from astroapp.export.geojson import write_geojson
+    total = max(len(records), 1)
+    yield Progress(0, total, f"{len(records)} footprints")
 
-        written.append(write_geojson(records, out))
-    elif fmt == "csv":
-        from astroapp.export.csv_export import write_csv
+    def run(progress, cancel):  # single-file formats take seconds; GeoTIFFs report per photo
+        return export_records(records, fmt, out, cancel=cancel,
+                              progress=lambda i, rec: progress(i + 1, total, rec.file_name))
 
-        written.append(write_csv(records, out))
-    elif fmt == "html":
-        from astroapp.export.html_map import write_html_map
+    result = yield from drive(run, cancel)
+    result.skipped = skipped
+    return result
 
-        written.append(write_html_map(records, out))
-    elif fmt == "geotiff":
-        from astroapp.export.geotiff import export_geotiffs
 
-        for i, rec in enumerate(records):
-            if cancel.is_set():
-                break
-            report = export_geotiffs([rec], out)
-            written += report.written
-            skipped += [f"{name} ({why})" for name, why in report.failed]
-            yield Progress(i + 1, total, rec.file_name)
-    else:
-        raise ValueError(f"unknown export format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
-    yield Progress(max(total, 1), max(total, 1), "done")
-    return written, skipped
+def coregister_candidate_job(
+    catalog_path: Path,
+    photo_id: int,
+    candidate_rank: int,
+    settings,
+    reviewer: str,
+    cancel: threading.Event,
+) -> Iterator[Progress]:
+    """Coregister the photo against one retrieval candidate the reviewer picked.
+
+    Records a new localization (it becomes the photo's current one, so the reviewer can
+    accept it) with the same candidate list. Returns the LocalizeOutcome-like dict.
+    """
+    import numpy as np
+
+    from astroapp.index import TileIndex
+    from astroapp.matching import CoregCancelled, PreparedPhoto, coregister, get_matcher
+    from astroapp.pipeline.localize import (
+        GCP_GRID,
+        MAX_STORED_CORRESPONDENCES,
+        SourceCache,
+        candidate_surroundings,
+    )
+    from astroapp.pipeline.retrieve import read_photo
+
+    yield Progress(0, 3, f"coregistering with candidate #{candidate_rank}…")
+    opts = dict(settings.localize_options or {})
+    size = int(opts.get("size", 512))
+    with Catalog(catalog_path) as catalog:
+        photo = catalog.get_photo(photo_id)
+        loc = catalog.latest_localization(photo_id)
+        if photo is None or loc is None:
+            raise ValueError(f"photo {photo_id} has no retrieval candidates: localize it first")
+        stored = catalog.candidates(loc.id)
+        chosen = next((c for c in stored if c.rank == candidate_rank), None)
+        if chosen is None:
+            raise ValueError(f"photo {photo_id} has no candidate of rank {candidate_rank}")
+        if settings.index_dir:
+            index = TileIndex.open(settings.index_dir)
+            sources = SourceCache(index)
+            source = sources.get(chosen.source_id)
+        else:
+            from astroapp.geo.sources.base import open_source
+
+            source = open_source(chosen.source_id or "bluemarble")
+        matcher = get_matcher(settings.matcher or "sift")
+        yield Progress(1, 3, "reading the photo and the candidate's surroundings")
+        image = read_photo(photo.path, 2 * size)
+        surr, grid = candidate_surroundings(source, chosen, size)
+        if cancel.is_set():
+            return None
+        try:
+            res = coregister(PreparedPhoto(image, matcher, size), surr, grid=grid, angle=chosen.angle,
+                             size=size, cancel=cancel)
+        except CoregCancelled:
+            return None
+        yield Progress(2, 3, f"{res.inliers} inliers")
+        method = dict(loc.method or {}) if isinstance(loc.method, dict) else {}
+        method.update(stage="coregistration", matcher=matcher.name, size=size,
+                      chosen_by=reviewer, chosen_rank=candidate_rank)
+        method.pop("tried", None)
+        values: dict[str, Any] = {
+            "method": method, "tile_id": chosen.tile_id, "source_id": chosen.source_id,
+            "angle": res.angle if res.angle is not None else chosen.angle, "rank": chosen.rank,
+            "confidence": float(res.confidence), "inliers": int(res.inliers),
+            "accepted_auto": bool(res.accepted), "timings": {"coregistration_s": round(res.seconds, 4)},
+        }
+        if res.has_footprint:
+            corr = res.correspondences
+            if len(corr) > MAX_STORED_CORRESPONDENCES:
+                corr = corr[np.linspace(0, len(corr) - 1, MAX_STORED_CORRESPONDENCES).round().astype(int)]
+            lon, lat = res.grid.pixel_to_lonlat(corr[:, 2], corr[:, 3])
+            values.update(
+                footprint=res.footprint, homography=res.homography,
+                gcps=[list(g) for g in res.gcps(GCP_GRID)],
+                correspondences=[[round(float(a), 2), round(float(b), 2), float(c), float(d)]
+                                 for a, b, c, d in zip(corr[:, 0], corr[:, 1], np.ravel(lon), np.ravel(lat), strict=True)],
+            )
+        with catalog.transaction():
+            new_id = catalog.add_localization(photo_id, **values)
+            catalog.add_candidates(new_id, [
+                {"rank": c.rank, "tile_id": c.tile_id, "source_id": c.source_id, "angle": c.angle,
+                 "score": c.score, "footprint": c.footprint} for c in stored])
+            if photo.status in ("new", "failed", "localized"):
+                reason = None if res.accepted else (
+                    f"needs review: candidate #{candidate_rank} chosen by {reviewer}, "
+                    f"{res.inliers} inliers" + (f" ({res.reason})" if res.reason else ""))
+                catalog.set_status(photo_id, "localized", reason)
+    yield Progress(3, 3, f"candidate #{candidate_rank}: {res.inliers} inliers, confidence {res.confidence:.3f}",
+                   extra={"photo_id": photo_id})
+    return {"photo_id": photo_id, "localization_id": new_id, "inliers": int(res.inliers),
+            "confidence": float(res.confidence), "footprint": res.has_footprint, "reason": res.reason}

@@ -26,6 +26,15 @@ STATUS_COLORS = {
 }
 
 THUMB_SIZE = QSize(128, 128)
+REVIEW_PREFIX = "needs review"  # the pipeline's status reason for a non-confident localization
+REVIEW_STATES = {
+    "review": "localized — needs review",
+    "confident": "localized — confident",
+}
+
+
+def needs_review(photo: Photo) -> bool:
+    return photo.status == "localized" and (photo.status_reason or "").startswith(REVIEW_PREFIX)
 
 
 @dataclass
@@ -41,8 +50,11 @@ class PhotoFilter:
     date_to: str | None = None
 
     def query(self) -> dict[str, Any]:
+        status = self.status or None
+        if status in REVIEW_STATES:
+            status = "localized"
         return {
-            "status": self.status or None,
+            "status": status,
             "mission": self.mission or None,
             "search": self.search.strip() or None,
             "min_conf": self.min_conf,
@@ -126,10 +138,15 @@ class PhotoTableModel(QAbstractTableModel):
 
     def reload(self) -> None:
         self.beginResetModel()
-        self._photos = self.catalog.photos(**self.filter.query())
+        photos = self.catalog.photos(**self.filter.query())
+        if self.filter.status == "review":
+            photos = [p for p in photos if needs_review(p)]
+        elif self.filter.status == "confident":
+            photos = [p for p in photos if not needs_review(p)]
+        self._photos = photos
         self._row_of = {p.id: i for i, p in enumerate(self._photos)}
         self.endResetModel()
-        self.countsChanged.emit(self.catalog.counts_by_status())
+        self.countsChanged.emit(self.counts())
 
     def refresh_photos(self, photo_ids) -> None:
         """Re-read the given photos (status or confidence changed) without a reset."""
@@ -139,7 +156,16 @@ class PhotoTableModel(QAbstractTableModel):
                 row = self._row_of[photo.id]
                 self._photos[row] = photo
                 self.dataChanged.emit(self.index(row, 0), self.index(row, self.columnCount() - 1))
-        self.countsChanged.emit(self.catalog.counts_by_status())
+        self.countsChanged.emit(self.counts())
+
+    def counts(self) -> dict[str, int]:
+        """Photos per status over the whole catalogue, plus `review`: localized, not confident."""
+        counts = self.catalog.counts_by_status()
+        counts["review"] = self.catalog.connection.execute(
+            "SELECT count(*) FROM photos WHERE status = 'localized' AND status_reason LIKE ?",
+            (REVIEW_PREFIX + "%",),
+        ).fetchone()[0]
+        return counts
 
     def photo_at(self, row: int) -> Photo | None:
         return self._photos[row] if 0 <= row < len(self._photos) else None
@@ -196,7 +222,7 @@ class PhotoTableModel(QAbstractTableModel):
         if col == 3:
             return (photo.captured_at or "").replace("T", " ").rstrip("Z")[:19]
         if col == 4:
-            return photo.status
+            return "to review" if needs_review(photo) else photo.status
         if col == 5:
             return "" if photo.confidence is None else f"{photo.confidence:.3f}"
         if col == 6:

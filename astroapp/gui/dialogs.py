@@ -177,16 +177,16 @@ class ExportDialog(QDialog):
 
     def __init__(self, parent=None, selected_ids: list[int] | None = None, start_dir: Path | None = None) -> None:
         super().__init__(parent)
-        from astroapp.gui.backend import EXPORT_FORMATS, available_export_formats
+        from astroapp.gui.backend import available_export_formats, export_label
 
         self.setWindowTitle("Export footprints")
         self.resize(620, 220)
-        self._formats = EXPORT_FORMATS
+        self._label = export_label
         self._start_dir = Path(start_dir or Path.home())
         self.selected_ids = list(selected_ids or [])
         self.format = QComboBox()
         for key in available_export_formats():
-            self.format.addItem(EXPORT_FORMATS[key][0], key)
+            self.format.addItem(export_label(key)[0], key)
         self.scope = QComboBox()
         for label, statuses in EXPORT_SCOPES:
             self.scope.addItem(label, statuses)
@@ -214,14 +214,14 @@ class ExportDialog(QDialog):
         return self.format.currentData() or "geojson"
 
     def _suggest_path(self, *_args) -> None:
-        label, is_dir, suffix = self._formats[self.fmt()]
+        label, is_dir, suffix = self._label(self.fmt())
         current = self.out.text().strip()
         base = Path(current).parent if current else self._start_dir
         name = "geotiff" if is_dir else f"footprints{suffix}"
         self.out.setText(str(base / name))
 
     def _pick(self) -> None:
-        label, is_dir, suffix = self._formats[self.fmt()]
+        label, is_dir, suffix = self._label(self.fmt())
         if is_dir:
             path = QFileDialog.getExistingDirectory(self, "Folder for the GeoTIFFs", self.out.text())
         else:

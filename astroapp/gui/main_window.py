@@ -36,7 +36,13 @@ from PySide6.QtWidgets import (
 
 from astroapp.catalog.db import STATUSES, Catalog, CatalogError
 from astroapp.gui import backend
-from astroapp.gui.catalog_model import STATUS_COLORS, PhotoFilter, PhotoTableModel, photo_label
+from astroapp.gui.catalog_model import (
+    REVIEW_STATES,
+    STATUS_COLORS,
+    PhotoFilter,
+    PhotoTableModel,
+    photo_label,
+)
 from astroapp.gui.map_view import MapView
 from astroapp.gui.settings import AppSettings, load_settings, save_settings
 from astroapp.gui.workers import Job, Progress, callback_job, format_eta
@@ -70,6 +76,9 @@ class FilterBar(QWidget):
         self.status.addItem("All statuses", None)
         for s in STATUSES:
             self.status.addItem(s, s)
+            if s == "localized":
+                for key, label in REVIEW_STATES.items():
+                    self.status.addItem(label, key)
         self.mission = QComboBox()
         self.mission.addItem("All missions", None)
         self.conf_min = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
@@ -183,6 +192,8 @@ class MainWindow(QMainWindow):
         self.grid.setWordWrap(True)
         self.table.activated.connect(self._open_review_at)
         self.grid.activated.connect(self._open_review_at)
+        for view in (self.table, self.grid):
+            view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.overview = MapView()
         self.overview.footprintClicked.connect(self._on_overview_click)
 
@@ -280,6 +291,9 @@ class MainWindow(QMainWindow):
             else:
                 tb.addAction(a)
         self.addToolBar(tb)
+        for view in (self.table, self.grid):  # right-click on photos
+            for a in (self.act_review, self.act_localize_sel, self.act_export):
+                view.addAction(a)
 
     def _make_status_bar(self) -> None:
         sb = self.statusBar()
@@ -305,8 +319,11 @@ class MainWindow(QMainWindow):
         parts = []
         for status in STATUSES:
             color = STATUS_COLORS[status].name()
-            parts.append(f"<span style='color:{color}'>●</span> {status} {counts.get(status, 0)}")
-        total = sum(counts.values())
+            text = f"<span style='color:{color}'>●</span> {status} {counts.get(status, 0)}"
+            if status == "localized" and counts.get("review"):
+                text += f" ({counts['review']} to review)"
+            parts.append(text)
+        total = sum(counts.get(s, 0) for s in STATUSES)
         self.counts_label.setText(f"{total} photos &nbsp; " + " &nbsp; ".join(parts))
         self.counts = dict(counts)
 
@@ -332,6 +349,7 @@ class MainWindow(QMainWindow):
         self.act_localize_all.setEnabled(not busy and self.model.rowCount() > 0)
         self.act_cancel.setEnabled(busy)
         self.act_review.setEnabled(has_sel or self.review.photo_id is not None)
+        self.review._update_buttons()
 
     def open_catalog(self, path: Path) -> None:
         try:
@@ -447,13 +465,15 @@ class MainWindow(QMainWindow):
             f"{job.title} {'cancelled' if cancelled else 'finished'} after {elapsed:.1f} s", 10000)
         self.reload()
         if self.review.photo_id is not None:
+            if kind == "coregister" and self.review.photo_id in ids:
+                self.review.candidate_index = None  # show the new localization
             self.review.refresh()
         if self.tabs.currentWidget() is self.overview:
             self.refresh_overview()
         self._update_actions()
         if kind == "import" and summary is not None and not isinstance(summary, Exception):
             self._show_import_failures(summary)
-        if kind == "export" and isinstance(summary, tuple):
+        if kind == "export" and summary is not None and not isinstance(summary, Exception):
             self._show_export_result(summary)
         self.jobFinished.emit(kind, summary)
 
@@ -515,6 +535,12 @@ class MainWindow(QMainWindow):
             f"Localize {len(ids)} photo{'s' if len(ids) != 1 else ''}",
             ids,
         )
+
+    def start_coregister_candidate(self, photo_id: int, rank: int) -> Job | None:
+        """Coregister a photo against the retrieval candidate the reviewer picked (background)."""
+        make = functools.partial(backend.coregister_candidate_job, self.catalog_path, photo_id, rank,
+                                 AppSettings(**vars(self.settings)), self.settings.reviewer_name())
+        return self._start_job("coregister", make, f"Coregister with candidate #{rank}", [photo_id])
 
     # ---- review ----------------------------------------------------------------------
     def _open_review_at(self, index) -> None:
@@ -591,14 +617,24 @@ class MainWindow(QMainWindow):
             f"Export {fmt}",
         )
 
-    def _show_export_result(self, summary) -> None:
-        written, skipped = summary
-        self.last_export = summary
-        text = f"Wrote {len(written)} file{'s' if len(written) != 1 else ''}"
+    def _show_export_result(self, result) -> None:
+        self.last_export = result
+        written = result.written
+        text = f"Export {result.format}: wrote {len(written)} file{'s' if len(written) != 1 else ''}"
         if written:
-            text += f": {written[0]}" + (" …" if len(written) > 1 else "")
-        if skipped:
-            text += f"; skipped {len(skipped)} photos without a footprint"
+            text += f" ({written[0]}" + (" …)" if len(written) > 1 else ")")
+        if result.skipped:
+            text += f"; skipped {len(result.skipped)} photos without a footprint"
+        if result.failed:
+            text += f"; {len(result.failed)} failed"
+            from astroapp.gui.dialogs import FailuresDialog
+
+            dlg = FailuresDialog(list(result.failed), self)
+            dlg.setWindowTitle(f"{len(result.failed)} photos not exported")
+            dlg.show()
+            self.failures_dialog = dlg
+        if result.cancelled:
+            text += " (cancelled)"
         self.statusBar().showMessage(text, 15000)
 
     def settings_dialog(self) -> None:
@@ -620,13 +656,18 @@ class MainWindow(QMainWindow):
         make = functools.partial(demo.prepare_and_import, self.catalog_path, root=root, n_photos=n_photos)
         return self._start_job("import", make, "Import demo roll")
 
-    def offer_demo(self) -> None:
-        """First start: an empty catalogue gets the demo roll, so the whole flow is visible."""
+    def offer_demo(self, root: Path | None = None, n_photos: int | None = None) -> Job | None:
+        """First start: an empty catalogue gets the demo roll, so the whole flow is visible.
+
+        Only once per installation (a user who empties the catalogue is not asked again);
+        File > Load demo roll does it on demand.
+        """
         if self.catalog.count() == 0 and not self.settings.demo_offered:
             self.settings.demo_offered = True
             save_settings(self.settings)
             self.statusBar().showMessage("Empty catalogue: loading the bundled demo roll…", 8000)
-            self.load_demo()
+            return self.load_demo(root=root, n_photos=n_photos)
+        return None
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.job is not None:

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 DISPLAY_HEIGHT = 720  # photo and satellite view are shown at this height (scene px)
 VIEW_PX = 768  # satellite view resolution
-MAX_LINES = 400  # correspondences drawn (evenly subsampled beyond this)
+MAX_LINES = 200  # correspondences drawn (evenly subsampled beyond this, for legibility)
 NEIGHBOUR_RADIUS_DEG = 12.0
 
 
@@ -340,8 +340,14 @@ class ReviewView(QWidget):
         self.candidates = QListWidget()
         self.candidates.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.candidates.currentRowChanged.connect(self._on_candidate_row)
+        self.btn_try = QPushButton("Coregister with this candidate (T)")
+        self.btn_try.setToolTip("Run EarthMatch against the selected candidate; the result becomes "
+                                "the photo's current localization, ready to accept or reject")
+        self.btn_try.clicked.connect(self.try_candidate)
         cand_box = QGroupBox("Candidates (click to view)")
-        QVBoxLayout(cand_box).addWidget(self.candidates)
+        cl = QVBoxLayout(cand_box)
+        cl.addWidget(self.candidates)
+        cl.addWidget(self.btn_try)
 
         self.note = QPlainTextEdit()
         self.note.setPlaceholderText("Note for this photo (saved with the next decision, or Save note)")
@@ -385,6 +391,7 @@ class ReviewView(QWidget):
             (("P", "Left"), self.previous), (("+", "=", "Ctrl++"), self.zoom_in),
             (("-", "Ctrl+-"), self.zoom_out), (("Ctrl+Z",), self.undo),
             (("C",), self.chk_lines.toggle), (("W",), self.chk_warp.toggle), (("0",), self.fit),
+            (("T",), self.try_candidate),
         ):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self, context=ctx)
@@ -439,6 +446,7 @@ class ReviewView(QWidget):
         self.btn_reject.setEnabled(has)
         self.btn_undo.setEnabled(bool(self.undo_stack))
         self.btn_note.setEnabled(has)
+        self.btn_try.setEnabled(has and self.candidate_index is not None and self.main.job is None)
         seq = self.main.review_sequence() if has else []
         pos = seq.index(self.photo_id) if self.photo_id in seq else -1
         self.btn_prev.setEnabled(pos > 0 or (pos < 0 and bool(seq)))
@@ -499,6 +507,21 @@ class ReviewView(QWidget):
     def _on_candidate_row(self, row: int) -> None:
         self.candidate_index = None if row <= 0 else row - 1
         self._render()
+        self._update_buttons()
+
+    def selected_candidate(self) -> StoredCandidate | None:
+        if self.data is None or self.candidate_index is None:
+            return None
+        if 0 <= self.candidate_index < len(self.data.candidates):
+            return self.data.candidates[self.candidate_index]
+        return None
+
+    def try_candidate(self) -> None:
+        cand = self.selected_candidate()
+        if cand is None or self.photo_id is None:
+            self.main.statusBar().showMessage("Pick a candidate in the list first.", 4000)
+            return
+        self.main.start_coregister_candidate(self.photo_id, cand.rank)
 
     def _on_map_click(self, key) -> None:
         if isinstance(key, tuple) and key and key[0] == "photo":

@@ -5,7 +5,7 @@ Index type, chosen automatically from the number of vectors x dimension:
   the float32 vectors take <= EXACT_MAX_BYTES (256 MiB, e.g. 32k tiles x 4 rotations x 512-D or
   4k tiles at 4096-D). Up to there one query is a single pass over 256 MiB, ~20 ms on one
   CPU core at ~12 GB/s of memory bandwidth (the per-query budget), and RAM is no concern.
-- compressed (`ivfpq`): IVF (sqrt-sized coarse quantizer, 1/8 of the lists probed) + PQ
+- compressed (`ivfpq`): IVF (sqrt-sized coarse quantizer, 1/16 of the lists probed) + PQ
   (8 dimensions per byte, at most 128 bytes/vector) trained on a seeded sample, then the top
   candidates re-ranked exactly against the descriptors kept on disk (memory-mapped chunks). 512-D drops from 2 KiB to
   64 B per vector in RAM; the re-ranking keeps the recall loss small (measured by
@@ -52,7 +52,7 @@ def ivfpq_params(n_vectors: int, dim: int) -> dict[str, int]:
         "nlist": nlist,
         "m": m,
         "nbits": nbits,
-        "nprobe": max(1, min(nlist, max(16, nlist // 8))),
+        "nprobe": max(1, min(nlist, max(16, nlist // 16))),
         "refine": 16,
         "train_size": train_size,
     }
@@ -168,6 +168,7 @@ class FlatSearcher:
 
     def __init__(self, index: Any, backend: str = "auto", device: str | None = None) -> None:
         self.index = index
+        self.cpu_index = index  # for vector access and filtered (selector) searches
         self.dim = index.d
         self.backend = backend
         if backend == "auto":
@@ -189,8 +190,8 @@ class FlatSearcher:
 
     def vectors(self) -> np.ndarray:
         """The stored vectors (ntotal, d) float32, without a copy."""
-        n = self.index.ntotal
-        return faiss.rev_swig_ptr(self.index.get_xb(), n * self.dim).reshape(n, self.dim)
+        n = self.cpu_index.ntotal
+        return faiss.rev_swig_ptr(self.cpu_index.get_xb(), n * self.dim).reshape(n, self.dim)
 
     def search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         kk = min(kk, self.index.ntotal)
@@ -212,6 +213,7 @@ class IVFPQSearcher:
 
     def __init__(self, index: Any, vectors: ChunkVectors, nprobe: int, refine: int) -> None:
         self.index = index
+        self.cpu_index = index
         self.vectors = vectors
         self.refine = max(1, refine)
         self.index.nprobe = nprobe

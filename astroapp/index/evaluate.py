@@ -87,20 +87,16 @@ def read_roll(folder: Path) -> list[Query]:
     return out
 
 
-def demo_queries(roll: Path | None = None, n: int = 100, seed: int = 0) -> tuple[list[Query], str]:
-    """The demo roll (a folder, or the demo module's roll when present), else `n` renders of
-    test places made here with the same renderer; returns (queries, description)."""
+def demo_queries(roll: Path | None = None, n: int | None = None,
+                 seed: int = 0) -> tuple[list[Query], str]:
+    """Queries with their true footprints: `n` fresh renders of test places when `n` is given,
+    else the roll folder `roll`, else the bundled demo roll (rendered once, then cached).
+    Returns (queries, description)."""
+    if n:
+        return render_queries(n, seed), f"{n} fresh renders of test places (seed {seed})"
     if roll is not None:
         return read_roll(roll), str(roll)
-    try:
-        from astroapp.geo import demo as _demo  # the bundled demo roll, when present
-    except ImportError:
-        _demo = None
-    folder = getattr(_demo, "demo_roll_dir", None) if _demo else None
-    if callable(folder):
-        try:
-            path = Path(folder())
-            return read_roll(path), f"the demo roll ({path})"
-        except (OSError, ValueError, KeyError):
-            pass
-    return render_queries(n, seed), f"{n} renders of test places (seed {seed})"
+    from astroapp.geo.demo import prepare_demo
+
+    paths = prepare_demo()
+    return read_roll(paths.roll_dir), f"the demo roll ({paths.roll_dir})"

@@ -217,7 +217,7 @@ class TileIndex:
     def _search_all(self, q: np.ndarray, k: int) -> list[list[Candidate]]:
         n_valid = int(self._valid.sum())
         want = min(k, n_valid)
-        total = self._searcher.index.ntotal
+        total = self._searcher.cpu_index.ntotal
         kk = min(total, N_ROT * k + N_ROT * int((~self._valid).sum()))
         results: list[list[Candidate] | None] = [None] * q.shape[0]
         todo = list(range(q.shape[0]))
@@ -253,10 +253,14 @@ class TileIndex:
         import faiss
 
         sel = faiss.IDSelectorBatch(labels.astype(np.int64))
-        index = self._searcher.index
+        index = self._searcher.cpu_index
         kk = min(labels.size, N_ROT * k)
         if self.index_type == "ivfpq":
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=index.nprobe)
+            # probe more lists the smaller the region's share of the index, so that about as
+            # many in-region vectors are scanned as a global search would scan overall
+            share = labels.size / max(index.ntotal, 1)
+            nprobe = int(min(index.nlist, np.ceil(index.nprobe / max(share, 1e-9))))
+            params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
             kk_approx = min(labels.size, kk * self._searcher.refine)
             _, approx = index.search(q[None], kk_approx, params=params)
             cand = approx[0][approx[0] >= 0]

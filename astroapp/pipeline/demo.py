@@ -214,6 +214,10 @@ class _Steps:
             rep.status, rep.detail = NOT_AVAILABLE, str(exc)
             return None
         except Exception as exc:  # noqa: BLE001 - report the step as failed, go on
+            if self.cancel is not None and self.cancel.is_set():  # e.g. an index build's
+                rep.status = CANCELLED                              # InterruptedError
+                self.summary.cancelled = True
+                return None
             log.warning("demo step %s failed: %s", name, exc,
                         exc_info=log.isEnabledFor(logging.DEBUG))
             rep.status, rep.detail = FAILED, f"{type(exc).__name__}: {_first_line(exc)}"

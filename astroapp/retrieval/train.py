@@ -88,10 +88,12 @@ def train(
     model_config: dict | None = None,
     train_set: WorldSet | None = None,
     val_set: WorldSet | None = None,
+    init: Path | None = None,
 ) -> dict:
-    """Train, evaluate on the held-out set, save weights (+ a .json report) to `out`.
+    """Train, evaluate on the held-out set, save weights (+ .json report, .md card) to `out`.
 
     `train_set` / `val_set` default to the cached bundled-world sets (rendered on first use).
+    `init`: continue from these weights (a second stage; its report is kept in `stages`).
     """
     from .dataset import load_world_set
 
@@ -103,6 +105,15 @@ def train(
     gen = torch.Generator().manual_seed(seed)
     dev = torch.device(config.pick_device(device))
     cfg = dict(DEFAULT_CONFIG, **(model_config or {}))
+    stages: list[dict] = []
+    if init is not None:
+        from .registry import load_model
+
+        start = load_model(NAME, weights=init, device="cpu")
+        cfg = dict(start.config)
+        prev = json.loads(start.weights_metadata.get("training", "{}"))
+        stages = [*prev.pop("stages", []), {k: prev.get(k) for k in
+                  ("seed", "epochs", "batch_size", "lr", "test_recalls", "seconds_total", "init")}]
     size = int(cfg["input_size"][0])
 
     t0 = time.time()
@@ -115,6 +126,8 @@ def train(
              len(val_set.queries), len(train_set.blocks), data_seconds)
 
     model = SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"]).to(dev)
+    if init is not None:
+        model.load_state_dict(start.state_dict())
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     nq = len(train_set.queries)
@@ -146,12 +159,14 @@ def train(
 
     for epoch in range(epochs):
         te = time.time()
-        if epoch > 0:
+        if epoch > 0 or init is not None:
             bank = _embed_blocks(model, db_rot, dev)
-            history[-1].update(validate(bank))
+            if history:
+                history[-1].update(validate(bank))
             hard = mine(bank)
-            log.info("after epoch %d: val %s (%.0fs)", epoch,
-                     {k: round(v, 3) for k, v in history[-1].items() if k.startswith("R@")}, time.time() - te)
+            if history:
+                log.info("after epoch %d: val %s (%.0fs)", epoch,
+                         {k: round(v, 3) for k, v in history[-1].items() if k.startswith("R@")}, time.time() - te)
         order = rng.permutation(nq)
         losses = []
         for s in range(steps_per_epoch):
@@ -201,6 +216,8 @@ def train(
     report = {
         "architecture": NAME,
         "config": model.config,
+        "init": str(init) if init else None,
+        "stages": stages,
         "seed": seed,
         "epochs": epochs,
         "batch_size": batch_size,
@@ -229,6 +246,28 @@ def train(
 
 def _rec(r: dict) -> str:
     return " / ".join(f"{r[k]:.3f}" for k in ("R@1", "R@10", "R@100") if k in r)
+
+
+def _commands(report: dict) -> str:
+    """The command line(s) that rebuild the weights: earlier stages first (see `--init`)."""
+    lines = []
+    for i, st in enumerate([*report.get("stages", []), report]):
+        init = f" --init stage{i}.safetensors" if i else ""
+        out = "models/astroapp-small.safetensors" if i == len(report.get("stages", [])) else f"stage{i + 1}.safetensors"
+        lines.append(f"python -m astroapp.retrieval.train --out {out} --epochs {st['epochs']} "
+                     f"--batch-size {st['batch_size']} --lr {st['lr']} --seed {st['seed']}{init}")
+    return "\n".join(lines)
+
+
+def _stage_lines(report: dict) -> str:
+    stages = report.get("stages", [])
+    if not stages:
+        return ""
+    parts = [f"stage {i + 1}: {st['epochs']} epochs, {st['seconds_total'] / 60:.1f} min, test R@1/10/100 {_rec(st['test_recalls'])}"
+             for i, st in enumerate(stages)]
+    total = sum(st["seconds_total"] for st in stages) + report["seconds_total"]
+    return ("Earlier stages (this file continues them with `--init`): " + "; ".join(parts)
+            + f". Training time of all stages together: {total / 60:.1f} min.\n")
 
 
 def model_card(report: dict, path: Path) -> str:
@@ -271,10 +310,10 @@ Input {cfg['input_size'][0]}x{cfg['input_size'][1]} RGB, ImageNet mean/std. Five
 
 ## Command
 ```
-python -m astroapp.retrieval.train --epochs {report['epochs']} --batch-size {report['batch_size']} --seed {report['seed']} --threads {report['threads']}
-# or: astroapp model train ...   (renders are cached in <data dir>/cache/retrieval/)
+{_commands(report)}
+# or the same options to `astroapp model train`   (renders are cached in <data dir>/cache/retrieval/)
 ```
-Seed {report['seed']}. Device: {report['device']} ({report['cpu']}, {report['threads']} torch thread(s), torch {report['torch']}),
+{_stage_lines(report)}Seed {report['seed']}. Device: {report['device']} ({report['cpu']}, {report['threads']} torch thread(s), torch {report['torch']}),
 on a shared 2-core machine. Time: {report['seconds_total'] / 60:.1f} min in total, of which
 {report['seconds_data'] / 60:.1f} min loading the cached renders (rendering them the first time:
 {data.get('seconds', 0) / 60:.1f} min for the training set).
@@ -312,10 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-queries", type=int, default=None, help="use only N training renders")
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--init", type=Path, default=None, help="continue training from these weights")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(args.out, args.epochs, args.batch_size, args.lr, seed=args.seed, n_train=args.train_queries,
-          device=args.device, threads=args.threads)
+          device=args.device, threads=args.threads, init=args.init)
     return 0
 
 
