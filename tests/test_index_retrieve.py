@@ -10,7 +10,7 @@ import pytest
 from test_index_support import BUILD_KW, GeneratedSource, make_model
 
 from astroapp.catalog import Catalog
-from astroapp.index import TileIndex, build_index
+from astroapp.index import TileIndex, build_index, visible_radius_km
 from astroapp.pipeline.retrieve import photo_region, retrieve_candidates
 
 
@@ -48,6 +48,8 @@ def test_candidates_are_stored_in_the_catalogue(tmp_path, setup, model):
     bad_id = cat.add_photo(path=bad, sha256="f" * 64)
     lon, lat = refs[9].footprint.centroid()
     cat.upsert_nasa_metadata("ISS064-E-2", nadir_lon=lon, nadir_lat=lat, altitude_km=415.0)
+    cat.upsert_nasa_metadata("ISS064-E-3", nadir_lon=lon, nadir_lat=lat, altitude_km=415.0,
+                             tilt_deg=55.0)
 
     seen = []
     results = retrieve_candidates(cat, [*ids, bad_id], root / "idx", model, k=5,
@@ -73,6 +75,8 @@ def test_candidates_are_stored_in_the_catalogue(tmp_path, setup, model):
     reg = by_id[ids[1]].region
     assert reg is not None and reg == photo_region(cat, ids[1])
     assert cat.get_localization(by_id[ids[1]].localization_id).method["prior"]["radius_km"] > 400
+    assert reg.radius_km == pytest.approx(visible_radius_km(415.0, 50.0))
+    assert by_id[ids[2]].region.radius_km == pytest.approx(visible_radius_km(415.0, 65.0))
     assert by_id[ids[0]].region is None
     cat.close()
 

@@ -188,3 +188,51 @@ def test_reduced_decode_reports_full_frame_pixels(scene, matcher):
     assert res.photo_size == (1600, 1200)
     truth = apply_h(true_h, edge_corners((1600, 1200)))
     assert np.linalg.norm(res.corners_px - truth, axis=1).max() < 2.0
+
+
+def test_calibrate_cli_on_a_labelled_set(tmp_path, capsys):
+    """`astroapp calibrate --labelled DIR`: a user's folder of pairs with labels.csv."""
+    from astroapp.cli import main
+    from astroapp.matching.calibration import calibration_for, user_calibration_path
+
+    root = tmp_path / "labelled"
+    rows = ["pair,correct,angle"]
+    for i in range(3):
+        surr = _texture(768, seed=100 + i)
+        photo = _photo_from(surr, _true_h(25.0 * i, 0.45, centre=(380, 400)), (480, 360))
+        for name, s, ok in ((f"right{i}", surr, 1), (f"wrong{i}", _texture(768, 200 + i), 0)):
+            (root / name).mkdir(parents=True)
+            cv2.imwrite(str(root / name / "query.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(root / name / "surroundings.png"), cv2.cvtColor(s, cv2.COLOR_RGB2BGR))
+            rows.append(f"{name},{ok},")
+    (root / "broken").mkdir()
+    (root / "broken" / "query.jpg").write_bytes(b"no")
+    rows.append("broken,1,")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert main(["calibrate", "--matcher", "sift", "--renders", "0", "--labelled", str(root),
+                 "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert "threshold T =" in out and "broken" in err
+    cal = Calibration.load(user_calibration_path("sift"))
+    assert cal.samples["correct"] == 3 and cal.samples["wrong"] == 3
+    assert cal.threshold > cal.samples["wrong_max_inliers"]
+    assert cal.probability(cal.threshold) >= 0.999
+    # the user's calibration now wins over the shipped one
+    fresh = get_matcher("sift")
+    assert calibration_for(fresh).created_at == cal.created_at
+    # nothing to calibrate on / bad folder: clear errors
+    assert main(["calibrate", "--renders", "0"]) == 2
+    assert main(["calibrate", "--renders", "0", "--labelled", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_learned_matchers_need_local_weights(tmp_path, monkeypatch):
+    from astroapp.matching import MatcherUnavailable, available_matchers
+
+    monkeypatch.setenv("ASTROAPP_MATCHER_WEIGHTS", str(tmp_path))
+    assert "sift" in available_matchers() and "lightglue" not in available_matchers()
+    for name in ("lightglue", "loftr"):
+        with pytest.raises(MatcherUnavailable, match="never downloads"):
+            get_matcher(name)
+    with pytest.raises(MatcherUnavailable, match="unknown matcher"):
+        get_matcher("nope")

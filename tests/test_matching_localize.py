@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -140,3 +141,29 @@ def test_cancel_leaves_nothing_localizing(tmp_path, world):
         assert time.perf_counter() - t0 < 0.5 + 5.0
     assert not cat.photos(status="localizing")
     cat.close()
+
+
+def test_localize_cli(tmp_path, world, capsys):
+    import torch
+
+    from astroapp.cli import main
+
+    root, _, photos, _, _ = world
+    cat_path = tmp_path / "cat.sqlite"
+    with Catalog(cat_path) as cat:
+        pid = cat.add_photo(path=photos[0][0], sha256="a" * 64)
+        done = cat.add_photo(path=photos[1][0], sha256="b" * 64)
+        cat.set_status(done, "localized")
+    common = ["--catalog", str(cat_path), "localize", "--index", str(root / "idx"),
+              "--model", "astroapp-small", "--weights", "random", "--k", "12", "-q"]
+    torch.manual_seed(0)  # the same seeded random weights the index was built with
+    assert main([*common, "--json"]) == 0  # default: photos with status new
+    data = json.loads(capsys.readouterr().out)
+    assert [o["photo_id"] for o in data["photos"]] == [pid]
+    assert data["photos"][0]["outcome"] == "localized"
+    with Catalog(cat_path) as cat:
+        assert cat.get_photo(pid).status == "localized"
+        assert cat.latest_localization(done) is None  # not asked for
+    assert main([*common, "999"]) == 2
+    assert "no photo with id 999" in capsys.readouterr().err
+    assert main(["--catalog", str(cat_path), "localize", "--index", str(tmp_path / "none")]) == 2

@@ -127,3 +127,18 @@ def test_earthloc_construction_matches_methods():
     assert model.input_size == (320, 320) and model.descriptor_dim == 4096
     assert model.aggregator.row_proj.weight.shape == (4, 400)
     assert model.aggregator.channel_proj.weight.shape == (1024, 1024)
+
+
+def test_shipped_bundled_model_loads_by_default():
+    from astroapp.config import MODELS_DIR
+
+    path = MODELS_DIR / "astroapp-small.safetensors"
+    assert path.is_file() and path.stat().st_size <= 30 * 2**20
+    assert (MODELS_DIR / "astroapp-small.md").is_file()
+    model = load_model("bundled", device="cpu")  # no weights argument: the shipped file
+    assert model.weights_path == str(path)
+    images = [np.full((90, 120, 3), 200, np.uint8), np.zeros((50, 50, 3), np.uint8)]
+    with torch.inference_mode():
+        d = model(preprocess(images, model))
+    assert d.shape == (2, model.descriptor_dim)
+    assert torch.allclose(d.norm(dim=1), torch.ones(2), atol=1e-5)

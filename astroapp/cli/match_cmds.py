@@ -154,7 +154,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
 
         try:
             summary = localize_photos(catalog, ids, index_dir=args.index, model=args.model,
-                                      matcher=matcher, progress=progress, k=args.k,
+                                      weights=args.weights, matcher=matcher, progress=progress, k=args.k,
                                       max_candidates=args.max_candidates, size=args.size,
                                       use_prior=not args.no_prior)
         except (TileIndexError, WeightsError) as exc:
@@ -230,6 +230,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--index", type=Path, default=None,
                    help="tile index folder (default: the bundled world's index, built on first use)")
     p.add_argument("--model", default=None, help="retrieval model (default: the bundled one)")
+    p.add_argument("--weights", default=None,
+                   help="weights file of the retrieval model (default: its bundled weights)")
     p.add_argument("--matcher", default="sift", help="matcher (default: sift)")
     p.add_argument("--k", type=int, default=10, help="candidates retrieved per photo (default 10)")
     p.add_argument("--max-candidates", type=int, default=10,

@@ -299,7 +299,7 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.counts_label = QLabel()
         self.counts_label.setTextFormat(Qt.TextFormat.RichText)
-        sb.addWidget(self.counts_label, 1)
+        sb.addPermanentWidget(self.counts_label)  # stays visible beside temporary messages
         self.job_label = QLabel()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(260)

@@ -223,12 +223,10 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
                dynamic_ncols=True, smoothing=0.1)
     stream = None
     try:
-        batches, bounds = [], []
-        for start in chunk_starts:
-            end = min(start + chunk_size, todo[-1] + 1)
-            bounds.append((start, end))
-            for b in range(start, end, batch_size):
-                batches.append([(t, *pending[t]) for t in range(b, min(b + batch_size, end))])
+        bounds = [(start, min(start + chunk_size, todo[-1] + 1)) for start in chunk_starts]
+        batches = (  # made lazily: only the batches in flight exist at any time
+            [(t, *pending[t]) for t in range(b, min(b + batch_size, end))]
+            for start, end in bounds for b in range(start, end, batch_size))
         channels_last = use_channels_last(model)
         stream = prefetch_batches(batches, model, load_size, workers=workers)
         ci = 0
@@ -318,6 +316,8 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
         raise RuntimeError(f"internal: chunks cover {vectors.n_tiles} of {n_tiles} tiles")
     kind = choose_index_type(n_tiles * N_ROT, fp.descriptor_dim, index_type)
     if kind == "ivfpq" and int(valid.sum()) * N_ROT < 1000:
+        log.warning("only %d vectors: too few to train IVF-PQ, writing an exact index instead",
+                    int(valid.sum()) * N_ROT)
         kind = "flat"
     index, info = build_faiss(vectors, valid, kind, seed=seed)
     old = json.loads(store.get_meta("generation") or "0")

@@ -7,7 +7,7 @@ model, so the CPU/GPU computing descriptors never waits for JPEG decoding when i
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +115,7 @@ def _load_batch(items: Sequence[tuple[int, Any, Any]], model: Any, load_size: in
 
 
 def prefetch_batches(
-    batches: Sequence[Sequence[tuple[int, Any, Any]]],
+    batches: Iterable[Sequence[tuple[int, Any, Any]]],
     model: Any,
     load_size: int,
     workers: int = 2,

@@ -92,7 +92,8 @@ def calibration_for(matcher: Any) -> Calibration:
         if path.is_file():
             cal = Calibration.load(path)
             settings = matcher.settings() if hasattr(matcher, "settings") else {}
-            if cal.settings and settings and cal.settings != settings:
+            common = set(cal.settings) & set(settings)
+            if any(cal.settings[k] != settings[k] for k in common):
                 log.warning("calibration %s was made with other %s settings (%s, now %s): "
                             "re-run `astroapp calibrate`", path, matcher.name, cal.settings,
                             settings)

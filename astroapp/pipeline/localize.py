@@ -143,11 +143,12 @@ def display_frame(photo: Any, image: np.ndarray) -> tuple[int, int] | None:
     return int(h), int(w)  # EXIF orientation turned the stored pixels a quarter turn
 
 
-def _resolve_model(model: Any) -> Any:
+def _resolve_model(model: Any, weights: Any = None) -> Any:
     if model is None or isinstance(model, str):
         from astroapp.retrieval import load_model
 
-        return load_model(model) if model else load_model()
+        kwargs = {"weights": weights} if weights else {}
+        return load_model(model, **kwargs) if model else load_model(**kwargs)
     return model
 
 
@@ -247,8 +248,13 @@ def localize_photo(
         if cancel is not None and cancel.is_set():
             raise CoregCancelled()
         tried += 1
-        source = sources.get(cand.source_id)
-        surr, grid = candidate_surroundings(source, cand, size)
+        try:
+            surr, grid = candidate_surroundings(sources.get(cand.source_id), cand, size)
+        except Exception as exc:  # noqa: BLE001 - an unreadable candidate: try the next one
+            log.warning("photo %s: candidate %s unavailable: %s", photo_id, cand.tile_id, exc)
+            per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id,
+                                  "error": f"surroundings unavailable: {exc}"})
+            continue
         res = coregister(prepared, surr, grid=grid, angle=cand.angle, iterations=iterations,
                          cancel=cancel)
         per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "inliers": res.inliers,
@@ -261,6 +267,9 @@ def localize_photo(
         if res.accepted:
             break
     t_coreg = time.perf_counter() - t1
+    errors = [c["error"] for c in per_candidate if "error" in c]
+    if errors and len(errors) == len(per_candidate):
+        raise RuntimeError(f"no candidate's surroundings could be read ({errors[0]})")
     if best_cand is None and cands:
         best_cand = cands[0]
     cal = getattr(matcher, "calibration", None)
@@ -320,18 +329,19 @@ def localize_photos(
     size: int = DEFAULT_SIZE,
     iterations: int = DEFAULT_ITERATIONS,
     use_prior: bool = True,
+    weights: Any = None,
 ) -> LocalizeSummary:
     """Localize photos one by one, recording each result in the catalogue.
 
     `index_dir`: a tile index folder or open TileIndex (None: the demo world's index);
     `model`: a retrieval model or its name (None: the bundled one); `matcher`: a Matcher or
-    its name (None: "sift"). `progress(done, total, message, outcome)` after each photo;
+    its name (None: "sift"); `weights`: the weights file when `model` is a name. `progress(done, total, message, outcome)` after each photo;
     `cancel` set -> stops within about a second, the current photo back to its old status.
     """
     t0 = time.perf_counter()
     ids = [int(p) for p in photo_ids]
     summary = LocalizeSummary()
-    model = _resolve_model(model)
+    model = _resolve_model(model, weights)
     index = _resolve_index(index_dir, model)
     matcher = _resolve_matcher(matcher)
     sources = SourceCache(index)

@@ -104,4 +104,5 @@ def save_safetensors(module: torch.nn.Module, path: str | Path, metadata: dict) 
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     save_file(state, str(tmp), metadata=meta)
+    tmp.chmod(0o644)
     tmp.replace(path)
