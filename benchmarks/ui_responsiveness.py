@@ -10,7 +10,8 @@ freeze (target: <= 100 ms). Also times opening photos in the review view (UI thr
 
 By default the bundled model and a regional index of the demo world around the roll are
 used (built in a temp dir); `--full-index` uses the whole demo world's index instead
-(built once into the data dir, minutes on a CPU).
+(built once into the data dir, minutes on a CPU). UIBENCH_DEBUG=1 prints every gap > 50 ms
+with its time, to find what blocked the event loop.
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ def test_first_run_does_the_whole_job(demo_home):
     # scored against truth.json: every photo has ground truth and retrieval candidates
     t = s.truth
     assert t.photos == N_PHOTOS and t.retrieval_scored == N_PHOTOS
-    assert 0 <= t.retrieval_correct <= N_PHOTOS
+    assert 0 <= t.retrieval_correct <= t.retrieval_correct_k <= N_PHOTOS
+    assert t.candidates_k == FAST["k"]
     assert t.confident == s.accepted_auto and len(t.corner_errors_km) == 4 * t.confident
     table = s.format_table()
     for text in ("imported", "accepted automatically", "for review", "failed",
@@ -177,6 +178,7 @@ def test_score_against_truth_on_a_real_catalogue(tmp_path):
                        truth_by_file)
     assert isinstance(score, TruthScore)
     assert (score.photos, score.retrieval_scored, score.retrieval_correct) == (3, 3, 2)
+    assert (score.retrieval_correct_k, score.candidates_k) == (2, 1)
     assert (score.confident, score.confident_correct, score.false_accepts) == (2, 1, 1)
     assert len(score.corner_errors_km) == 8
     assert score.corner_errors_km[:4] == pytest.approx([0, 0, 0, 0], abs=1e-6)

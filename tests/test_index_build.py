@@ -224,3 +224,18 @@ def test_cancel_keeps_committed_chunks(tmp_path, model):
     assert not (out / "manifest.json").exists()
     report = build_index([GeneratedSource(N_TILES)], model, out, **BUILD_KW)
     assert report.completed and report.tiles_embedded == N_TILES - 8
+
+
+def test_killed_while_writing_the_index_finishes_without_re_embedding(tmp_path, reference_index,
+                                                                      model):
+    import shutil
+
+    out = tmp_path / "idx"
+    shutil.copytree(reference_index, out)
+    # the state a SIGKILL between the last chunk and the manifest leaves behind
+    (out / "manifest.json").unlink()
+    (out / "index-0002.faiss.abc123.tmp").write_bytes(b"half a faiss file")
+    report = build_index([GeneratedSource(N_TILES)], model, out, **BUILD_KW)
+    assert report.completed and report.tiles_embedded == 0 and report.tiles_new == 0
+    assert not list(out.glob("*.tmp"))
+    assert sha(index_file(out)) == sha(index_file(reference_index))

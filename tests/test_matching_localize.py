@@ -76,9 +76,18 @@ def test_localize_records_confident_review_and_failed(tmp_path, world):
     cat, ids, far_id, bad_id = _catalog(tmp_path, world)
     reports = []
     summary = localize_photos(cat, [*ids, far_id, bad_id], index_dir=root / "idx", model=model,
-                              matcher="sift", progress=lambda *a: reports.append(a), k=12,
-                              max_candidates=12)
-    assert [r[0] for r in reports] == [1, 2, 3, 4] and reports[-1][1] == 4
+                              matcher="sift", progress=lambda *a: reports.append(a),
+                              k=12, max_candidates=12)
+    finished = [a for a in reports if a[2].outcome is not None]
+    assert [a[0] for a in finished] == [1, 2, 3, 4] and finished[-1][1] == 4
+    started = [a[2].photo_id for a in reports if a[2].outcome is None]
+    assert started == [*ids, far_id, bad_id]
+    assert all(isinstance(a[2], str) and a[2].photo_id == a[2].outcome.photo_id for a in finished)
+    # the GUI's progress adapter sees the message and the photo id
+    from astroapp.gui.workers import _to_progress
+
+    p = _to_progress(finished[0], {})
+    assert p.done == 1 and p.message.startswith(f"photo {ids[0]}") and p.item.photo_id == ids[0]
     out = {o.photo_id: o for o in summary.outcomes}
     for pid, (_, truth) in zip(ids, photos, strict=True):
         assert out[pid].outcome == "localized", out[pid]
@@ -117,9 +126,10 @@ def test_cancel_leaves_nothing_localizing(tmp_path, world):
     cancel = threading.Event()
     seen = []
 
-    def progress(done, total, message, outcome):
-        seen.append(outcome.photo_id)
-        cancel.set()  # cancel after the first photo
+    def progress(done, total, message):
+        if message.outcome is not None:
+            seen.append(message.photo_id)
+            cancel.set()  # cancel after the first photo
 
     summary = localize_photos(cat, [*ids, far_id], index_dir=root / "idx", model=model,
                               progress=progress, cancel=cancel, k=12, max_candidates=12)

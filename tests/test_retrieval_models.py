@@ -142,3 +142,21 @@ def test_shipped_bundled_model_loads_by_default():
         d = model(preprocess(images, model))
     assert d.shape == (2, model.descriptor_dim)
     assert torch.allclose(d.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_model_cli_info_list_and_errors(capsys, tmp_path):
+    import json
+
+    from astroapp.cli import main
+
+    assert main(["model", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "astroapp-small" in out and "earthloc" in out and "astroloc-tiny" in out
+    assert main(["model", "info", "bundled", "--weights", "random"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["name"] == "astroapp-small" and info["descriptor_dim"] == 256
+    assert main(["model", "info", "earthloc", "--weights", str(tmp_path / "missing.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "weights file not found" in err and "best_trained_model.pt" in err
+    assert main(["model", "info", "nosuchmodel"]) == 2
+    assert "unknown retrieval model" in capsys.readouterr().err

@@ -148,8 +148,8 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         from astroapp.index.errors import TileIndexError
         from astroapp.retrieval.weights import WeightsError
 
-        def progress(done: int, total: int, message: str, _outcome=None) -> None:
-            if not args.quiet:
+        def progress(done: int, total: int, message: str) -> None:
+            if getattr(message, "outcome", None) is not None and not args.quiet:
                 print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
 
         try:

@@ -75,6 +75,8 @@ class TruthScore:
     photos: int = 0  # demo photos with a truth record
     retrieval_scored: int = 0
     retrieval_correct: int = 0
+    retrieval_correct_k: int = 0  # a right tile anywhere among the stored candidates
+    candidates_k: int = 0  # how many candidates were stored per photo (the most seen)
     confident: int = 0
     confident_correct: int = 0
     false_accepts: int = 0
@@ -156,6 +158,10 @@ class DemoSummary:
             rows.append(("  correct tile (top-1)",
                          "n/a (no retrieval results)" if share is None else
                          f"{t.retrieval_correct}/{t.retrieval_scored} ({100 * share:.0f} %)"))
+            if share is not None and t.candidates_k > 1:
+                rows.append((f"  correct tile in top-{t.candidates_k}",
+                             f"{t.retrieval_correct_k}/{t.retrieval_scored} "
+                             f"({100 * t.retrieval_correct_k / t.retrieval_scored:.0f} %)"))
             med = t.median_corner_error_km
             rows.append(("  median corner error",
                          "n/a (no confident footprint)" if med is None else
@@ -548,8 +554,11 @@ def _score(catalog: Any, photo_ids: list[int], file_of: dict[int, str],
         cands = catalog.candidates(loc.id)
         if cands and cands[0].footprint:
             score.retrieval_scored += 1
-            if Footprint.from_list(cands[0].footprint).intersects(truth):
-                score.retrieval_correct += 1
+            hits = [c.footprint is not None and Footprint.from_list(c.footprint).intersects(truth)
+                    for c in cands]
+            score.candidates_k = max(score.candidates_k, len(cands))
+            score.retrieval_correct += hits[0]
+            score.retrieval_correct_k += any(hits)
         if loc.accepted_auto and loc.footprint:
             fp = Footprint.from_list(loc.footprint)
             score.confident += 1

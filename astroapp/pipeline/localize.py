@@ -57,6 +57,24 @@ class LocalizeOutcome:
     seconds: float = 0.0
 
 
+class ProgressMessage(str):
+    """A progress message that also names its photo (and, once finished, its outcome).
+
+    Being a plain `str` it suits any `progress(done, total, message)` consumer (CLI, demo);
+    the GUI reads `photo_id` from it to refresh that photo's row.
+    """
+
+    photo_id: int | None
+    outcome: LocalizeOutcome | None
+
+    def __new__(cls, text: str, photo_id: int | None = None,
+                outcome: LocalizeOutcome | None = None) -> ProgressMessage:
+        obj = super().__new__(cls, text)
+        obj.photo_id = photo_id
+        obj.outcome = outcome
+        return obj
+
+
 @dataclass
 class LocalizeSummary:
     outcomes: list[LocalizeOutcome] = field(default_factory=list)
@@ -358,6 +376,8 @@ def localize_photos(
         previous = photo.status
         previous_reason = getattr(photo, "status_reason", None)
         catalog.set_status(pid, "localizing", None)
+        if progress is not None:
+            progress(n, len(ids), ProgressMessage(f"photo {pid}: localizing", pid))
         try:
             out = localize_photo(catalog, pid, index, model, matcher, sources, k=k,
                                  max_candidates=max_candidates, size=size,
@@ -387,4 +407,4 @@ def _report(progress: ProgressFn | None, done: int, total: int, out: LocalizeOut
         msg = f"photo {out.photo_id}: {out.reason}"
     else:
         msg = f"photo {out.photo_id}: {out.outcome}: {out.reason}"
-    progress(done, total, msg, out)
+    progress(done, total, ProgressMessage(msg, out.photo_id, out))

@@ -110,6 +110,12 @@ def resized(ws: WorldSet, size: int) -> WorldSet:
                    description={**ws.description, "size": size})
 
 
+def subset(ws: WorldSet, n: int) -> WorldSet:
+    """The first `n` photos of a set (same blocks)."""
+    return replace(ws, queries=ws.queries[:n], query_fps=ws.query_fps[:n], query_places=ws.query_places[:n],
+                   positives=ws.positives[:n], best=ws.best[:n], best_angle=ws.best_angle[:n])
+
+
 def _cache_path(split: str, size: int, n: int, seed: int) -> Path:
     return config.data_dir() / "cache" / "retrieval" / f"world_v{CACHE_VERSION}_{split}_{size}px_{n}_s{seed}.npz"
 

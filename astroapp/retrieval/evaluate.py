@@ -111,10 +111,12 @@ def evaluate_bundled_world(model_name: str = "astroapp-small", weights: str | No
                            split: str = "test", n_queries: int | None = None, baseline: bool = True) -> list[EvalResult]:
     """Model (and colour-histogram baseline) on the held-out renders of the bundled world."""
     from . import load_model
-    from .dataset import load_world_set
+    from .dataset import load_world_set, subset
 
     model = load_model(model_name, weights=weights, device=device)
-    data = load_world_set(split, size=max(model.input_size), n_queries=n_queries)
+    data = load_world_set(split, size=max(model.input_size))
+    if n_queries:
+        data = subset(data, n_queries)
     results = [evaluate_embedder(model.name, model_embedder(model), data.blocks, data.block_fps,
                                  data.queries, data.query_fps, positives=data.positives)]
     if baseline:
