@@ -17,9 +17,12 @@ with its time, to find what blocked the event loop.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -91,6 +94,32 @@ def regional_index(demo, model, out: Path) -> Path:
     return out
 
 
+def prepare(work: Path, n_photos: int, weights: str, full_index: bool) -> dict:
+    """Demo roll, weights and index, made in a child process (see `main`)."""
+    import torch
+
+    from astroapp.geo.demo import prepare_demo
+    from astroapp.gui.backend import load_retrieval_model
+    from astroapp.gui.settings import AppSettings
+    from astroapp.retrieval.weights import save_safetensors
+
+    demo = prepare_demo(n_photos=max(n_photos, 24))  # the cached bundled demo roll
+    if weights == "random":  # one fixed file, so the index and the batch use the same model
+        torch.manual_seed(0)
+        rnd = load_retrieval_model(AppSettings(weights="random"))
+        weights = str(work / "random.safetensors")
+        save_safetensors(rnd, weights, {"architecture": rnd.name})
+    model = load_retrieval_model(AppSettings(weights=weights))
+    if full_index:
+        from astroapp.index.demo import ensure_demo_index
+
+        index = ensure_demo_index(model, show_progress=True)
+    else:
+        index = regional_index(demo, model, work / "index")
+    return {"photos": [str(p) for p in demo.photos()[:n_photos]], "weights": weights,
+            "index": str(index)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--photos", type=int, default=6, help="demo photos to localize")
@@ -99,37 +128,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full-index", action="store_true", help="the whole demo world's index")
     ap.add_argument("--weights", default="", help="retrieval weights ('random': untrained)")
     ap.add_argument("--max-candidates", type=int, default=3)
+    ap.add_argument("--prepare-into", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    import torch
+    if args.prepare_into is not None:  # child process: the heavy set-up, result as JSON
+        print("PREPARED " + json.dumps(prepare(args.prepare_into, args.photos, args.weights,
+                                               args.full_index)))
+        return 0
 
-    from astroapp.geo.demo import prepare_demo
-    from astroapp.gui.app import application
-    from astroapp.gui.backend import load_retrieval_model
-    from astroapp.gui.main_window import MainWindow
-    from astroapp.gui.settings import AppSettings
-    from astroapp.retrieval.weights import save_safetensors
+    work = Path(tempfile.mkdtemp(prefix="astroapp-uibench-"))
+    # The set-up (rendering, embedding tiles) runs in a child process, so that this process
+    # starts like the app: torch & co. are first imported by the app itself, not here.
+    cmd = [sys.executable, "-m", "benchmarks.ui_responsiveness", "--prepare-into", str(work),
+           "--photos", str(args.photos), "--weights", args.weights]
+    if args.full_index:
+        cmd.append("--full-index")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    prepared = json.loads(out.split("PREPARED ", 1)[1])
+
+    from astroapp.gui.app import application, load_core
 
     app = application([])
-    work = Path(tempfile.mkdtemp(prefix="astroapp-uibench-"))
-    demo = prepare_demo(n_photos=max(args.photos, 24))  # the cached bundled demo roll
-    weights = args.weights
-    if weights == "random":  # one fixed file, so the index and the batch use the same model
-        torch.manual_seed(0)
-        rnd = load_retrieval_model(AppSettings(weights="random"))
-        weights = str(work / "random.safetensors")
-        save_safetensors(rnd, weights, {"architecture": rnd.name})
-    settings = AppSettings(weights=weights, localize_options={"max_candidates": args.max_candidates})
-    model = load_retrieval_model(settings)
-    if args.index:
-        settings.index_dir = str(args.index)
-    elif args.full_index:
-        from astroapp.index.demo import ensure_demo_index
+    core_s = load_core()  # as the app does, behind its splash screen, before the window
+    from astroapp.gui.main_window import MainWindow
+    from astroapp.gui.settings import AppSettings
 
-        settings.index_dir = str(ensure_demo_index(model, show_progress=True))
-    else:
-        settings.index_dir = str(regional_index(demo, model, work / "index"))
-    del model
+    weights = prepared["weights"]
+    settings = AppSettings(weights=weights, index_dir=str(args.index or prepared["index"]),
+                           localize_options={"max_candidates": args.max_candidates})
+    photos = [Path(p) for p in prepared["photos"]]
 
     win = MainWindow(work / "catalog.sqlite", settings=settings)
     win.resize(1400, 900)
@@ -166,7 +193,6 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("idle (baseline)", seconds, TickRecorder.stats(rec.stop())))
 
     idle(1.0)
-    photos = demo.photos()[: args.photos]
     run_job(f"import {len(photos)} demo photos", lambda: win.start_import(photos))
     summary = run_job(f"localize {len(photos)} photos", win.localize_all)
     cancel_rows = []
@@ -197,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"UI responsiveness ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"QTimer every {args.interval_ms} ms, target: longest gap <= {TARGET_MS:.0f} ms)")
+    print(f"start-up: the core loaded in {core_s:.1f} s behind the splash screen, before the window")
     print(f"index: {settings.index_dir}; weights: {weights or 'bundled'}; "
           f"{summary.describe() if hasattr(summary, 'describe') else summary}")
     head = f"{'phase':<28} {'seconds':>8} {'ticks':>6} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'max gap ms':>11} {'>100ms':>7}  result"

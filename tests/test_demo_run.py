@@ -15,9 +15,7 @@ from test_index_support import make_model
 
 from astroapp import config
 from astroapp.catalog import Catalog
-from astroapp.catalog.nasa_ids import normalize_nasa_id
 from astroapp.cli import main
-from astroapp.geo.demo import prepare_demo
 from astroapp.geo.footprint import Footprint
 from astroapp.pipeline.demo import (
     CACHED,
@@ -37,22 +35,15 @@ FAST = {"n_photos": N_PHOTOS, "max_candidates": 2, "k": 4}
 def demo_home(tmp_path_factory):
     """A data dir where the small demo ran once (world, roll, index, catalogue, exports).
 
-    The retrieval model has random weights, so the photos get the NASA metadata a real roll
-    has (nadir point, altitude: here from truth.json's cameras) before the demo imports them:
-    retrieval then searches near the nadir, as it does for real photos, and coregistration
-    has right tiles to confirm, so confident footprints reach the exports.
+    The retrieval model has random weights; the roll's NASA metadata (nadir point, altitude),
+    which the demo imports, restricts retrieval to the tiles around the nadir, so
+    coregistration still has right tiles to confirm and footprints reach the exports.
     """
     home = tmp_path_factory.mktemp("demo_home")
     model = make_model(0)
     seen: list[tuple[str, int, int, str]] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASTROAPP_HOME", str(home))
-        truth = prepare_demo(n_photos=N_PHOTOS).truth()
-        with Catalog(config.default_catalog_path()) as cat:
-            for rec in truth["photos"]:
-                cam = rec["camera"]
-                cat.upsert_nasa_metadata(normalize_nasa_id(rec["photo_id"]), source="test", nadir_lon=cam["lon"],
-                                         nadir_lat=cam["lat"], altitude_km=cam["altitude_km"])
         summary = run_demo(progress=lambda *a: seen.append(a), model=model, **FAST)
     # as written by this run (later tests write the same files from other catalogues)
     written = {p.name: p.read_text() for p in summary.files}
@@ -72,7 +63,8 @@ def test_first_run_does_the_whole_job(demo_home):
     assert [st.name for st in s.steps] == list(STEP_NAMES)
     assert s.ok, s.format_table()
     assert s.catalog_path == home / "catalog.sqlite"  # the user's default catalogue
-    assert s.step("index").status == "done"  # built: the roll was rendered just before
+    assert s.step("demo roll").status == "done" and s.step("index").status == "done"
+    assert f"NASA metadata for {N_PHOTOS} photos" in s.step("import").detail
     assert s.roll_photos == N_PHOTOS and s.imported == N_PHOTOS and s.added_this_run == N_PHOTOS
     assert s.localized_this_run == s.localized
     assert s.localized + s.failed + s.pending == N_PHOTOS and s.pending == 0
@@ -90,6 +82,8 @@ def test_first_run_does_the_whole_job(demo_home):
             assert loc is not None and loc.method["stage"] == "coregistration"
             assert len(cat.candidates(loc.id)) == FAST["k"]
             assert bool(loc.accepted_auto) == (p.status_reason is None)
+            assert cat.nasa_metadata(p.id).nadir_lon is not None  # the retrieval prior
+            assert loc.method["tried"]  # coregistration ran on the candidates
     # scored against truth.json: every photo has ground truth and retrieval candidates
     t = s.truth
     assert t.photos == N_PHOTOS and t.retrieval_scored == N_PHOTOS

@@ -8,6 +8,7 @@ an interrupted or concurrent run never leaves a half-written roll behind.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -27,7 +28,8 @@ from astroapp.geo.sources.bluemarble import BlueMarbleSource
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
+NASA_CSV = "nasa_metadata.csv"  # the catalogue fields NASA keeps for every photo
 DEMO_SIZE = (1080, 720)  # 3:2, like the full-frame Nikons used on the ISS
 CAMERA_MAKE = "NIKON CORPORATION"
 CAMERA_MODEL = "NIKON D5"
@@ -41,6 +43,10 @@ class DemoPaths:
     roll_dir: Path  # the photos (JPEG with EXIF) and truth.json
     truth_path: Path
     source: str = "bluemarble"  # `open_source` spec of the demo world
+
+    @property
+    def nasa_csv(self) -> Path:
+        return self.roll_dir / NASA_CSV
 
     def photos(self) -> list[Path]:
         return sorted(self.roll_dir.glob(f"{MISSION}-E-*.jpg"))
@@ -98,7 +104,8 @@ def _is_complete(roll: Path, n_photos: int, seed: int) -> bool:
     if (data.get("version"), data.get("n_photos"), data.get("seed")) != (DEMO_VERSION, n_photos,
                                                                          seed):
         return False
-    return all((roll / p["file"]).is_file() for p in data.get("photos", []))
+    return (roll / NASA_CSV).is_file() and all(
+        (roll / p["file"]).is_file() for p in data.get("photos", []))
 
 
 def _render_roll(dest: Path, n_photos: int, seed: int) -> None:
@@ -127,10 +134,28 @@ def _render_roll(dest: Path, n_photos: int, seed: int) -> None:
             "size": list(DEMO_SIZE),
         })
         log.info("demo photo %d/%d rendered", i + 1, n_photos)
+    _write_nasa_csv(dest / NASA_CSV, photos)
     truth = {"version": DEMO_VERSION, "n_photos": n_photos, "seed": seed,
              "source": world.source_id, "source_year": 2004,
              "corner_order": "TL,TR,BR,BL as [lon, lat]", "photos": photos}
     (dest / "truth.json").write_text(json.dumps(truth, indent=1))
+
+
+def _write_nasa_csv(path: Path, photos: list[dict]) -> None:
+    """What NASA's catalogue knows of each photo before anyone localizes it: the ISS nadir
+    point and altitude (from the orbit at capture time), lens, tilt and cloud estimate. The
+    centre point is left out: finding it is the app's job. Retrieval uses the nadir as a prior.
+    """
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["photo_id", "nadir_lat", "nadir_lon", "altitude_km", "focal_length_mm",
+                      "tilt_deg", "cloud_pct"])
+        for p in photos:
+            cam = p["camera"]
+            out.writerow([p["photo_id"], round(cam["lat"], 2), round(cam["lon"], 2),
+                          round(cam["altitude_km"], 1), round(cam["focal_mm"]),
+                          round(cam["tilt_deg"]),
+                          round(100 * p["effects"].get("cloud_fraction", 0.0))])
 
 
 def demo_roll_dir(root: Path | None = None) -> Path:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtWidgets import QApplication, QSplashScreen
 
 from astroapp import __version__
+
+log = logging.getLogger(__name__)
 
 
 def application(argv: list[str] | None = None) -> QApplication:
@@ -22,12 +27,40 @@ def application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def load_core() -> float:
+    """Import the heavy core (torch, OpenCV, faiss, the pipeline) on the UI thread, before the
+    window exists; returns the seconds it took.
+
+    Loading these libraries holds Python's GIL for up to a second or more in C code. Done by a
+    worker thread later, that would freeze a window the user is already working in (measured
+    by benchmarks.ui_responsiveness); done here, behind a splash screen, it never does.
+    """
+    t0 = time.perf_counter()
+    try:
+        import astroapp.index  # noqa: F401
+        import astroapp.matching  # noqa: F401
+        import astroapp.pipeline.localize  # noqa: F401
+        import astroapp.retrieval  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the first batch reports the real error
+        log.warning("could not pre-load the localization core: %s", exc)
+    return time.perf_counter() - t0
+
+
 def run(catalog_path: Path | None = None, demo: bool = True, argv: list[str] | None = None) -> int:
     app = application(argv)
+    pix = QPixmap(420, 120)
+    pix.fill(QColor(18, 20, 26))
+    splash = QSplashScreen(pix)
+    splash.showMessage(f"astroapp {__version__}\nloading the localization core…",
+                       Qt.AlignmentFlag.AlignCenter, QColor("white"))
+    splash.show()
+    app.processEvents()
+    load_core()
     from astroapp.gui.main_window import MainWindow
 
     window = MainWindow(catalog_path)
     window.show()
+    splash.finish(window)
     if demo:
         QTimer.singleShot(0, window.offer_demo)
     return app.exec()

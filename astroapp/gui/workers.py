@@ -9,6 +9,7 @@ Each worker opens its own catalogue connection (SQLite connections are per threa
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -68,6 +69,19 @@ def _to_progress(args: tuple, kwargs: dict) -> Progress:
     return p
 
 
+def lower_thread_priority(nice: int = 10) -> None:
+    """Let the UI thread win the CPU: background work runs at a lower priority.
+
+    On Linux the nice value is per thread (and inherited by the threads it starts, such as
+    compute pools created from it); elsewhere this is a no-op.
+    """
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:
+            pass
+
+
 def drive(
     func: Callable[..., Any], cancel: threading.Event, poll_s: float = 0.05
 ) -> Generator[Progress, None, Any]:
@@ -84,6 +98,7 @@ def drive(
         reports.put(_to_progress(args, kwargs))
 
     def target() -> None:
+        lower_thread_priority()
         try:
             outcome["value"] = func(progress=progress, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - handed over to the worker's errored signal
