@@ -149,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     from astroapp.gui.app import application, load_core
 
     app = application([])
+    if os.environ.get("UIBENCH_DEBUG"):  # report garbage collections that pause every thread
+        import gc
+
+        starts: dict = {}
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                starts["t"] = time.perf_counter()
+            elif (dt := (time.perf_counter() - starts.get("t", time.perf_counter())) * 1000) > 30:
+                print(f"  gc generation {info['generation']}: {dt:.0f} ms")
+
+        gc.callbacks.append(on_gc)
     core_s = load_core()  # as the app does, behind its splash screen, before the window
     from astroapp.gui.main_window import MainWindow
     from astroapp.gui.settings import AppSettings
