@@ -26,8 +26,8 @@ What is measured, per protocol and database size N (each run in a fresh subproce
   descriptors weigh what they weigh with EarthLoc while the run stays affordable on CPU
   (the real 4096-D EarthLoc net takes ~1.5 s per image on a loaded 2-core box).
 
-    .venv/bin/python -m benchmarks.index_build [--n 150 600 1200] [--wide-dim 4096]
-        [--wide-n 600] [--batch 16] [--workers 2] [--model astroapp-small]
+    .venv/bin/python -m benchmarks.index_build [--n 100 200 400] [--wide-dim 4096]
+        [--wide-n 100 400] [--batch 16] [--workers 2] [--model astroapp-small]
         [--weights FILE|random] [--tiles DIR] [--threads N]
 """
 
@@ -51,7 +51,7 @@ CACHE = Path(tempfile.gettempdir()) / "astroapp-bench-tiles"
 
 # ------------------------------------------------------------------ tiles (EarthLoc format)
 def make_tiles(folder: Path, n: int) -> Path:
-    """`n` zoom-6 Blue Marble blocks written as 1024x1024 EarthLoc-named JPEGs (cached)."""
+    """`n` zoom-6 (then 7) Blue Marble blocks written as 1024x1024 EarthLoc-named JPEGs (cached)."""
     import cv2
 
     from astroapp.geo.sources.bluemarble import BlueMarbleSource
@@ -60,11 +60,14 @@ def make_tiles(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if len(list(folder.glob("*.jpg"))) >= n:
         return folder
-    src = BlueMarbleSource(zooms=(6,))
-    refs = [r for r in src.tiles() if abs(r.footprint.centroid()[1]) < 60]
+    for zooms in ((6,), (6, 7)):  # 403 zoom-6 blocks, 2104 with zoom 7
+        src = BlueMarbleSource(zooms=zooms)
+        refs = [r for r in src.tiles() if abs(r.footprint.centroid()[1]) < 60]
+        if len(refs) >= n:
+            break
     if len(refs) < n:
-        raise SystemExit(f"only {len(refs)} zoom-6 blocks within 60 degrees of the equator; "
-                         f"use --n <= {len(refs)} or --tiles DIR")
+        raise SystemExit(f"only {len(refs)} zoom-6/7 blocks within 60 degrees of the "
+                         f"equator; use --n <= {len(refs)} or --tiles DIR")
     step = max(1, len(refs) // n)
     for ref in refs[::step][:n]:
         img = src.load(ref, 1024)
@@ -275,7 +278,7 @@ def slope(rows: list[dict], key: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, nargs="+", default=[150, 600, 1200],
+    ap.add_argument("--n", type=int, nargs="+", default=[100, 200, 400],
                     help="database sizes in tiles (1024 px JPEGs), each run on both sides")
     ap.add_argument("--tiles", type=Path, default=None,
                     help="folder of EarthLoc JPEG tiles (the first N by name are used)")
@@ -285,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
                          "bundled file when present, else random)")
     ap.add_argument("--wide-dim", type=int, default=4096,
                     help="descriptor size of the extra wide-head rows (0: none)")
-    ap.add_argument("--wide-n", type=int, nargs="+", default=[600],
+    ap.add_argument("--wide-n", type=int, nargs="+", default=[100, 400],
                     help="database sizes for the wide-head rows")
     ap.add_argument("--batch", type=int, default=16, help="reference batch (images/forward)")
     ap.add_argument("--batch-ours", type=int, default=0,

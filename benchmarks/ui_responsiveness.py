@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.001)
         rows.append(("idle (baseline)", seconds, TickRecorder.stats(rec.stop())))
 
-    idle(1.0)
+    idle(3.0)
     run_job(f"import {len(photos)} demo photos", lambda: win.start_import(photos))
     summary = run_job(f"localize {len(photos)} photos", win.localize_all)
     cancel_rows = []

@@ -190,3 +190,28 @@ def test_export_dialog_offers_every_format(qtbot, window, tmp_path):
     value = dlg.value()
     assert value["fmt"] == "geotiff" and value["ids"] == [1, 2] and value["status"] is None
     assert value["out"] == tmp_path / "geotiff"
+
+
+def test_app_starts_behind_a_splash_and_quits(qtbot, tmp_path):
+    import gc
+
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from astroapp.gui.app import run
+
+    shown = []
+
+    def look_and_quit():
+        shown.extend(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
+        QApplication.instance().quit()
+
+    QTimer.singleShot(300, look_and_quit)
+    try:
+        assert run(tmp_path / "app.sqlite", demo=False) == 0
+        assert gc.get_freeze_count() > 0  # the core's objects are out of the collector's way
+    finally:
+        gc.unfreeze()
+    assert shown and shown[0].catalog_path == tmp_path / "app.sqlite"
+    for w in shown:
+        w.close()

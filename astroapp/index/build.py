@@ -29,7 +29,7 @@ import numpy as np
 
 from astroapp.index.backend import ChunkVectors, build_faiss, choose_index_type, write_index_atomic
 from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
-from astroapp.index.errors import IndexMismatchError
+from astroapp.index.errors import IndexCorruptError, IndexMismatchError
 from astroapp.index.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -43,7 +43,7 @@ from astroapp.index.manifest import (
     sha256_file,
     write_json_atomic,
 )
-from astroapp.index.store import N_ROT, TileStore
+from astroapp.index.store import N_ROT, TileStore, load_chunk
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +305,60 @@ def build_from_descriptors(
     return report
 
 
+class _StreamedChunkVectors(ChunkVectors):
+    """Chunk vectors fed to faiss in slices of at most BLOCK_BYTES of float32, read from the
+    chunk files (not mapped), so that building the index needs a small fixed working set on
+    top of the index itself, whatever the chunk and descriptor sizes (a whole 1024-tile chunk
+    of 4096-D descriptors would otherwise be held three times: stored, as float32, copied).
+    Same vectors in the same order as whole chunks: the index is identical."""
+
+    BLOCK_BYTES = 8 * 1024 * 1024
+
+    def iter_blocks(self):
+        per_tile = N_ROT * self.dim
+        step = max(1, self.BLOCK_BYTES // (per_tile * 4))
+        for info, arr in zip(self.chunks, self.arrays, strict=True):
+            offset = getattr(arr, "offset", None)
+            if offset is None or not arr.flags.c_contiguous:  # not a plain .npy memmap
+                arr = load_chunk(self.folder, info, self.dim, mmap=False)
+                yield info.first_id * N_ROT, arr.astype(np.float32).reshape(-1, self.dim)
+                continue
+            with open(self.folder / info.file, "rb") as f:
+                for t in range(0, info.count, step):
+                    k = min(step, info.count - t)
+                    f.seek(offset + t * per_tile * arr.dtype.itemsize)
+                    block = np.fromfile(f, dtype=arr.dtype, count=k * per_tile)
+                    if block.size != k * per_tile:
+                        raise IndexCorruptError(f"descriptor chunk {self.folder / info.file} "
+                                                "is truncated: rebuild the index")
+                    yield ((info.first_id + t) * N_ROT,
+                           block.reshape(k * N_ROT, self.dim).astype(np.float32, copy=False))
+
+
+def _build_flat(vectors: _StreamedChunkVectors, valid: np.ndarray) -> tuple[Any, dict]:
+    """backend.build_faiss's exact index, bit for bit, built with less memory: its storage is
+    reserved up front (faiss otherwise grows it geometrically while adding block by block,
+    briefly holding up to 3x the index, and keeps up to 2x), and the blocks, which are ours,
+    are masked in place rather than copied."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.dim)
+    index.codes.resize(vectors.n_tiles * N_ROT * index.code_size)  # reserve the capacity,
+    index.codes.resize(0)                                          # then start empty
+    for first, block in vectors.iter_blocks():
+        tmask = valid[first // N_ROT : first // N_ROT + block.shape[0] // N_ROT]
+        block[~np.repeat(tmask, N_ROT)] = 0.0  # keeps labels dense; filtered at search
+        index.add(block)
+    return index, {"type": "flat", "factory": "IndexFlatIP", "metric": "inner_product"}
+
+
 def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: dict[str, Any],
               index_type: str, seed: int, report: BuildReport, build_params: dict) -> None:
     chunks = store.chunks()
     n_tiles = store.tile_count()
-    rows = store.db.execute("SELECT status FROM tiles ORDER BY id").fetchall()
-    valid = np.array([r[0] == "ok" for r in rows], dtype=bool)
-    vectors = ChunkVectors(out, chunks, fp.descriptor_dim)
+    rows = store.db.execute("SELECT status = 'ok' FROM tiles ORDER BY id")
+    valid = np.fromiter((r[0] for r in rows), dtype=bool)
+    vectors = _StreamedChunkVectors(out, chunks, fp.descriptor_dim)
     if vectors.n_tiles != n_tiles:
         raise RuntimeError(f"internal: chunks cover {vectors.n_tiles} of {n_tiles} tiles")
     kind = choose_index_type(n_tiles * N_ROT, fp.descriptor_dim, index_type)
@@ -319,7 +366,10 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
         log.warning("only %d vectors: too few to train IVF-PQ, writing an exact index instead",
                     int(valid.sum()) * N_ROT)
         kind = "flat"
-    index, info = build_faiss(vectors, valid, kind, seed=seed)
+    if kind == "flat":
+        index, info = _build_flat(vectors, valid)
+    else:
+        index, info = build_faiss(vectors, valid, kind, seed=seed)
     old = json.loads(store.get_meta("generation") or "0")
     gen = old + 1
     fname = f"index-{gen:04d}.faiss"
