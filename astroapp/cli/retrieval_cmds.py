@@ -54,7 +54,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from astroapp.retrieval.train import train
 
     report = train(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   n_train=args.train_queries, device=args.device, threads=args.threads)
+                   n_train=args.train_queries, device=args.device, threads=args.threads,
+                   init=Path(args.init) if args.init else None,
+                   model_config={"input_size": [args.input_size] * 2} if args.input_size else None)
     print(f"saved {args.out}: test {report['test_recalls']}, colour-histogram baseline {report['baseline_recalls']}")
     return 0
 
@@ -100,6 +102,8 @@ def register(subparsers) -> None:
     q.add_argument("--train-queries", type=int, default=None)
     q.add_argument("--device", default=None)
     q.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
+    q.add_argument("--input-size", type=int, default=None, help="square model input side (default 128)")
+    q.add_argument("--init", default=None, help="continue training from these weights")
     q.set_defaults(func=_cmd_train)
 
     q = sub.add_parser("eval", help="recall@1/10/100 on held-out renders of the bundled world")

@@ -15,9 +15,11 @@ identical to an uninterrupted build. A new source appends tiles and embeds only 
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -258,7 +260,19 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
         if stream is not None:
             stream.close()
         bar.close()
+        _release_freed_memory()
     return done
+
+
+def _release_freed_memory() -> None:
+    """Give the heap that embedding freed (decode buffers, activations: ~50 MB) back to the
+    system, so the index built next does not sit on top of it (glibc keeps it otherwise)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to do
+        pass
 
 
 def build_from_descriptors(

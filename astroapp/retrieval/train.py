@@ -270,8 +270,10 @@ def _commands(report: dict) -> str:
     for i, st in enumerate([*report.get("stages", []), report]):
         init = f" --init stage{i}.safetensors" if i else ""
         out = "models/astroapp-small.safetensors" if i == len(report.get("stages", [])) else f"stage{i + 1}.safetensors"
+        size = (st.get("config") or report["config"])["input_size"][0]
         lines.append(f"python -m astroapp.retrieval.train --out {out} --epochs {st['epochs']} "
-                     f"--batch-size {st['batch_size']} --lr {st['lr']} --seed {st['seed']}{init}")
+                     f"--batch-size {st['batch_size']} --lr {st['lr']} --seed {st['seed']} "
+                     f"--input-size {size} --threads {st.get('threads', report['threads'])}{init}")
     return "\n".join(lines)
 
 
@@ -377,10 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", type=Path, default=None, help="continue training from these weights")
+    ap.add_argument("--input-size", type=int, default=None, help=f"square model input side (default: {DEFAULT_CONFIG['input_size'][0]})")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(args.out, args.epochs, args.batch_size, args.lr, seed=args.seed, n_train=args.train_queries,
-          device=args.device, threads=args.threads, init=args.init)
+          device=args.device, threads=args.threads, init=args.init,
+          model_config={"input_size": [args.input_size] * 2} if args.input_size else None)
     return 0
 
 
