@@ -12,6 +12,10 @@ REPO_DIR = PACKAGE_DIR.parent
 MODELS_DIR = Path(os.environ.get("ASTROAPP_MODELS", REPO_DIR / "models"))
 RESOURCES_DIR = Path(os.environ.get("ASTROAPP_RESOURCES", REPO_DIR / "resources"))
 
+# The retrieval model used when none is named (its weights ship in models/). Kept here, not in
+# astroapp.retrieval, so building the CLI parser does not import torch.
+DEFAULT_RETRIEVAL_MODEL = "astroapp-small"
+
 
 def data_dir() -> Path:
     """The user's data dir (catalogue, demo cache, indexes); ASTROAPP_HOME overrides it."""

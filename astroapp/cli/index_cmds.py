@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from astroapp.config import DEFAULT_RETRIEVAL_MODEL
+
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its import chatter at INFO
 
 
@@ -221,7 +223,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "(resumes an interrupted build; adds only new tiles)")
     b.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="'bluemarble', a folder of EarthLoc tiles, or a GeoTIFF/VRT")
-    b.add_argument("--model", default="astroapp-small", help="retrieval model (default: bundled)")
+    b.add_argument("--model", default=DEFAULT_RETRIEVAL_MODEL, help="retrieval model (default: bundled)")
     b.add_argument("--weights", default=None, help="weights file of the model")
     b.add_argument("--out", required=True, type=Path, help="index folder")
     b.add_argument("--batch-size", type=int, default=16, help="tiles per batch (x4 rotations)")
@@ -260,7 +262,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.set_defaults(func=_cmd_search)
 
     r = sub.add_parser("recall", help="retrieval recall@1/@10 of a model on the demo roll")
-    r.add_argument("--model", default="astroapp-small")
+    r.add_argument("--model", default=DEFAULT_RETRIEVAL_MODEL)
     r.add_argument("--weights", default=None)
     r.add_argument("--device", default=None)
     r.add_argument("--index", default=None, type=Path,

@@ -78,8 +78,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from astroapp.config import DEFAULT_RETRIEVAL_MODEL as DEFAULT_MODEL
     from astroapp.config import MODELS_DIR
-    from astroapp.retrieval import DEFAULT_MODEL
 
     p = subparsers.add_parser("model", help="retrieval models: list, info, train, eval")
     sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)

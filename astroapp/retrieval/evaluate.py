@@ -23,6 +23,7 @@ import numpy as np
 import shapely
 import torch
 
+from astroapp.config import DEFAULT_RETRIEVAL_MODEL
 from astroapp.geo.footprint import Footprint
 
 from .base import RetrievalModel, preprocess
@@ -107,7 +108,7 @@ def evaluate_embedder(name: str, embed: Embedder, blocks: np.ndarray, block_fps:
     return EvalResult(name, recalls(pred, len(blocks), positives, ks), len(queries), len(blocks), time.perf_counter() - t0)
 
 
-def evaluate_bundled_world(model_name: str = "astroapp-small", weights: str | None = None, device: str | None = None,
+def evaluate_bundled_world(model_name: str = DEFAULT_RETRIEVAL_MODEL, weights: str | None = None, device: str | None = None,
                            split: str = "test", n_queries: int | None = None, baseline: bool = True) -> list[EvalResult]:
     """Model (and colour-histogram baseline) on the held-out renders of the bundled world."""
     from . import load_model
@@ -127,7 +128,7 @@ def evaluate_bundled_world(model_name: str = "astroapp-small", weights: str | No
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Recall@k on held-out renders of the bundled world")
-    ap.add_argument("--model", default="astroapp-small")
+    ap.add_argument("--model", default=DEFAULT_RETRIEVAL_MODEL)
     ap.add_argument("--weights", default=None)
     ap.add_argument("--device", default=None)
     ap.add_argument("--split", default="test", choices=["test", "train"])

@@ -17,7 +17,7 @@ from .weights import WeightsError, load_strict, read_state_dict, strip_prefixes
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "astroapp-small"
+DEFAULT_MODEL = config.DEFAULT_RETRIEVAL_MODEL
 RANDOM = "random"  # weights="random": the architecture with random init (benchmarks, tests)
 
 EARTHLOC_HOW = (

@@ -1,0 +1,3 @@
+"""The export formats (kept import-light: the CLI builds its parser from it)."""
+
+FORMATS = ("geojson", "geotiff", "html", "csv")
