@@ -202,15 +202,20 @@ def test_app_starts_behind_a_splash_and_quits(qtbot, tmp_path):
 
     shown = []
 
-    def look_and_quit():
-        shown.extend(w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible())
-        QApplication.instance().quit()
+    def look_and_quit():  # repeats: a quit() before the event loop runs is ignored by Qt
+        windows = [w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()]
+        if windows:
+            shown[:] = windows
+            QApplication.instance().quit()
 
-    QTimer.singleShot(300, look_and_quit)
+    timer = QTimer()
+    timer.timeout.connect(look_and_quit)
+    timer.start(200)
     try:
         assert run(tmp_path / "app.sqlite", demo=False) == 0
         assert gc.get_freeze_count() > 0  # the core's objects are out of the collector's way
     finally:
+        timer.stop()
         gc.unfreeze()
     assert shown and shown[0].catalog_path == tmp_path / "app.sqlite"
     for w in shown:

@@ -98,10 +98,15 @@ def build_faiss(vectors: ChunkVectors, valid: np.ndarray, index_type: str,
     n_valid_vec = int(valid.sum()) * N_ROT
     if index_type == "flat":
         index = faiss.IndexFlatIP(dim)
+        # Reserve the storage up front: faiss otherwise grows it geometrically while adding
+        # block by block, briefly holding up to 3x the index.
+        index.codes.resize(vectors.n_tiles * N_ROT * index.code_size)
+        index.codes.resize(0)
         for first, block in vectors.iter_blocks():
             tmask = valid[first // N_ROT : first // N_ROT + block.shape[0] // N_ROT]
-            block = block.copy()
-            block[~np.repeat(tmask, N_ROT)] = 0.0  # keeps labels dense; filtered at search
+            if not tmask.all():  # failed tiles: zero vectors keep labels dense, filtered at search
+                block = block.copy()
+                block[~np.repeat(tmask, N_ROT)] = 0.0
             index.add(block)
         return index, {"type": "flat", "factory": "IndexFlatIP", "metric": "inner_product"}
     if index_type != "ivfpq":

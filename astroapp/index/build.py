@@ -349,23 +349,6 @@ class _StreamedChunkVectors(ChunkVectors):
                            block.reshape(k * N_ROT, self.dim).astype(np.float32, copy=False))
 
 
-def _build_flat(vectors: _StreamedChunkVectors, valid: np.ndarray) -> tuple[Any, dict]:
-    """backend.build_faiss's exact index, bit for bit, built with less memory: its storage is
-    reserved up front (faiss otherwise grows it geometrically while adding block by block,
-    briefly holding up to 3x the index, and keeps up to 2x), and the blocks, which are ours,
-    are masked in place rather than copied."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.dim)
-    index.codes.resize(vectors.n_tiles * N_ROT * index.code_size)  # reserve the capacity,
-    index.codes.resize(0)                                          # then start empty
-    for first, block in vectors.iter_blocks():
-        tmask = valid[first // N_ROT : first // N_ROT + block.shape[0] // N_ROT]
-        block[~np.repeat(tmask, N_ROT)] = 0.0  # keeps labels dense; filtered at search
-        index.add(block)
-    return index, {"type": "flat", "factory": "IndexFlatIP", "metric": "inner_product"}
-
-
 def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: dict[str, Any],
               index_type: str, seed: int, report: BuildReport, build_params: dict) -> None:
     chunks = store.chunks()
@@ -380,10 +363,7 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
         log.warning("only %d vectors: too few to train IVF-PQ, writing an exact index instead",
                     int(valid.sum()) * N_ROT)
         kind = "flat"
-    if kind == "flat":
-        index, info = _build_flat(vectors, valid)
-    else:
-        index, info = build_faiss(vectors, valid, kind, seed=seed)
+    index, info = build_faiss(vectors, valid, kind, seed=seed)
     old = json.loads(store.get_meta("generation") or "0")
     gen = old + 1
     fname = f"index-{gen:04d}.faiss"
