@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from test_index_support import BUILD_KW, GeneratedSource, make_model
 
+from astroapp.atomic import STRAY_GLOB
 from astroapp.index import (
     IndexCorruptError,
     IndexMismatchError,
@@ -125,7 +126,7 @@ def test_sigkill_mid_build_then_resume_is_identical(tmp_path, reference_index, m
         a = np.load(reference_index / "chunks" / name)
         b = np.load(out / "chunks" / name)
         assert np.array_equal(a, b), name
-    assert not list(out.rglob("*.tmp"))
+    assert not list(out.rglob(STRAY_GLOB))
     q = embed_images(model, [GeneratedSource(N_TILES).image("08_0082_0126@2021")])
     got = TileIndex.open(out, model=model).search(q, k=5)[0]
     ref = TileIndex.open(reference_index, model=model).search(q, k=5)[0]
@@ -234,8 +235,8 @@ def test_killed_while_writing_the_index_finishes_without_re_embedding(tmp_path, 
     shutil.copytree(reference_index, out)
     # the state a SIGKILL between the last chunk and the manifest leaves behind
     (out / "manifest.json").unlink()
-    (out / "index-0002.faiss.abc123.tmp").write_bytes(b"half a faiss file")
+    (out / ".index-0002.abc123.part.faiss").write_bytes(b"half a faiss file")  # atomic_path's temp
     report = build_index([GeneratedSource(N_TILES)], model, out, **BUILD_KW)
     assert report.completed and report.tiles_embedded == 0 and report.tiles_new == 0
-    assert not list(out.glob("*.tmp"))
+    assert not list(out.glob(STRAY_GLOB))
     assert sha(index_file(out)) == sha(index_file(reference_index))

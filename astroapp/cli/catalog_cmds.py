@@ -9,12 +9,7 @@ import sys
 from pathlib import Path
 
 from astroapp.catalog import STATUSES, Catalog, CatalogError
-
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
+from astroapp.cli import UserError
 
 
 def open_catalog(args: argparse.Namespace) -> Catalog:
@@ -23,9 +18,9 @@ def open_catalog(args: argparse.Namespace) -> Catalog:
     try:
         return Catalog(getattr(args, "catalog", None))
     except CatalogError as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     except OSError as exc:
-        raise _user_error(f"cannot open catalogue: {exc}") from exc
+        raise UserError(f"cannot open catalogue: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- import
@@ -38,7 +33,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     missing = [str(p) for p in args.paths if not Path(p).expanduser().exists()]
     if missing:
-        raise _user_error(f"no such file or folder: {', '.join(missing)}")
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
     with open_catalog(args) as catalog:
         holder: list[ImportReport] = []
         bar = None
@@ -74,13 +69,13 @@ def _statuses(text: str | None) -> list[str] | None:
     wanted = [s.strip().lower() for s in text.split(",") if s.strip()]
     bad = [s for s in wanted if s not in STATUSES]
     if bad:
-        raise _user_error(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
+        raise UserError(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
     return wanted
 
 
 def _cmd_photos(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
-        raise _user_error("--limit must be >= 0")
+        raise UserError("--limit must be >= 0")
     with open_catalog(args) as catalog:
         photos = catalog.photos(
             status=_statuses(args.status),
@@ -159,12 +154,12 @@ def _cmd_import_nasa(args: argparse.Namespace) -> int:
     from astroapp.catalog.nasa_csv import import_nasa_csv
 
     if not args.csv.is_file():
-        raise _user_error(f"no such CSV file: {args.csv}")
+        raise UserError(f"no such CSV file: {args.csv}")
     with open_catalog(args) as catalog:
         try:
             report = import_nasa_csv(catalog, args.csv)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _user_error(f"cannot read {args.csv}: {exc}") from exc
+            raise UserError(f"cannot read {args.csv}: {exc}") from exc
     for line, reason in report.errors:
         print(f"{args.csv}:{line}: skipped: {reason}", file=sys.stderr)
     print(

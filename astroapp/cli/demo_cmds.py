@@ -13,11 +13,7 @@ import sys
 import threading
 import time
 
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
+from astroapp.cli import UserError
 
 
 def register(subparsers) -> None:
@@ -73,21 +69,21 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     from astroapp.pipeline.demo import run_demo
 
     if args.photos < 1:
-        raise _user_error("--photos must be at least 1")
+        raise UserError("--photos must be at least 1")
     if args.model is not None:
         from astroapp.retrieval import get_spec
 
         try:
             get_spec(args.model)
         except ValueError as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
     if args.matcher is not None:
         from astroapp.matching import MatcherUnavailable, get_matcher
 
         try:
             matcher = get_matcher(args.matcher)
         except (MatcherUnavailable, ValueError) as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
     else:
         matcher = None
     from astroapp.cli.catalog_cmds import open_catalog
@@ -109,6 +105,6 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     try:
         from astroapp.gui import run_app
     except ImportError as exc:
-        raise _user_error(f"the desktop app cannot start ({exc}); the demo results are in "
+        raise UserError(f"the desktop app cannot start ({exc}); the demo results are in "
                           f"{summary.catalog_path}") from exc
     return run_app(summary.catalog_path, demo=False)

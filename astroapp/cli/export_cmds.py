@@ -6,16 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from astroapp.cli import UserError
 from astroapp.export import FORMATS
 
 _SUFFIX_FORMATS = {".geojson": "geojson", ".json": "geojson", ".csv": "csv", ".html": "html",
                    ".htm": "html"}
 
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +54,7 @@ def _format(args: argparse.Namespace) -> str:
         return args.format
     fmt = _SUFFIX_FORMATS.get(args.out.suffix.lower())
     if fmt is None:
-        raise _user_error(
+        raise UserError(
             f"cannot tell the format from {args.out.name!r}: give --format "
             f"({', '.join(FORMATS)})"
         )
@@ -76,26 +72,26 @@ def _cmd_export(args: argparse.Namespace) -> int:
         statuses = [s.strip().lower() for s in args.status.split(",") if s.strip()]
         bad = [s for s in statuses if s not in STATUSES]
         if bad:
-            raise _user_error(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
+            raise UserError(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
     ids = None
     if args.ids:
         try:
             ids = [int(v) for v in args.ids.split(",") if v.strip()]
         except ValueError as exc:
-            raise _user_error(f"--ids takes comma-separated photo ids, not {args.ids!r}") from exc
+            raise UserError(f"--ids takes comma-separated photo ids, not {args.ids!r}") from exc
     out = args.out.expanduser()
     if fmt == "geotiff":
         if out.exists() and not out.is_dir():
-            raise _user_error(f"{out} is a file: geotiff export needs a folder")
+            raise UserError(f"{out} is a file: geotiff export needs a folder")
         options: dict = {"warped": not args.no_warped, "max_pixels": args.max_pixels,
                          "compress": args.compress}
         if args.gcps is not None:
             if args.gcps < 2:
-                raise _user_error("--gcps needs N >= 2")
+                raise UserError("--gcps needs N >= 2")
             options["gcp_grid"] = args.gcps
     else:
         if out.is_dir():
-            raise _user_error(f"{out} is a folder: give a file name for {fmt}")
+            raise UserError(f"{out} is a folder: give a file name for {fmt}")
         options = {}
         if fmt == "html":
             options = {"tiles": args.tiles, "tiles_attribution": args.tiles_attribution,
@@ -109,7 +105,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             result = export_catalog(catalog, fmt, out, status=statuses, ids=ids,
                                     progress=progress if fmt == "geotiff" else None, **options)
         except OSError as exc:
-            raise _user_error(f"cannot write {out}: {exc}") from exc
+            raise UserError(f"cannot write {out}: {exc}") from exc
     if result.skipped:
         names = ", ".join(result.skipped[:5])
         more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""

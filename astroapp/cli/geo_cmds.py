@@ -12,13 +12,10 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+from astroapp.cli import UserError
+
 log = logging.getLogger(__name__)
 
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
 
 
 def _open(spec: str):
@@ -27,7 +24,7 @@ def _open(spec: str):
     try:
         return open_source(spec)
     except SourceError as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 def register(subparsers) -> None:
@@ -75,10 +72,10 @@ def run_render(args: argparse.Namespace) -> int:
     from astroapp.geo.render import NO_AUGMENT, random_camera, render_photo
 
     if args.count < 1:
-        raise _user_error("--count must be at least 1")
+        raise UserError("--count must be at least 1")
     width, height = args.size
     if not (16 <= width <= 8192 and 16 <= height <= 8192):
-        raise _user_error("--size must be between 16 and 8192 pixels")
+        raise UserError("--size must be between 16 and 8192 pixels")
     source = _open(args.source)
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(args.seed)
@@ -91,7 +88,7 @@ def run_render(args: argparse.Namespace) -> int:
                                 tilt_deg=(0.0, args.max_tilt), split=split,
                                 bbox=tuple(args.bbox) if args.bbox else None)
         except (RuntimeError, ValueError) as exc:
-            raise _user_error(f"cannot place a camera: {exc}") from exc
+            raise UserError(f"cannot place a camera: {exc}") from exc
         render = render_photo(source, cam, (width, height), rng,
                               augment=NO_AUGMENT if args.clean else None)
         renders.append(render)
@@ -163,7 +160,7 @@ def run_world_export(args: argparse.Namespace) -> int:
     refs = [r for r in source.tiles() if (not args.zoom or r.zoom in args.zoom)
             and (area is None or r.footprint.intersects(area))]
     if not refs:
-        raise _user_error("no blocks match the given --zoom/--bbox")
+        raise UserError("no blocks match the given --zoom/--bbox")
     written = 0
     for ref in refs:
         lon, lat = ref.footprint.centroid()

@@ -8,15 +8,11 @@ import logging
 import sys
 from pathlib import Path
 
+from astroapp.cli import UserError
 from astroapp.config import DEFAULT_RETRIEVAL_MODEL
 
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its import chatter at INFO
 
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
 
 
 def _load_model(name: str, weights: str | None, device: str | None):
@@ -25,7 +21,7 @@ def _load_model(name: str, weights: str | None, device: str | None):
     try:
         return load_model(name, weights=weights, device=device)
     except (WeightsError, ValueError) as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 def _open_index(folder: Path, model=None):
@@ -34,7 +30,7 @@ def _open_index(folder: Path, model=None):
     try:
         return TileIndex.open(folder, model=model)
     except TileIndexError as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 def _model_for_index(folder: Path, name: str | None, weights: str | None, device: str | None):
@@ -46,7 +42,7 @@ def _model_for_index(folder: Path, name: str | None, weights: str | None, device
         try:
             name = read_manifest(folder)["model"]["name"]
         except (OSError, TileIndexError) as exc:
-            raise _user_error(f"no tile index in {folder}: {exc}") from exc
+            raise UserError(f"no tile index in {folder}: {exc}") from exc
     return _load_model(name, weights, device)
 
 
@@ -70,13 +66,13 @@ def _cmd_build(args: argparse.Namespace) -> int:
         try:
             src = open_source(spec)
         except (SourceError, OSError, ValueError) as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
         for err in getattr(src, "errors", []):
             print(f"warning: {err}", file=sys.stderr)
         sources.append(src)
     ids = [str(s.source_id) for s in sources]
     if len(set(ids)) != len(ids):
-        raise _user_error(f"two sources have the same id ({', '.join(ids)}): give each once")
+        raise UserError(f"two sources have the same id ({', '.join(ids)}): give each once")
     model = _load_model(args.model, args.weights, args.device)
     try:
         report = build_index(
@@ -85,7 +81,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             index_type=args.index_type, show_progress=not args.quiet,
             source_specs=[str(s) for s in args.sources])
     except TileIndexError as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     if report.up_to_date:
         print(f"{args.out}: up to date ({report.tiles_total} tiles, {report.vectors} vectors, "
               f"{report.index_type})")
@@ -132,10 +128,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
             read_manifest(folder)
             digest = sha256_file(folder / man["faiss"]["file"])
         except (OSError, TileIndexError) as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
         expected = man["faiss"].get("sha256")
         if expected and digest != expected:
-            raise _user_error(f"{folder / man['faiss']['file']} does not match its manifest "
+            raise UserError(f"{folder / man['faiss']['file']} does not match its manifest "
                               "(sha256 differs): the file is corrupt, rebuild the index")
         print(f"verified   {man['faiss']['file']} sha256 {digest[:16]} matches the manifest, "
               f"{len(index)} tiles readable")
@@ -163,7 +159,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         try:
             images.append(read_photo(p, target))
         except (OSError, ValueError) as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
     region = None
     if args.nadir is not None:
         region = Region.around_nadir(*args.nadir, altitude_km=args.altitude_km,
@@ -205,7 +201,7 @@ def _cmd_recall(args: argparse.Namespace) -> int:
     try:
         queries, what = demo_queries(args.roll, n=args.render, seed=args.seed)
     except (OSError, ValueError) as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     res = retrieval_recall(index, model, queries, ks=(1, 10), use_prior=args.prior)
     print(f"model {index.fingerprint.name}, index {folder} ({len(index)} tiles, "
           f"{index.index_type}), {res['queries']} queries from {what}"

@@ -7,11 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
+from astroapp.cli import UserError
 
 
 def _matcher(name: str):
@@ -20,7 +16,7 @@ def _matcher(name: str):
     try:
         return get_matcher(name)
     except MatcherUnavailable as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- match
@@ -34,9 +30,9 @@ def _cmd_match(args: argparse.Namespace) -> int:
         photo = read_rgb(args.query)
         surroundings = read_rgb(args.surroundings)
     except ImageReadError as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     if args.angle is not None and args.angle % 90 != 0:
-        raise _user_error(f"--angle must be 0, 90, 180 or 270, got {args.angle}")
+        raise UserError(f"--angle must be 0, 90, 180 or 270, got {args.angle}")
     matcher = _matcher(args.matcher)
     result = coregister(photo, surroundings, matcher=matcher, angle=args.angle, size=args.size,
                         iterations=args.iterations)
@@ -69,7 +65,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     matcher = _matcher(args.matcher)
     matcher.calibration = None  # measure raw inlier counts
     if args.renders <= 0 and not args.labelled:
-        raise _user_error("nothing to calibrate on: give --renders N > 0 and/or --labelled DIR")
+        raise UserError("nothing to calibrate on: give --renders N > 0 and/or --labelled DIR")
 
     def progress(done: int, total: int, what: str) -> None:
         if not args.quiet:
@@ -89,7 +85,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         try:
             got, errors = samples_from_folder(matcher, folder, progress=progress)
         except (OSError, ValueError) as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
         for err in errors:
             print(f"skipped: {err}", file=sys.stderr)
         samples += got
@@ -97,7 +93,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         cal = fit_from_samples(matcher, samples, "; ".join(sources))
     except ValueError as exc:
-        raise _user_error(f"calibration failed: {exc}") from exc
+        raise UserError(f"calibration failed: {exc}") from exc
     out = cal.save(args.output or user_calibration_path(matcher.name))
     if args.samples:
         write_samples(args.samples, samples)
@@ -119,7 +115,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     from astroapp.pipeline.localize import localize_photos
 
     if args.index is not None and not args.index.is_dir():
-        raise _user_error(f"--index {args.index}: no such folder")
+        raise UserError(f"--index {args.index}: no such folder")
     matcher = _matcher(args.matcher)
     with open_catalog(args) as catalog:
         if args.ids:
@@ -128,9 +124,9 @@ def _cmd_localize(args: argparse.Namespace) -> int:
                 try:
                     pid = int(text)
                 except ValueError as exc:
-                    raise _user_error(f"photo ids are integers, got {text!r}") from exc
+                    raise UserError(f"photo ids are integers, got {text!r}") from exc
                 if catalog.get_photo(pid) is None:
-                    raise _user_error(f"no photo with id {pid} in {catalog.path}")
+                    raise UserError(f"no photo with id {pid} in {catalog.path}")
                 ids.append(pid)
         elif args.all:
             ids = [p.id for p in catalog.photos()]
@@ -140,7 +136,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
 
             bad = [s for s in statuses if s not in STATUSES]
             if bad:
-                raise _user_error(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
+                raise UserError(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
             ids = [p.id for p in catalog.photos(status=statuses)]
         if not ids:
             print("nothing to localize")
@@ -158,7 +154,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
                                       max_candidates=args.max_candidates, size=args.size,
                                       use_prior=not args.no_prior)
         except (TileIndexError, WeightsError) as exc:
-            raise _user_error(str(exc)) from exc
+            raise UserError(str(exc)) from exc
         if args.json:
             import dataclasses
 

@@ -6,11 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _user_error(message: str) -> Exception:
-    from astroapp.cli import UserError
-
-    return UserError(message)
+from astroapp.cli import UserError
 
 
 def _load(name: str, weights: str | None, device: str | None):
@@ -19,7 +15,7 @@ def _load(name: str, weights: str | None, device: str | None):
     try:
         return load_model(name, weights=weights, device=device)
     except (WeightsError, ValueError) as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -38,7 +34,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     try:
         spec = get_spec(args.name)
     except ValueError as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     model = _load(spec.name, args.weights, args.device)
     info = model.info()
     info["weights"] = getattr(model, "weights_path", args.weights)
@@ -69,7 +65,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         results = evaluate_bundled_world(args.name, args.weights, args.device, args.split, args.queries,
                                          baseline=not args.no_baseline)
     except (WeightsError, ValueError) as exc:
-        raise _user_error(str(exc)) from exc
+        raise UserError(str(exc)) from exc
     for r in results:
         print(r.line())
     if args.json:

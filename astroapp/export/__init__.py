@@ -19,8 +19,8 @@ _LAZY = {
     "PROPERTY_NAMES": "records",
     "ExportRecord": "records",
     "ExportResult": "run",
-    "atomic_path": "atomic",
-    "atomic_text": "atomic",
+    "atomic_path": "astroapp.atomic",
+    "atomic_text": "astroapp.atomic",
     "export_catalog": "run",
     "export_geotiffs": "geotiff",
     "export_records": "run",
@@ -37,7 +37,10 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(f"astroapp.export.{_LAZY[name]}"), name)
+        module = _LAZY[name]
+        if "." not in module:
+            module = f"astroapp.export.{module}"
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'astroapp.export' has no attribute {name!r}")
 
 

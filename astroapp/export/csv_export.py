@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from astroapp.export.atomic import atomic_text
+from astroapp.atomic import atomic_text
 from astroapp.export.geojson import feature_bbox, wkt
 from astroapp.export.records import PROPERTY_NAMES, ExportRecord
 

@@ -17,7 +17,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
-from astroapp.export.atomic import atomic_text
+from astroapp.atomic import atomic_text
 from astroapp.export.records import ExportRecord
 
 PRECISION = 7

@@ -40,7 +40,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
 
-from astroapp.export.atomic import atomic_path
+from astroapp.atomic import atomic_path
 from astroapp.export.records import ExportRecord
 
 WGS84 = CRS.from_epsg(4326)

@@ -24,8 +24,8 @@ import numpy as np
 from branca.element import Element, MacroElement
 from jinja2 import Template
 
+from astroapp.atomic import atomic_text
 from astroapp.config import RESOURCES_DIR
-from astroapp.export.atomic import atomic_text
 from astroapp.export.geojson import collection_bbox, feature
 from astroapp.export.records import ExportRecord
 

@@ -15,16 +15,14 @@ Index type, chosen automatically from the number of vectors x dimension:
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from astroapp.atomic import atomic_path
 from astroapp.index.errors import IndexCorruptError
-from astroapp.index.manifest import fsync_dir
 from astroapp.index.store import N_ROT, ChunkInfo, load_chunk
 
 EXACT_MAX_BYTES = 256 * 1024 * 1024
@@ -137,17 +135,8 @@ def build_faiss(vectors: ChunkVectors, valid: np.ndarray, index_type: str,
 
 
 def write_index_atomic(index: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
 
 
 def read_index(path: Path) -> Any:

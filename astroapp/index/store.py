@@ -9,9 +9,7 @@ committed in `chunks`, which happens after the file is fsynced and renamed into 
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from astroapp.atomic import atomic_path, remove_stray_temporaries
 from astroapp.index.errors import IndexCorruptError
-from astroapp.index.manifest import ModelFingerprint, fsync_dir
+from astroapp.index.manifest import ModelFingerprint
 from astroapp.index.region import EARTH_RADIUS_KM
 
 TILES_DB = "tiles.sqlite"
@@ -216,17 +215,8 @@ class TileStore:
         """Write a chunk file durably, then record it and its tiles' status in one transaction."""
         name = f"chunk_{first_id:010d}.npy"
         path = self.folder / CHUNKS_DIR / name
-        fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, desc, allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(path.parent)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, desc, allow_pickle=False)
         n = desc.shape[0]
         with self.db:
             self.db.execute(
@@ -244,8 +234,8 @@ class TileStore:
         for p in (self.folder / CHUNKS_DIR).glob("chunk_*"):
             if p.name not in committed:
                 p.unlink(missing_ok=True)
-        for p in self.folder.glob("*.tmp"):
-            p.unlink(missing_ok=True)
+        remove_stray_temporaries(self.folder)
+        remove_stray_temporaries(self.folder / CHUNKS_DIR)
 
 
 def load_chunk(folder: Path, info: ChunkInfo, dim: int, *, mmap: bool = True) -> np.ndarray:

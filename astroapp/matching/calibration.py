@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from astroapp import config
+from astroapp.atomic import atomic_text
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,8 @@ class Calibration:
 
     def save(self, path: Path | None = None) -> Path:
         path = Path(path) if path else user_calibration_path(self.matcher)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_text(path) as f:
+            f.write(json.dumps(self.to_json(), indent=2) + "\n")
         return path
 
     @classmethod

@@ -16,7 +16,6 @@ footprints relate to block sizes as they do in EarthLoc.
 from __future__ import annotations
 
 import importlib.util
-import os
 import threading
 from collections.abc import Iterator
 from functools import lru_cache
@@ -27,6 +26,7 @@ import numpy as np
 from rasterio.transform import Affine
 from rasterio.warp import Resampling, reproject
 
+from astroapp.atomic import atomic_path
 from astroapp.config import data_dir
 from astroapp.geo.sources.base import SourceError, TileRef
 from astroapp.geo.tiles import (
@@ -104,10 +104,8 @@ def _load_or_build_world() -> np.ndarray:
             pass  # a damaged cache is rebuilt below
     world = _reproject_world()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, world)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.save(tmp, world)
     except OSError:
         pass  # read-only data dir: keep the in-memory copy only
     return world

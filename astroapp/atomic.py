@@ -1,4 +1,7 @@
-"""Atomic file writes: a reader (or a crash) never sees a half-written export.
+"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+
+Used for everything the app writes that someone else reads: exports, index chunks, the faiss
+index and its manifest, calibrations.
 
 Writers get a temporary path in the target's own directory (same filesystem, so the final
 `os.replace` is an atomic rename); the temporary file is removed when the writer fails or is
@@ -12,6 +15,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+STRAY_GLOB = ".*.part*"  # what `atomic_path` names its temporary files
 
 
 @contextlib.contextmanager
@@ -37,7 +42,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
+
+
+def remove_stray_temporaries(folder: Path) -> None:
+    """Delete the temporary files that a killed writer left in `folder`."""
+    for p in Path(folder).glob(STRAY_GLOB):
+        p.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -58,7 +69,7 @@ def _fsync(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
     try:
         fd = os.open(path, os.O_RDONLY)
