@@ -116,12 +116,9 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name in ("Thumbs.db", "desktop.ini")
 
 
-def _file_sha256(path: Path, chunk: int = 2**20) -> str:
-    digest = hashlib.sha256()
+def _file_sha256(path: Path) -> str:
     with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _zip_target(archive: Path) -> Path:
