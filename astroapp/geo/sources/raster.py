@@ -50,7 +50,29 @@ def _year_from_tags(tags: dict) -> int | None:
     return None
 
 
-class RasterSource:
+class _MercatorBlocks:
+    """The TileSource side shared by the raster sources: listed blocks, read by `_read`."""
+
+    _refs: list[TileRef]
+
+    def _read(self, bounds: Bounds, width: int, height: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def tiles(self) -> Iterator[TileRef]:
+        yield from self._refs
+
+    def load(self, ref: TileRef, size: int | None = None) -> np.ndarray:
+        side = size or BLOCK_SIZE * TILE_PX
+        return self._read(block_bounds(ref.zoom, ref.row, ref.col), side, side)
+
+    def read_mercator(self, bounds_3857: Bounds, width: int, height: int) -> np.ndarray:
+        return read_wrapped(self._read, bounds_3857, width, height)
+
+
+class RasterSource(_MercatorBlocks):
     """One georeferenced raster as multi-zoom Web Mercator blocks."""
 
     def __init__(self, path: str | Path, zooms: tuple[int, ...] | None = None,
@@ -162,19 +184,6 @@ class RasterSource:
         return self.mercator_res * math.cos(math.radians(float(lat[0])))
 
     # TileSource -------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self._refs)
-
-    def tiles(self) -> Iterator[TileRef]:
-        yield from self._refs
-
-    def load(self, ref: TileRef, size: int | None = None) -> np.ndarray:
-        side = size or BLOCK_SIZE * TILE_PX
-        return self._read(block_bounds(ref.zoom, ref.row, ref.col), side, side)
-
-    def read_mercator(self, bounds_3857: Bounds, width: int, height: int) -> np.ndarray:
-        return read_wrapped(self._read, bounds_3857, width, height)
-
     def _read(self, bounds: Bounds, width: int, height: int) -> np.ndarray:
         return self._read_masked(bounds, width, height)[0]
 
@@ -211,7 +220,7 @@ class RasterSource:
             ds.close()
 
 
-class RasterFolderSource:
+class RasterFolderSource(_MercatorBlocks):
     """A folder (or list) of georeferenced rasters read as one mosaic of Web Mercator blocks.
 
     Rasters that cannot be used (no CRS, unreadable) are listed in `errors`; the rest load.
@@ -274,19 +283,6 @@ class RasterFolderSource:
     @property
     def gsd_m(self) -> float | None:
         return min((m.gsd_m for m in self.members), default=None)
-
-    def __len__(self) -> int:
-        return len(self._refs)
-
-    def tiles(self) -> Iterator[TileRef]:
-        yield from self._refs
-
-    def load(self, ref: TileRef, size: int | None = None) -> np.ndarray:
-        side = size or BLOCK_SIZE * TILE_PX
-        return self._read(block_bounds(ref.zoom, ref.row, ref.col), side, side)
-
-    def read_mercator(self, bounds_3857: Bounds, width: int, height: int) -> np.ndarray:
-        return read_wrapped(self._read, bounds_3857, width, height)
 
     def _read(self, bounds: Bounds, width: int, height: int) -> np.ndarray:
         out = np.zeros((height, width, 3), np.uint8)
