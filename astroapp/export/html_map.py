@@ -28,6 +28,7 @@ from astroapp.atomic import atomic_text
 from astroapp.config import RESOURCES_DIR
 from astroapp.export.geojson import collection_bbox, feature
 from astroapp.export.records import ExportRecord
+from astroapp.geo.tiles import WORLD
 
 LEAFLET_DIR = RESOURCES_DIR / "leaflet"
 LEAFLET_VERSION = "1.9.4"
@@ -254,7 +255,7 @@ def blue_marble_data_uri(size: int = BASE_SIZE) -> str:
         im.draft("RGB", (size + size // 3, size // 2 + size // 6))  # JPEG: decode at 1/2
         src = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
     _, h, w = src.shape
-    half = 20037508.342789244
+    half = WORLD
     dst = np.zeros((3, size, size), dtype=np.uint8)
     reproject(
         src, dst,

@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pyproj import Transformer
 
 from astroapp import __version__
 from astroapp.geo.footprint import Footprint, unwrap_lons
-
-_TO_MERC = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
-_FROM_MERC = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True)
-_MERC_HALF = 20037508.342789244  # half the Web Mercator world width (m)
+from astroapp.geo.tiles import WORLD, lonlat_to_mercator, mercator_to_lonlat
 
 # Property names and order shared by GeoJSON, CSV and the HTML popups.
 PROPERTY_NAMES = (
@@ -214,15 +210,15 @@ def _lonlat_to_merc(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.nd
     """Mercator with continuous x: longitudes beyond +-180 map beyond the world edge."""
     lon = np.asarray(lon, dtype=float)
     turns = np.round(lon / 360.0)
-    mx, my = _TO_MERC.transform(lon - 360.0 * turns, np.clip(lat, -85.06, 85.06))
-    return np.asarray(mx) + turns * 2 * _MERC_HALF, np.asarray(my)
+    mx, my = lonlat_to_mercator(lon - 360.0 * turns, lat)
+    return mx + turns * 2 * WORLD, my
 
 
 def _merc_to_lonlat(mx: np.ndarray, my: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mx = np.asarray(mx, dtype=float)
-    turns = np.round(mx / (2 * _MERC_HALF))
-    lon, lat = _FROM_MERC.transform(mx - turns * 2 * _MERC_HALF, my)
-    return np.asarray(lon) + 360.0 * turns, np.asarray(lat)
+    turns = np.round(mx / (2 * WORLD))
+    lon, lat = mercator_to_lonlat(mx - turns * 2 * WORLD, my)
+    return lon + 360.0 * turns, lat
 
 
 def _fit_homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
