@@ -56,7 +56,8 @@ CACHE = Path(tempfile.gettempdir()) / "astroapp-bench-tiles"
 
 # ------------------------------------------------------------------ tiles (EarthLoc format)
 def make_tiles(folder: Path, n: int) -> Path:
-    """`n` zoom-6 (then 7) Blue Marble blocks written as 1024x1024 EarthLoc-named JPEGs (cached)."""
+    """`n` Blue Marble blocks (zoom 6, then finer zooms as needed) written as 1024x1024
+    EarthLoc-named JPEGs (cached)."""
     import cv2
 
     from astroapp.geo.sources.bluemarble import BlueMarbleSource
@@ -65,13 +66,13 @@ def make_tiles(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if len(list(folder.glob("*.jpg"))) >= n:
         return folder
-    for zooms in ((6,), (6, 7)):  # 403 zoom-6 blocks, 2104 with zoom 7
+    for zooms in ((6,), (6, 7), (6, 7, 8), (6, 7, 8, 9)):  # ~200, ~900, ~3.4k, ~12k land blocks
         src = BlueMarbleSource(zooms=zooms)
         refs = [r for r in src.tiles() if abs(r.footprint.centroid()[1]) < 60]
         if len(refs) >= n:
             break
     if len(refs) < n:
-        raise SystemExit(f"only {len(refs)} zoom-6/7 blocks within 60 degrees of the "
+        raise SystemExit(f"only {len(refs)} zoom-6..9 land blocks within 60 degrees of the "
                          f"equator; use --n <= {len(refs)} or --tiles DIR")
     step = max(1, len(refs) // n)
     for ref in refs[::step][:n]:
@@ -286,7 +287,7 @@ def slope(rows: list[dict], key: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, nargs="+", default=[100, 200, 400],
+    ap.add_argument("--n", type=int, nargs="*", default=[100, 200, 400],
                     help="database sizes in tiles (1024 px JPEGs), each run on both sides")
     ap.add_argument("--tiles", type=Path, default=None,
                     help="folder of EarthLoc JPEG tiles (the first N by name are used)")
@@ -310,12 +311,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args)
         return
-    if min(args.n + args.wide_n) < 1:
-        raise SystemExit("--n and --wide-n must be positive")
+    sizes = args.n + (args.wide_n if args.wide_dim else [])
+    if not sizes or min(sizes) < 1:
+        raise SystemExit("--n and --wide-n must be positive (give at least one size)")
 
     from astroapp.retrieval import default_weights
 
-    n_max = max(args.n + (args.wide_n if args.wide_dim else []))
+    n_max = max(sizes)
     tiles_root = args.tiles or make_tiles(CACHE / f"n{n_max}", n_max)
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

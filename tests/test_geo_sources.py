@@ -166,9 +166,18 @@ def test_bluemarble_blocks_and_any_extent():
     src = open_source("bluemarble")
     assert isinstance(src, BlueMarbleSource) and src.source_id == "bluemarble"
     refs = list(src.tiles())
-    assert len(refs) == len(src) == 7 * 7 + 15 * 15 + 31 * 31
-    assert {r.zoom for r in refs} == {4, 5, 6} and all(r.year == 2004 for r in refs)
+    assert len(refs) == len(src)
+    assert {r.zoom for r in refs} == {6, 7, 8} and all(r.year == 2004 for r in refs)
     assert all(r.row % 2 == 0 and r.col % 2 == 0 for r in refs)
+    # Open ocean and the far north/south (beyond the ISS's reach) are left out ...
+    per_zoom = {z: sum(r.zoom == z for r in refs) for z in (6, 7, 8)}
+    assert 0.1 * 31**2 < per_zoom[6] < 0.5 * 31**2 and per_zoom[7] > 2 * per_zoom[6]
+    assert (6, 30, 2) not in {(r.zoom, r.row, r.col) for r in refs}  # mid-Pacific
+    assert all(abs(lat) < 70 for r in refs for _, lat in r.footprint.corners)
+    # ... while every land place a photo can show is in the database at every zoom.
+    for lon, lat in ((10.0, 24.0), (-100.0, 40.0), (135.0, -25.0), (78.0, 20.0), (-60.0, -10.0)):
+        for zoom in (6, 7, 8):
+            assert any(r.zoom == zoom and r.footprint.contains(lon, lat) for r in refs), (lon, lat, zoom)
     sahara = next(r for r in refs if r.zoom == 6 and r.footprint.contains(10.0, 24.0))
     img = src.load(sahara, 256)
     assert img.shape == (256, 256, 3) and img.dtype == np.uint8

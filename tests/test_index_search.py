@@ -231,3 +231,26 @@ def test_demo_index_is_built_once_then_reused(model):
     assert len(index) > 20 and index.manifest["counts"]["sources"] == {"bluemarble": len(index)}
     assert ensure_demo_index(model, zooms=(4,)) == folder
     assert (folder / "manifest.json").stat().st_mtime_ns == man
+
+
+def test_streamed_vectors_gather_what_the_memory_map_holds(tmp_path, monkeypatch):
+    """The IVF-PQ training sample is read from the chunk files in slices, not through the
+    map: same vectors, any label order, across chunk and slice boundaries."""
+    from astroapp.index.backend import ChunkVectors
+    from astroapp.index.build import _StreamedChunkVectors
+    from astroapp.index.store import TileStore
+
+    n, dim = 300, 16
+    refs = [SimpleNamespace(tile_id=f"t{i}", footprint=block_footprint(8, 60, 100 + 2 * (i % 60)),
+                            zoom=8, row=0, col=0, year=2020) for i in range(n)]
+    desc = _synthetic(n, dim)
+    fp = ModelFingerprint("synthetic", "0" * 64, dim)
+    build_from_descriptors(tmp_path / "idx", "syn", refs, desc, fp, {"input_size": [1, 1]},
+                           chunk_size=128, index_type="flat")
+    chunks = TileStore(tmp_path / "idx").chunks()
+    monkeypatch.setattr(_StreamedChunkVectors, "BLOCK_BYTES", 7 * 4 * dim * 4)  # 7 tiles a slice
+    labels = np.random.default_rng(3).permutation(4 * n)[:500]
+    mapped = ChunkVectors(tmp_path / "idx", chunks, dim).get(labels)
+    streamed = _StreamedChunkVectors(tmp_path / "idx", chunks, dim).get(labels)
+    assert len(chunks) == 3 and np.array_equal(mapped, streamed)
+    assert np.allclose(streamed, desc.reshape(-1, dim)[labels], atol=2e-3)  # stored as float16

@@ -49,6 +49,23 @@ def test_bundled_forward_is_unit_norm_and_eval_mode():
     assert torch.allclose(d.norm(dim=1), torch.ones(3), atol=1e-5)
 
 
+def test_bundled_input_norm_ignores_per_channel_gain_and_offset(tmp_path):
+    """Haze, white balance and exposure act roughly as a per-channel gain and offset: with
+    `input_norm` they leave the descriptor unchanged; files from before the option load
+    without it (their descriptors must not change)."""
+    model = load_model("bundled", weights="random", device="cpu")
+    assert model.config["input_norm"] is True
+    x = torch.rand(2, 3, *model.input_size)
+    gain, offset = torch.tensor([0.6, 0.7, 0.9]).view(1, 3, 1, 1), torch.tensor([0.3, 0.2, 0.1]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        assert torch.allclose(model(x), model(x * gain + offset), atol=1e-4)
+    old = build_model("bundled", {"widths": [8, 8, 16, 16, 32], "descriptor_dim": 64,
+                                  "input_size": [64, 64], "input_norm": False}).eval()
+    cfg = {k: v for k, v in old.config.items() if k != "input_norm"}
+    save_safetensors(old, tmp_path / "old.safetensors", {"architecture": "astroapp-small", "config": cfg})
+    assert load_model("bundled", weights=tmp_path / "old.safetensors").config["input_norm"] is False
+
+
 def test_bundled_weights_roundtrip_through_safetensors(tmp_path):
     model = build_model("bundled", {"widths": [8, 8, 16, 16, 32], "descriptor_dim": 64, "input_size": [64, 64]}).eval()
     path = tmp_path / "small.safetensors"

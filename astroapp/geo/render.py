@@ -12,9 +12,9 @@ Focal scaling: real ISS photos are matched against Sentinel-2 tiles at ~150 m/px
 Imagery of coarser resolution would show nothing at real footprints, so the effective focal
 length is `focal_mm / focal_scale` with `focal_scale = source_gsd / 152.9 m` (at least 1).
 The bundled Blue Marble world (~7.4 km/px) gets ~48.5: a nominal 1150 mm lens then sees
-~650 km across, like a ~24 mm lens, and footprints relate to the zoom-4..6 blocks as real
-photos do to EarthLoc's zoom-9..11 blocks. Nominal focal lengths whose frame would reach past
-the horizon are rejected (`Camera.check`), so with the bundled world `random_camera` draws
+~650 km across, like a ~24 mm lens (the bundled world's database blocks are cut at zooms
+6-8, 2500-625 km wide, around these footprints, as EarthLoc's are around real photos').
+Nominal focal lengths whose frame would reach past the horizon are rejected (`Camera.check`), so with the bundled world `random_camera` draws
 long lenses (~550 mm and up) and tilts up to ~21 deg (the longer the lens, the more tilt).
 """
 
@@ -303,17 +303,30 @@ def _augment(image: np.ndarray, airmass: np.ndarray, aug: Augment,
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), effects
 
 
-def land_score(image: np.ndarray) -> tuple[float, float]:
-    """(fraction of non-water, non-black pixels, grey-level std) of an RGB image.
+def water_mask(image: np.ndarray) -> np.ndarray:
+    """True where an RGB image shows water or empty space.
 
     Water in true-colour imagery is dark and blue-dominant; this is a heuristic good enough
-    to keep renders off the open ocean and empty space.
+    to keep renders and database blocks off the open ocean and empty space.
     """
     img = image.astype(np.int16)
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
-    water = (b > r + 12) & (b >= g) | (img.max(axis=2) < 25)
+    return (b > r + 12) & (b >= g) | (img.max(axis=2) < 25)
+
+
+def land_score(image: np.ndarray) -> tuple[float, float]:
+    """(fraction of non-water, non-black pixels, grey-level std) of an RGB image."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    return float(1.0 - water.mean()), float(gray.std())
+    return float(1.0 - water_mask(image).mean()), float(gray.std())
+
+
+def max_visible_lat_deg() -> float:
+    """The highest latitude an ISS photo can show: orbit inclination plus the ground range
+    of the steepest usable off-nadir ray (a frame corner at MAX_OFF_NADIR_DEG)."""
+    ratio = (EARTH_RADIUS_KM + ISS_ALTITUDE_KM) / EARTH_RADIUS_KM
+    theta = math.radians(MAX_OFF_NADIR_DEG)
+    ground = math.asin(min(1.0, ratio * math.sin(theta))) - theta
+    return ISS_INCLINATION_DEG + math.degrees(ground)
 
 
 def random_camera(rng: np.random.Generator, source, *,

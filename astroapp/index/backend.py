@@ -6,7 +6,8 @@ Index type, chosen automatically from the number of vectors x dimension:
   4k tiles at 4096-D). Up to there one query is a single pass over 256 MiB, ~20 ms on one
   CPU core at ~12 GB/s of memory bandwidth (the per-query budget), and RAM is no concern.
 - compressed (`ivfpq`): IVF (sqrt-sized coarse quantizer, 1/16 of the lists probed) + PQ
-  (8 dimensions per byte, at most 128 bytes/vector) trained on a seeded sample, then the top
+  (8 dimensions per byte, at most 128 bytes/vector) trained on a seeded sample (at most
+  TRAIN_MAX_BYTES of float32 unless the coarse quantizer needs more), then the top
   candidates re-ranked exactly against the descriptors kept on disk (memory-mapped chunks). 512-D drops from 2 KiB to
   64 B per vector in RAM; the re-ranking keeps the recall loss small (measured by
   benchmarks/index_search.py).
@@ -26,6 +27,10 @@ from astroapp.index.errors import IndexCorruptError
 from astroapp.index.store import N_ROT, ChunkInfo, load_chunk
 
 EXACT_MAX_BYTES = 256 * 1024 * 1024
+# The IVF-PQ training sample (float32; faiss holds its residuals beside it while training) is
+# the one part of a compressed build that grows with the descriptor size: cap it so that a
+# 4096-D build stays as light as a 512-D one (8k vectors at 4096-D, 64k at 512-D).
+TRAIN_MAX_BYTES = 128 * 1024 * 1024
 INDEX_TYPES = ("auto", "flat", "ivfpq")
 
 
@@ -43,7 +48,8 @@ def ivfpq_params(n_vectors: int, dim: int) -> dict[str, int]:
     m = dim // 8 if dim // 8 <= 128 else 128
     while dim % m:
         m -= 1
-    train_size = min(n_vectors, max(48 * nlist, 20000))
+    train_size = min(n_vectors, max(48 * nlist, 20000),
+                     max(TRAIN_MAX_BYTES // (4 * dim), 39 * nlist))
     # 256 centroids per sub-quantizer want >= ~40 training points each
     nbits = int(max(4, min(8, math.floor(math.log2(max(train_size / 39, 16))))))
     return {

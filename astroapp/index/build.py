@@ -324,19 +324,21 @@ class _StreamedChunkVectors(ChunkVectors):
     chunk files (not mapped), so that building the index needs a small fixed working set on
     top of the index itself, whatever the chunk and descriptor sizes (a whole 1024-tile chunk
     of 4096-D descriptors would otherwise be held three times: stored, as float32, copied).
+    The IVF-PQ training sample is gathered the same way: pages of a memory map stay resident
+    (and count in the build's memory) long after the sample is taken.
     Same vectors in the same order as whole chunks: the index is identical."""
 
     BLOCK_BYTES = 8 * 1024 * 1024
 
-    def iter_blocks(self):
+    def _tile_blocks(self):
+        """(first tile id, (k, 4, D) array in the stored dtype) over all chunks, in order."""
         per_tile = N_ROT * self.dim
-        step = max(1, self.BLOCK_BYTES // (per_tile * 4))
         for info, arr in zip(self.chunks, self.arrays, strict=True):
             offset = getattr(arr, "offset", None)
             if offset is None or not arr.flags.c_contiguous:  # not a plain .npy memmap
-                arr = load_chunk(self.folder, info, self.dim, mmap=False)
-                yield info.first_id * N_ROT, arr.astype(np.float32).reshape(-1, self.dim)
+                yield info.first_id, load_chunk(self.folder, info, self.dim, mmap=False)
                 continue
+            step = max(1, self.BLOCK_BYTES // (per_tile * 4))
             with open(self.folder / info.file, "rb") as f:
                 for t in range(0, info.count, step):
                     k = min(step, info.count - t)
@@ -345,8 +347,23 @@ class _StreamedChunkVectors(ChunkVectors):
                     if block.size != k * per_tile:
                         raise IndexCorruptError(f"descriptor chunk {self.folder / info.file} "
                                                 "is truncated: rebuild the index")
-                    yield ((info.first_id + t) * N_ROT,
-                           block.reshape(k * N_ROT, self.dim).astype(np.float32, copy=False))
+                    yield info.first_id + t, block.reshape(k, N_ROT, self.dim)
+
+    def iter_blocks(self):
+        for first, block in self._tile_blocks():
+            yield first * N_ROT, block.reshape(-1, self.dim).astype(np.float32, copy=False)
+
+    def get(self, labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels, dtype=np.int64).ravel()
+        out = np.empty((labels.size, self.dim), dtype=np.float32)
+        order = np.argsort(labels, kind="stable")
+        tiles = labels[order] // N_ROT
+        for first, block in self._tile_blocks():
+            lo, hi = np.searchsorted(tiles, [first, first + block.shape[0]])
+            if hi > lo:
+                sel = order[lo:hi]
+                out[sel] = block[tiles[lo:hi] - first, labels[sel] % N_ROT]
+        return out
 
 
 def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: dict[str, Any],

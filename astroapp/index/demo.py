@@ -19,9 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def demo_index_dir(model: Any) -> Path:
-    """Per model and weights: new bundled weights get a new index, never a mismatched one."""
+    """Per world version, model and weights: new bundled weights or a new set of world blocks
+    get a new index, never a mismatched one."""
+    from astroapp.geo.sources.bluemarble import BLOCKS_VERSION
+
     fp = model_fingerprint(model)
-    return data_dir() / "indexes" / f"bluemarble-{fp.name}-{fp.weights_sha256[:12]}"
+    return data_dir() / "indexes" / f"bluemarble-v{BLOCKS_VERSION}-{fp.name}-{fp.weights_sha256[:12]}"
 
 
 def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *,

@@ -82,7 +82,7 @@ def render_pairs(
     surroundings of other photos' blocks (far away, so certainly wrong)."""
     from astroapp.geo.render import random_camera, render_photo
 
-    zooms = tuple(zooms or getattr(source, "zooms", None) or (4, 5, 6))
+    zooms = tuple(zooms or getattr(source, "zooms", None) or (6, 7, 8))
     rng = np.random.default_rng(seed)
     cams = []
     for _ in range(n):

@@ -8,7 +8,8 @@ from torch import nn
 from .base import IMAGENET_MEAN, IMAGENET_STD, RetrievalModel
 
 NAME = "astroapp-small"
-DEFAULT_CONFIG = {"widths": [24, 32, 64, 128, 256], "descriptor_dim": 256, "input_size": [128, 128]}
+DEFAULT_CONFIG = {"widths": [24, 32, 64, 128, 256], "descriptor_dim": 256, "input_size": [128, 128],
+                  "input_norm": True}
 
 
 def conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -33,10 +34,13 @@ class GeM(nn.Module):
 
 
 class SmallRetrievalNet(RetrievalModel):
-    """Five stride-2 conv stages -> GeM -> Linear -> L2.
+    """(Per-image input normalisation) -> five stride-2 conv stages -> GeM -> Linear -> L2.
 
     Global pooling keeps the descriptor nearly insensitive to the photo's in-plane rotation
-    between the 90-degree steps at which the database is embedded.
+    between the 90-degree steps at which the database is embedded. With `input_norm`, each
+    image's channels are standardised first (instance norm without parameters): haze, a
+    camera's white balance and exposure change a photo roughly by a per-channel gain and
+    offset, which this removes before the network sees the ground.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class SmallRetrievalNet(RetrievalModel):
         widths: list[int] | tuple[int, ...] = tuple(DEFAULT_CONFIG["widths"]),
         descriptor_dim: int = 256,
         input_size: tuple[int, int] | list[int] = (128, 128),
+        input_norm: bool = False,
     ):
         super().__init__()
         self.name = NAME
@@ -51,7 +56,9 @@ class SmallRetrievalNet(RetrievalModel):
         self.descriptor_dim = int(descriptor_dim)
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
-        self.config = {"widths": list(widths), "descriptor_dim": self.descriptor_dim, "input_size": list(self.input_size)}
+        self.config = {"widths": list(widths), "descriptor_dim": self.descriptor_dim,
+                       "input_size": list(self.input_size), "input_norm": bool(input_norm)}
+        self.input_norm: nn.Module = nn.InstanceNorm2d(3) if input_norm else nn.Identity()
         layers: list[nn.Module] = [conv_bn_relu(3, widths[0], 2)]
         for cin, cout in zip(widths[:-1], widths[1:], strict=True):
             layers += [conv_bn_relu(cin, cout, 2), conv_bn_relu(cout, cout, 1)]
@@ -69,4 +76,4 @@ class SmallRetrievalNet(RetrievalModel):
                 nn.init.zeros_(m.bias)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.features(x)))
+        return self.fc(self.pool(self.features(self.input_norm(x))))

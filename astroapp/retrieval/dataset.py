@@ -6,7 +6,7 @@ and test places are disjoint), and for each photo the blocks its footprint inter
 (EarthLoc's correctness test), the best-overlapping blocks (training positives) and the
 multiple of 90 degrees that best aligns a north-up block with the photo.
 
-Renders are slow relative to training steps, so sets are cached as .npz under
+Renders are slow relative to training steps, so they are cached as .npz under
 `<data dir>/cache/retrieval/`, keyed by split, size, count and seed.
 """
 
@@ -117,12 +117,16 @@ def subset(ws: WorldSet, n: int) -> WorldSet:
 
 
 def _cache_path(split: str, size: int, n: int, seed: int) -> Path:
-    return config.data_dir() / "cache" / "retrieval" / f"world_v{CACHE_VERSION}_{split}_{size}px_{n}_s{seed}.npz"
+    return config.data_dir() / "cache" / "retrieval" / f"renders_v{CACHE_VERSION}_{split}_{size}px_{n}_s{seed}.npz"
 
 
 def load_world_set(split: str, size: int = 160, n_queries: int | None = None, seed: int | None = None,
                    cache: bool = True) -> WorldSet:
-    """The bluemarble blocks and `n_queries` renders of `split` places ("train" or "test")."""
+    """The bluemarble blocks and `n_queries` renders of `split` places ("train" or "test").
+
+    Only the renders are cached: the blocks are cut from the world in seconds, so a change of
+    the database (zooms, land filter) never needs a re-render.
+    """
     if split not in DEFAULT_COUNTS:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     n = n_queries or DEFAULT_COUNTS[split]
@@ -130,60 +134,40 @@ def load_world_set(split: str, size: int = 160, n_queries: int | None = None, se
     if size < RENDER_SIZE:  # one cached render set serves every smaller model input
         return resized(load_world_set(split, RENDER_SIZE, n, seed, cache), size)
     path = _cache_path(split, size, n, seed)
-    if cache and path.is_file():
-        return _read(path)
     t0 = time.time()
+    if cache and path.is_file():
+        queries, qfps, places, meta = _read_renders(path)
+    else:
+        queries, qfps, places, meta = render_queries(split, n, size, seed)
+        meta["render_seconds"] = round(time.time() - t0, 1)
+        if cache:
+            _write_renders(path, queries, qfps, places, meta)
     blocks, ids, fps = load_blocks(size)
-    queries, qfps, places, meta = render_queries(split, n, size, seed)
     positives, best = _overlaps(qfps, fps)
     keep = [i for i, b in enumerate(best) if len(b)]
     if len(keep) < len(qfps):
         log.warning("%d renders intersect no block (dropped)", len(qfps) - len(keep))
-    ws = WorldSet(
+    return WorldSet(
         blocks, ids, fps, queries[keep], [qfps[i] for i in keep], [places[i] for i in keep],
         [positives[i] for i in keep], [best[i] for i in keep],
         np.array([aligning_angle(qfps[i]) for i in keep], np.int64),
         {"split": split, "size": size, "renders": len(keep), "seed": seed, "blocks": len(ids),
          "seconds": round(time.time() - t0, 1), **meta},
     )
-    if cache:
-        _write(path, ws)
-    return ws
 
 
-def _write(path: Path, ws: WorldSet) -> None:
+def _write_renders(path: Path, queries: np.ndarray, fps: list[Footprint], places: list[str], meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(
-        tmp,
-        blocks=ws.blocks,
-        block_ids=np.array(ws.block_ids),
-        block_fps=np.array([f.to_list() for f in ws.block_fps], np.float64),
-        queries=ws.queries,
-        query_fps=np.array([f.to_list() for f in ws.query_fps], np.float64),
-        query_places=np.array(ws.query_places),
-        positives=np.array(json.dumps([sorted(p) for p in ws.positives])),
-        best=np.array(json.dumps([b.tolist() for b in ws.best])),
-        best_angle=ws.best_angle,
-        description=np.array(json.dumps(ws.description)),
-    )
+    np.savez(tmp, queries=queries, query_fps=np.array([f.to_list() for f in fps], np.float64),
+             query_places=np.array(places), description=np.array(json.dumps(meta)))
     tmp.replace(path)
 
 
-def _read(path: Path) -> WorldSet:
+def _read_renders(path: Path) -> tuple[np.ndarray, list[Footprint], list[str], dict]:
     z = np.load(path, allow_pickle=False)
-    return WorldSet(
-        z["blocks"],
-        z["block_ids"].tolist(),
-        [Footprint.from_list(f) for f in z["block_fps"]],
-        z["queries"],
-        [Footprint.from_list(f) for f in z["query_fps"]],
-        z["query_places"].tolist(),
-        [set(p) for p in json.loads(str(z["positives"]))],
-        [np.array(b, np.int64) for b in json.loads(str(z["best"]))],
-        z["best_angle"],
-        json.loads(str(z["description"])),
-    )
+    return (z["queries"], [Footprint.from_list(f) for f in z["query_fps"]], z["query_places"].tolist(),
+            json.loads(str(z["description"])))
 
 
 def render_queries(split: str, n: int, size: int, seed: int) -> tuple[np.ndarray, list[Footprint], list[str], dict]:

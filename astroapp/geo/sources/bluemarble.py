@@ -6,11 +6,12 @@ memory-mapped .npy under the user's data dir, so later processes start instantly
 resolution: 4.9 km/px at the equator, never coarser than the source anywhere below the
 Mercator limit), with a small pyramid for fast downsampled reads.
 
-Database blocks are cut at zooms 4, 5 and 6: a zoom-6 block (22.5 degrees) is 1024 px, which
-the retrieval models shrink to ~320 px, i.e. ~7.8 km/px, the source's own resolution; zoom 7
-blocks would hold no detail the image has. Zooms 4-6 are also EarthLoc's 9-11 shifted by the
-same factor (~2^5) as the bundled world's resolution is to Sentinel-2's at zoom 10, so photo
-footprints relate to block sizes as they do in EarthLoc.
+Database blocks are cut at zooms 6, 7 and 8 (4x4 tiles: 22.5, 11.25 and 5.6 degrees, about
+2500, 1250 and 625 km at the equator). The renderer's photos of this world span 300-650 km
+(`astroapp.geo.render`), so the finest blocks are the photo's own size, as EarthLoc's zoom 9-11
+blocks are around real photos; a zoom-8 block is 128 px of the world, which a 128 px model
+input sees at full resolution. Blocks that show almost no land, or lie beyond the highest
+latitude an ISS photo can reach (~61 degrees), are left out: no photo can be localized on them.
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ from astroapp.geo.tiles import (
 
 SOURCE_ID = "bluemarble"
 YEAR = 2004  # BMNG composites are monthly means over 2004
-ZOOMS = (4, 5, 6)
+ZOOMS = (6, 7, 8)
+MIN_LAND = 0.05  # blocks with less land than this (open ocean) are not in the database
 WORLD_PX = 8192
 CACHE_VERSION = 1  # bump when the reprojection changes
+BLOCKS_VERSION = 2  # bump when the set of database blocks changes (indexes are rebuilt)
 SOURCE_GSD_M = 40_075_016.7 / 5400  # source metres per pixel at the equator
 _lock = threading.Lock()
 
@@ -155,8 +158,44 @@ def read_world(bounds: Bounds, width: int, height: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
+def land_blocks(zoom: int) -> tuple[tuple[int, int], ...]:
+    """(row, col) of the zoom's blocks (50% overlap) that an ISS photo can show and that hold land.
+
+    The land fraction comes from the 1024 px world (a zoom-8 tile is 4 px there), summed per
+    block with an integral image, so listing the world's blocks takes milliseconds.
+    """
+    from astroapp.geo.render import max_visible_lat_deg, water_mask
+
+    if not 0 <= zoom <= 18:
+        raise ValueError(f"zoom must be 0-18, got {zoom}")
+    world = mercator_world(3)
+    n_px = world.shape[0]
+    land = np.pad((~water_mask(np.asarray(world))).astype(np.float64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    n = 2**zoom
+    lat_limit = max_visible_lat_deg()
+    out = []
+    for row in range(0, n - BLOCK_SIZE + 1, 2):
+        lats = [lat for _, lat in block_footprint(zoom, row, 0).corners]
+        south, north = min(lats), max(lats)
+        if south > lat_limit or north < -lat_limit:
+            continue
+        y0, y1 = (int(round(r * n_px / n)) for r in (row, row + BLOCK_SIZE))
+        for col in range(0, n - BLOCK_SIZE + 1, 2):
+            x0, x1 = (int(round(c * n_px / n)) for c in (col, col + BLOCK_SIZE))
+            if y1 > y0 and x1 > x0:
+                frac = (land[y1, x1] - land[y0, x1] - land[y1, x0] + land[y0, x0]) / ((y1 - y0) * (x1 - x0))
+            else:  # finer than one pixel of the 1024 px world: the pixel it lies in
+                frac = 1.0 - float(water_mask(np.asarray(world[min(y0, n_px - 1):min(y0, n_px - 1) + 1,
+                                                               min(x0, n_px - 1):min(x0, n_px - 1) + 1])).mean())
+            if frac >= MIN_LAND:
+                out.append((row, col))
+    return tuple(out)
+
+
 class BlueMarbleSource:
-    """Blue Marble blocks of 4x4 tiles at zooms 4-6, 50% overlap, year 2004."""
+    """Blue Marble blocks of 4x4 tiles at zooms 6-8 (50% overlap, land within the ISS's
+    reach), year 2004."""
 
     source_id = SOURCE_ID
     gsd_m = SOURCE_GSD_M  # imagery resolution, used by the renderer's focal scaling
@@ -168,18 +207,16 @@ class BlueMarbleSource:
 
     def tiles(self) -> Iterator[TileRef]:
         for zoom in self.zooms:
-            n = 2**zoom
-            for row in range(0, n - BLOCK_SIZE + 1, 2):
-                for col in range(0, n - BLOCK_SIZE + 1, 2):
-                    yield TileRef(
-                        tile_id=f"{block_id(zoom, row, col)}@{YEAR}",
-                        source_id=SOURCE_ID,
-                        footprint=block_footprint(zoom, row, col),
-                        zoom=zoom, row=row, col=col, year=YEAR,
-                    )
+            for row, col in land_blocks(zoom):
+                yield TileRef(
+                    tile_id=f"{block_id(zoom, row, col)}@{YEAR}",
+                    source_id=SOURCE_ID,
+                    footprint=block_footprint(zoom, row, col),
+                    zoom=zoom, row=row, col=col, year=YEAR,
+                )
 
     def __len__(self) -> int:
-        return sum(((2**z - BLOCK_SIZE) // 2 + 1) ** 2 for z in self.zooms)
+        return sum(len(land_blocks(z)) for z in self.zooms)
 
     def load(self, ref: TileRef, size: int | None = None) -> np.ndarray:
         side = size or BLOCK_SIZE * TILE_PX
