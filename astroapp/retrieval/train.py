@@ -361,7 +361,7 @@ if cfg.get('input_norm') else ""}. Five stride-2 stages of
 {_stage_lines(report)}Seed {report['seed']}. Device: {report['device']} ({report['cpu']}, {report['threads']} torch thread(s), torch {report['torch']}),
 on a shared 2-core machine. Time: {report['seconds_total'] / 60:.1f} min in total, of which
 {report['seconds_data'] / 60:.1f} min loading the cached renders (rendering them the first time:
-{data.get('seconds', 0) / 60:.1f} min for the training set).
+{data.get('render_seconds', data.get('seconds', 0)) / 60:.1f} min for the training set).
 
 ## Results (held-out places, EarthLoc protocol)
 A retrieval is correct when the block's footprint intersects the photo's; database at 4
@@ -380,8 +380,7 @@ Training history (validation = the held-out set, measured with the next epoch's 
 {rows}
 
 ## Limits
-The gap between seen (training) and held-out places is large: with ~50 training cells the
-network partly memorises places instead of learning to match imagery. The held-out set is
+{"".join(f"- {n}" + chr(10) for n in report.get("notes", []))}{chr(10) if report.get("notes") else ""}The held-out set is
 measured after every epoch for the log above; the last epoch is what ships (no checkpoint is
 picked by it). Trained only on the Blue Marble world (~5-8 km/px, one season): it has never seen Sentinel-2
 tiles or real astronaut photos; for real data use EarthLoc's weights (`--model earthloc`).
