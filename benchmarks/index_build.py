@@ -25,7 +25,10 @@ What is measured, per protocol and database size N (each run in a fresh subproce
   pass working set + one float16 chunk of <= 1024 tiles) at small N and by the index build
   (the float32 exact index + two 8 MiB blocks) beyond, so a slope over small N mixes the
   two; per tile, the exact index costs 16 B per dimension, the reference 32 (its array + its
-  IndexFlatL2), and past 256 MiB of vectors ours switches to IVF-PQ codes.
+  IndexFlatL2), and past 256 MiB of vectors ours switches to IVF-PQ codes. So the totals'
+  ratio falls with N: with the 4096-D head, ours stays at ~320 MB above the baseline from the
+  switch on (4096 tiles), while the reference adds ~125 MB per 1000 tiles; the two cross the
+  <= 0.5 target between 5000 and 8000 tiles (README: measured figures).
 - a "wide" row set (default: 4096-D, EarthLoc's descriptor size) uses the same small CNN
   with a 4096-D head (random weights: only time and memory are compared), so that held
   descriptors weigh what they weigh with EarthLoc while the run stays affordable on CPU
