@@ -14,8 +14,9 @@ length is `focal_mm / focal_scale` with `focal_scale = source_gsd / 152.9 m` (at
 The bundled Blue Marble world (~7.4 km/px) gets ~48.5: a nominal 1150 mm lens then sees
 ~650 km across, like a ~24 mm lens (the bundled world's database blocks are cut at zooms
 6-8, 2500-625 km wide, around these footprints, as EarthLoc's are around real photos').
-Nominal focal lengths whose frame would reach past the horizon are rejected (`Camera.check`), so with the bundled world `random_camera` draws
-long lenses (~550 mm and up) and tilts up to ~21 deg (the longer the lens, the more tilt).
+Nominal focal lengths whose frame would reach past the horizon are rejected (`Camera.check`),
+so with the bundled world `random_camera` draws long lenses (~550 mm and up) and tilts up
+to ~21 deg (the longer the lens, the more tilt).
 """
 
 from __future__ import annotations

@@ -180,14 +180,13 @@ def land_blocks(zoom: int) -> tuple[tuple[int, int], ...]:
         south, north = min(lats), max(lats)
         if south > lat_limit or north < -lat_limit:
             continue
-        y0, y1 = (int(round(r * n_px / n)) for r in (row, row + BLOCK_SIZE))
+        # a block finer than one pixel of this world is judged by the pixel it lies in
+        y0 = min(int(row * n_px / n), n_px - 1)
+        y1 = max(int(round((row + BLOCK_SIZE) * n_px / n)), y0 + 1)
         for col in range(0, n - BLOCK_SIZE + 1, 2):
-            x0, x1 = (int(round(c * n_px / n)) for c in (col, col + BLOCK_SIZE))
-            if y1 > y0 and x1 > x0:
-                frac = (land[y1, x1] - land[y0, x1] - land[y1, x0] + land[y0, x0]) / ((y1 - y0) * (x1 - x0))
-            else:  # finer than one pixel of the 1024 px world: the pixel it lies in
-                frac = 1.0 - float(water_mask(np.asarray(world[min(y0, n_px - 1):min(y0, n_px - 1) + 1,
-                                                               min(x0, n_px - 1):min(x0, n_px - 1) + 1])).mean())
+            x0 = min(int(col * n_px / n), n_px - 1)
+            x1 = max(int(round((col + BLOCK_SIZE) * n_px / n)), x0 + 1)
+            frac = (land[y1, x1] - land[y0, x1] - land[y1, x0] + land[y0, x0]) / ((y1 - y0) * (x1 - x0))
             if frac >= MIN_LAND:
                 out.append((row, col))
     return tuple(out)
