@@ -36,6 +36,7 @@ from .evaluate import (
     rotations,
     search,
 )
+from .registry import build_model
 from .weights import save_safetensors
 
 log = logging.getLogger(__name__)
@@ -139,8 +140,7 @@ def train(
     log.info("data: %d train / %d test renders, %d blocks (%.0fs)", len(train_set.queries),
              len(val_set.queries), len(train_set.blocks), data_seconds)
 
-    model = SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"],
-                              bool(cfg.get("input_norm", False))).to(dev)
+    model = build_model(NAME, cfg).to(dev)
     if init is not None:
         model.load_state_dict(start.state_dict())
     model.train()
