@@ -203,6 +203,11 @@ class _Steps:
             raise DemoCancelled()
 
     def run(self, name: str, fn: Callable[[StepReport], Any]) -> Any:
+        """The step's result, or None when it failed, was cancelled or an earlier step was
+        (then it is recorded as skipped and `fn` is not called)."""
+        if self.summary.cancelled:
+            self.skip(name, "cancelled")
+            return None
         rep = StepReport(name)
         self.summary.steps.append(rep)
         t0 = time.perf_counter()
@@ -340,11 +345,7 @@ def run_demo(
         rep.detail = f"{getattr(model, 'name', 'model')} index in {folder}"
         return folder
 
-    if summary.cancelled:
-        steps.skip("index", "cancelled")
-        index_folder = None
-    else:
-        index_folder = steps.run("index", index)
+    index_folder = steps.run("index", index)
 
     from astroapp.catalog import Catalog
 
@@ -401,10 +402,7 @@ def run_demo(
                     parts.append(f"{len(meta.errors)} bad metadata rows")
             rep.detail = ", ".join(parts)
 
-        if summary.cancelled:
-            steps.skip("import", "cancelled")
-        else:
-            steps.run("import", do_import)
+        steps.run("import", do_import)
 
         # 4. localize the roll's new photos ---------------------------------------------------
         def localize(rep: StepReport) -> None:
@@ -442,10 +440,7 @@ def run_demo(
             if result.cancelled:
                 raise DemoCancelled()
 
-        if summary.cancelled:
-            steps.skip("localize", "cancelled")
-        else:
-            steps.run("localize", localize)
+        steps.run("localize", localize)
 
         # 5. exports ---------------------------------------------------------------------
         def export(rep: StepReport) -> None:
@@ -484,10 +479,10 @@ def run_demo(
             with atomic_text(stamp_path) as fh:
                 json.dump({"stamp": stamp, "detail": rep.detail}, fh)
 
-        if summary.cancelled or not exports:
-            steps.skip("exports", "cancelled" if summary.cancelled else "not asked for")
+        if exports or summary.cancelled:
+            steps.run("exports", export)  # skipped as "cancelled" after a cancel
         else:
-            steps.run("exports", export)
+            steps.skip("exports", "not asked for")
 
         # counts and score: the catalogue's state of the demo roll ---------------------------
         _count(catalog, summary)
