@@ -104,6 +104,9 @@ def test_localize_records_confident_review_and_failed(tmp_path, world):
         assert len(loc.gcps) == 25 and len(loc.correspondences) > 0
         assert np.array(loc.homography).shape == (3, 3)
         assert len(cat.candidates(loc.id)) == 12
+        # the shortlist (here the whole 12-block index) went through geometric re-ranking
+        assert loc.method["rerank"]["shortlist"] == 100
+        assert len(loc.method["rerank"]["inliers"]) == 12
         # the stored correspondences agree with the footprint's georeference
         px, py, lon, lat = loc.correspondences[0]
         assert fp.polygon().buffer(1.0).contains(shapely.Point(lon, lat))

@@ -16,7 +16,9 @@ from astroapp.retrieval import load_model
 from astroapp.retrieval.dataset import WorldSet, _overlaps, aligning_angle, resized, up_azimuth
 from astroapp.retrieval.evaluate import (
     colour_histogram,
+    distinct_blocks,
     evaluate_embedder,
+    evaluate_reranked,
     intersections,
     model_embedder,
     recalls,
@@ -84,6 +86,29 @@ def test_database_images_as_queries_are_found_at_rank_one(tiny_set):
     res = evaluate_embedder("self", model_embedder(model), tiny_set.blocks, tiny_set.block_fps,
                             tiny_set.blocks, tiny_set.block_fps, ks=(1,))
     assert res.recalls["R@1"] == 1.0 and res.n_blocks == len(tiny_set.blocks)
+
+
+def test_distinct_blocks_fold_rotations_in_rank_order():
+    pred = np.array([[4, 1, 0, 3, 2], [5, 2, 8, 11, 0]])  # 3 blocks x 4 rotations
+    assert distinct_blocks(pred, 3, 3).tolist() == [[1, 0, 2], [2, 0, -1]]  # -1: no third block
+    assert distinct_blocks(np.array([[2, 5, 8]]), 3, 2).tolist() == [[2, -1]]
+
+
+def test_geometric_reranking_recovers_blocks_from_a_random_ranking(source, tiny_set):
+    """Random descriptors rank the true block anywhere; SIFT verification of the whole
+    shortlist puts it first (turned photos included: SIFT is rotation invariant)."""
+    from astroapp.pipeline.rerank import Reranker
+
+    refs = list(source.tiles())
+    hi = np.stack([source.load(r, 256) for r in refs])
+    pick = np.arange(0, len(refs), 4)
+    queries_hi = np.stack([np.rot90(hi[i], k) for k, i in enumerate(pick)])
+    queries = np.stack([np.rot90(tiny_set.blocks[i], k) for k, i in enumerate(pick)])
+    model = load_model("bundled", weights="random", device="cpu")
+    res = evaluate_reranked("random", model_embedder(model), tiny_set.blocks, queries,
+                            [{int(i)} for i in pick], Reranker(shortlist=len(refs)), hi, queries_hi,
+                            ks=(1, 10))
+    assert res.recalls["R@1"] == 1.0 and "re-ranking of top" in res.name
 
 
 def test_training_loop_saves_a_loadable_model(tiny_set, tmp_path):

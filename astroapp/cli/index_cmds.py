@@ -202,10 +202,16 @@ def _cmd_recall(args: argparse.Namespace) -> int:
         queries, what = demo_queries(args.roll, n=args.render, seed=args.seed)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from exc
-    res = retrieval_recall(index, model, queries, ks=(1, 10), use_prior=args.prior)
+    reranker = None
+    if args.rerank:
+        from astroapp.pipeline.rerank import Reranker
+
+        reranker = Reranker(shortlist=args.rerank)
+    res = retrieval_recall(index, model, queries, ks=(1, 10), use_prior=args.prior, reranker=reranker)
     print(f"model {index.fingerprint.name}, index {folder} ({len(index)} tiles, "
           f"{index.index_type}), {res['queries']} queries from {what}"
-          + (", nadir prior" if args.prior else ""))
+          + (", nadir prior" if args.prior else "")
+          + (f", SIFT re-ranking of the top {args.rerank}" if args.rerank else ""))
     print(f"{'recall@1':>10} {'recall@10':>10} {'ms/query':>9}")
     print(f"{res['recall@1']:>10.3f} {res['recall@10']:>10.3f} {res['ms_per_query']:>9.1f}")
     return 0
@@ -270,5 +276,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate on N fresh renders of test places instead of a roll")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--prior", action="store_true", help="use the nadir-point prior")
+    r.add_argument("--rerank", type=int, default=0, metavar="N",
+                   help="verify the top N tiles with SIFT and reorder them (localize verifies 100)")
     r.add_argument("-q", "--quiet", action="store_true")
     r.set_defaults(func=_cmd_recall)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from astroapp.cli import UserError
 
@@ -152,7 +153,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
             summary = localize_photos(catalog, ids, index_dir=args.index, model=args.model,
                                       weights=args.weights, matcher=matcher, progress=progress, k=args.k,
                                       max_candidates=args.max_candidates, size=args.size,
-                                      use_prior=not args.no_prior)
+                                      use_prior=not args.no_prior, rerank=_reranker(args))
         except (TileIndexError, WeightsError) as exc:
             raise UserError(str(exc)) from exc
         if args.json:
@@ -163,6 +164,17 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         else:
             print(summary.describe())
     return 0
+
+
+def _reranker(args: argparse.Namespace) -> Any:
+    if args.no_rerank:
+        return False
+    from astroapp.pipeline.rerank import Reranker
+
+    try:
+        return Reranker(shortlist=args.shortlist)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- register
@@ -235,6 +247,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=512, help="side S of the photo square (default 512)")
     p.add_argument("--no-prior", action="store_true",
                    help="ignore NASA nadir points (search the whole index)")
+    p.add_argument("--shortlist", type=int, default=100,
+                   help="retrieved tiles verified with SIFT before coregistration, best first "
+                   "(default 100)")
+    p.add_argument("--no-rerank", action="store_true",
+                   help="coregister candidates in retrieval order, without geometric re-ranking")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-photo progress")
     p.set_defaults(func=_cmd_localize)

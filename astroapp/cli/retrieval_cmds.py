@@ -63,7 +63,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     try:
         results = evaluate_bundled_world(args.name, args.weights, args.device, args.split, args.queries,
-                                         baseline=not args.no_baseline)
+                                         baseline=not args.no_baseline, rerank=args.rerank)
     except (WeightsError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     for r in results:
@@ -109,5 +109,7 @@ def register(subparsers) -> None:
     q.add_argument("--split", default="test", choices=["test", "train"])
     q.add_argument("--queries", type=int, default=None, help="only the first N queries")
     q.add_argument("--no-baseline", action="store_true", help="skip the colour-histogram baseline")
+    q.add_argument("--rerank", type=int, default=0, metavar="N",
+                   help="also report recall after SIFT re-ranking of the top N blocks (e.g. 50)")
     q.add_argument("--json", default=None, help="also write the results to this file")
     q.set_defaults(func=_cmd_eval)

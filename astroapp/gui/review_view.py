@@ -496,11 +496,14 @@ class ReviewView(QWidget):
                 f"★ localization: rank {'' if loc.rank is None else loc.rank}  {loc.tile_id or ''}  "
                 f"conf {loc.confidence if loc.confidence is not None else float('nan'):.3f}")
             self.candidates.addItem(item)
-        for c in self.data.candidates:
+        # inliers of the geometric re-ranking, one per stored candidate in rank order
+        verified = ((loc.method or {}).get("rerank") or {}).get("inliers") or [] if loc is not None else []
+        for i, c in enumerate(self.data.candidates):
             score = "" if c.score is None else f"score {c.score:.3f}"
             angle = "" if c.angle is None else f"{c.angle}°"
+            check = f"  {verified[i]} verified" if i < len(verified) and verified[i] is not None else ""
             mark = "  ◀ used" if loc is not None and c.tile_id == loc.tile_id and c.rank == loc.rank else ""
-            self.candidates.addItem(QListWidgetItem(f"#{c.rank}  {c.tile_id}  {angle}  {score}{mark}"))
+            self.candidates.addItem(QListWidgetItem(f"#{c.rank}  {c.tile_id}  {angle}  {score}{check}{mark}"))
         self.candidates.setCurrentRow(0 if self.candidate_index is None else self.candidate_index + 1)
         self.candidates.blockSignals(False)
 

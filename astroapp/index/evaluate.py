@@ -26,8 +26,9 @@ class Query:
 
 def retrieval_recall(index: Any, model: Any, queries: Sequence[Query],
                      ks: Sequence[int] = (1, 10), use_prior: bool = False,
-                     max_tilt_deg: float = 50.0) -> dict[str, float]:
-    """recall@k for each k, and search time per query (embedding excluded)."""
+                     max_tilt_deg: float = 50.0, reranker: Any = None) -> dict[str, float]:
+    """recall@k for each k, and time per query (embedding excluded): the search, plus the
+    geometric re-ranking of its shortlist when a `reranker` is given."""
     if not queries:
         raise ValueError("no queries to evaluate")
     kmax = max(ks)
@@ -35,7 +36,14 @@ def retrieval_recall(index: Any, model: Any, queries: Sequence[Query],
     regions = [Region.around_nadir(*q.nadir, altitude_km=q.altitude_km, max_tilt_deg=max_tilt_deg)
                if use_prior and q.nadir is not None else None for q in queries]
     t0 = time.perf_counter()
-    found = index.search(desc, k=kmax, region=regions)
+    found = index.search(desc, k=max(kmax, reranker.shortlist if reranker else 0), region=regions)
+    if reranker is not None:
+        from astroapp.pipeline.localize import SourceCache, candidate_tile
+
+        sources = SourceCache(index)
+        found = [reranker.rerank(q.image, cands, lambda c: candidate_tile(
+                     sources.get(c.source_id), c, reranker.size))
+                 for q, cands in zip(queries, found, strict=True)]
     ms = (time.perf_counter() - t0) * 1000 / len(queries)
     first_hit = []
     for q, cands in zip(queries, found, strict=True):

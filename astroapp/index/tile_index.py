@@ -48,6 +48,7 @@ class Candidate:
     index_id: int             # row in the tile table
     zoom: int | None = None
     year: int | None = None
+    inliers: int | None = None  # set by geometric re-ranking (astroapp.pipeline.rerank)
 
     def footprint_list(self) -> list[list[float]]:
         fp = self.footprint

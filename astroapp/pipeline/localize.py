@@ -31,6 +31,7 @@ from astroapp.matching import (
     get_matcher,
 )
 from astroapp.matching.coregister import DEFAULT_ITERATIONS, DEFAULT_SIZE
+from astroapp.pipeline.rerank import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -119,30 +120,31 @@ class SourceCache:
         return self._open[source_id]
 
 
-def candidate_surroundings(source: Any, cand: Any, size: int) -> tuple[np.ndarray, Any]:
-    """The 3x3 surroundings (3S x 3S, north-up) of a candidate tile, and their MercatorGrid.
-
-    The block comes from the tile id (`ZZ_RRRR_CCCC@year`) when it has one, else from the
-    candidate's footprint (made contiguous across the antimeridian in Mercator metres).
-    """
-    from astroapp.geo.tiles import (
-        WORLD,
-        MercatorGrid,
-        block_bounds,
-        lonlat_to_mercator,
-        parse_block_id,
-        surroundings_bounds,
-    )
+def candidate_bounds(cand: Any) -> tuple[float, float, float, float]:
+    """A candidate tile's Web Mercator bounds (metres): from its tile id (`ZZ_RRRR_CCCC@year`)
+    when it has one, else from its footprint (made contiguous across the antimeridian)."""
+    from astroapp.geo.tiles import WORLD, block_bounds, lonlat_to_mercator, parse_block_id
 
     try:
-        bounds = block_bounds(*parse_block_id(str(cand.tile_id).split("@")[0]))
+        return block_bounds(*parse_block_id(str(cand.tile_id).split("@")[0]))
     except ValueError:
         fp = cand.footprint
         corners = np.array(fp.corners if hasattr(fp, "corners") else fp, dtype=np.float64)
         mx, my = lonlat_to_mercator(corners[:, 0], corners[:, 1])
         mx = mx + np.round((mx[0] - mx) / (2 * WORLD)) * 2 * WORLD
-        bounds = (float(mx.min()), float(my.min()), float(mx.max()), float(my.max()))
-    big = surroundings_bounds(bounds)
+        return (float(mx.min()), float(my.min()), float(mx.max()), float(my.max()))
+
+
+def candidate_tile(source: Any, cand: Any, size: int) -> np.ndarray:
+    """The candidate tile itself, north-up, size x size RGB."""
+    return source.read_mercator(candidate_bounds(cand), size, size)
+
+
+def candidate_surroundings(source: Any, cand: Any, size: int) -> tuple[np.ndarray, Any]:
+    """The 3x3 surroundings (3S x 3S, north-up) of a candidate tile, and their MercatorGrid."""
+    from astroapp.geo.tiles import MercatorGrid, surroundings_bounds
+
+    big = surroundings_bounds(candidate_bounds(cand))
     grid = MercatorGrid(big, 3 * size, 3 * size)
     return source.read_mercator(big, grid.width, grid.height), grid
 
@@ -238,24 +240,36 @@ def localize_photo(
     size: int = DEFAULT_SIZE,
     iterations: int = DEFAULT_ITERATIONS,
     use_prior: bool = True,
+    reranker: Reranker | None = None,
     cancel: threading.Event | None = None,
 ) -> LocalizeOutcome:
-    """Localize one photo (status already `localizing`); raises CoregCancelled on cancel."""
+    """Localize one photo (status already `localizing`); raises CoregCancelled on cancel.
+
+    With a `reranker`, its shortlist is retrieved and verified geometrically first; the
+    best `k` of the new order are kept and coregistered in that order.
+    """
     from astroapp.pipeline.retrieve import read_photo, retrieve_candidates
 
     t0 = time.perf_counter()
     photo = catalog.get_photo(photo_id)
     if photo is None:
         raise KeyError(f"no photo with id {photo_id} in the catalogue")
-    found = retrieve_candidates(catalog, [photo_id], index, model, k=k, use_prior=use_prior,
-                                store=False)
+    shortlist = max(k, reranker.shortlist) if reranker is not None else k
+    found = retrieve_candidates(catalog, [photo_id], index, model, k=shortlist,
+                                use_prior=use_prior, store=False)
     if not found or found[0].error:
         raise RuntimeError(found[0].error if found else "retrieval returned nothing")
     cands = list(found[0].candidates)
     if cancel is not None and cancel.is_set():
         raise CoregCancelled()
-    t_retrieval = time.perf_counter() - t0
     image = read_photo(photo.path, 2 * size)
+    if reranker is not None and cands:
+        cands = reranker.rerank(image, cands, lambda c: candidate_tile(
+            sources.get(c.source_id), c, reranker.size), cancel=cancel)
+        if cancel is not None and cancel.is_set():
+            raise CoregCancelled()
+    cands = cands[:k]
+    t_retrieval = time.perf_counter() - t0
     prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
     best: CoregResult | None = None
     best_cand = None
@@ -301,6 +315,8 @@ def localize_photo(
         "size": size,
         "iterations": iterations,
         "k": k,
+        "rerank": None if reranker is None else {
+            **reranker.settings(), "inliers": [c.inliers for c in cands]},
         "tried": per_candidate,
     }
     timings = {"retrieval_s": round(t_retrieval, 4), "coregistration_s": round(t_coreg, 4),
@@ -347,13 +363,15 @@ def localize_photos(
     size: int = DEFAULT_SIZE,
     iterations: int = DEFAULT_ITERATIONS,
     use_prior: bool = True,
+    rerank: bool | Reranker = True,
     weights: Any = None,
 ) -> LocalizeSummary:
     """Localize photos one by one, recording each result in the catalogue.
 
     `index_dir`: a tile index folder or open TileIndex (None: the demo world's index);
     `model`: a retrieval model or its name (None: the bundled one); `matcher`: a Matcher or
-    its name (None: "sift"); `weights`: the weights file when `model` is a name. `progress(done, total, message, outcome)` after each photo;
+    its name (None: "sift"); `weights`: the weights file when `model` is a name; `rerank`:
+    verify a shortlist geometrically before coregistration (True: `Reranker()` defaults). `progress(done, total, message, outcome)` after each photo;
     `cancel` set -> stops within about a second, the current photo back to its old status.
     """
     t0 = time.perf_counter()
@@ -363,6 +381,7 @@ def localize_photos(
     index = _resolve_index(index_dir, model)
     matcher = _resolve_matcher(matcher)
     sources = SourceCache(index)
+    reranker = (Reranker() if rerank is True else rerank) or None
     for n, pid in enumerate(ids):
         if cancel is not None and cancel.is_set():
             summary.cancelled = True
@@ -381,7 +400,8 @@ def localize_photos(
         try:
             out = localize_photo(catalog, pid, index, model, matcher, sources, k=k,
                                  max_candidates=max_candidates, size=size,
-                                 iterations=iterations, use_prior=use_prior, cancel=cancel)
+                                 iterations=iterations, use_prior=use_prior, reranker=reranker,
+                                 cancel=cancel)
         except CoregCancelled:
             catalog.set_status(pid, previous, previous_reason)
             summary.outcomes.append(LocalizeOutcome(pid, "cancelled"))

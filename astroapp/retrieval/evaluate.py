@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -79,7 +80,7 @@ def search(db: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def recalls(pred: np.ndarray, n_blocks: int, positives: Sequence[set[int]], ks: Sequence[int] = (1, 10, 100)) -> dict[str, float]:
-    tiles = pred % n_blocks
+    tiles = np.where(pred >= 0, pred % n_blocks, -1)  # -1: no result
     hit = np.array([[t in pos for t in row] for row, pos in zip(tiles, positives, strict=True)])
     return {f"R@{k}": float(hit[:, :k].any(axis=1).mean()) for k in ks if k <= pred.shape[1]}
 
@@ -108,11 +109,47 @@ def evaluate_embedder(name: str, embed: Embedder, blocks: np.ndarray, block_fps:
     return EvalResult(name, recalls(pred, len(blocks), positives, ks), len(queries), len(blocks), time.perf_counter() - t0)
 
 
+def distinct_blocks(pred: np.ndarray, n_blocks: int, k: int) -> np.ndarray:
+    """Per query, the first `k` distinct blocks of a ranking over the 4N vectors (-1 pads)."""
+    out = np.full((len(pred), k), -1, np.int64)
+    for i, row in enumerate(pred % n_blocks):
+        _, first = np.unique(row, return_index=True)
+        seen = row[np.sort(first)][:k]
+        out[i, : len(seen)] = seen
+    return out
+
+
+def evaluate_reranked(name: str, embed: Embedder, blocks: np.ndarray, queries: np.ndarray,
+                      positives: Sequence[set[int]], reranker: Any, blocks_hi: np.ndarray,
+                      queries_hi: np.ndarray, ks: Sequence[int] = (1, 10, 100)) -> EvalResult:
+    """Recall after geometric re-ranking (`astroapp.pipeline.rerank`) of each query's first
+    `reranker.shortlist` distinct blocks; `blocks_hi`/`queries_hi`: the same images at (or
+    above) the re-ranking size."""
+    from astroapp.pipeline.rerank import verified_order
+
+    t0 = time.perf_counter()
+    db = embed_database(embed, blocks)
+    pred = search(db, embed(queries), 4 * max(max(ks), reranker.shortlist))
+    ranked = distinct_blocks(pred, len(blocks), max(max(ks), reranker.shortlist))
+    out = ranked.copy()
+    for i, row in enumerate(ranked):
+        head = row[: reranker.shortlist]
+        head = head[head >= 0]
+        checks = reranker.verify_all(reranker.features(queries_hi[i]), head.tolist(),
+                                     lambda j, head=head: blocks_hi[head[j]])
+        out[i, : len(head)] = head[verified_order([c.inliers for c in checks], reranker.min_inliers)]
+    label = f"{name} + {reranker.matcher.name} re-ranking of top {reranker.shortlist}"
+    return EvalResult(label, recalls(out, len(blocks), positives, ks), len(queries), len(blocks),
+                      time.perf_counter() - t0)
+
+
 def evaluate_bundled_world(model_name: str = DEFAULT_RETRIEVAL_MODEL, weights: str | None = None, device: str | None = None,
-                           split: str = "test", n_queries: int | None = None, baseline: bool = True) -> list[EvalResult]:
-    """Model (and colour-histogram baseline) on the held-out renders of the bundled world."""
+                           split: str = "test", n_queries: int | None = None, baseline: bool = True,
+                           rerank: int = 0) -> list[EvalResult]:
+    """Model (and colour-histogram baseline) on the held-out renders of the bundled world;
+    with `rerank` > 0 also each followed by SIFT re-ranking of its top `rerank` blocks."""
     from . import load_model
-    from .dataset import load_world_set, subset
+    from .dataset import RENDER_SIZE, load_blocks, load_world_set, subset
 
     model = load_model(model_name, weights=weights, device=device)
     data = load_world_set(split, size=max(model.input_size))
@@ -120,9 +157,21 @@ def evaluate_bundled_world(model_name: str = DEFAULT_RETRIEVAL_MODEL, weights: s
         data = subset(data, n_queries)
     results = [evaluate_embedder(model.name, model_embedder(model), data.blocks, data.block_fps,
                                  data.queries, data.query_fps, positives=data.positives)]
+    embedders = [(model.name, model_embedder(model))]
     if baseline:
+        embedders.append(("colour-histogram", colour_histogram))
         results.append(evaluate_embedder("colour-histogram", colour_histogram, data.blocks, data.block_fps,
                                          data.queries, data.query_fps, positives=data.positives))
+    if rerank:
+        from astroapp.pipeline.rerank import Reranker
+
+        reranker = Reranker(shortlist=rerank, cache_tiles=len(data.blocks))  # every block once
+        hi = load_world_set(split, size=RENDER_SIZE)
+        queries_hi = hi.queries[: len(data.queries)]
+        blocks_hi, _, _ = load_blocks(reranker.size)
+        for name, embed in embedders:  # the same verification after each shortlist
+            results.append(evaluate_reranked(name, embed, data.blocks, data.queries, data.positives,
+                                             reranker, blocks_hi, queries_hi))
     return results
 
 
@@ -134,10 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", choices=["test", "train"])
     ap.add_argument("--queries", type=int, default=None, help="use only the first N queries")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--rerank", type=int, default=0, metavar="N",
+                    help="also report recall after SIFT re-ranking of the top N blocks (e.g. 50)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    results = evaluate_bundled_world(args.model, args.weights, args.device, args.split, args.queries, not args.no_baseline)
+    results = evaluate_bundled_world(args.model, args.weights, args.device, args.split, args.queries,
+                                     not args.no_baseline, args.rerank)
     for r in results:
         print(r.line())
     if args.json:

@@ -1,0 +1,155 @@
+"""Geometric re-ranking: verify a retrieval shortlist with local features, best first.
+
+A global descriptor ranks a photo's true tiles high but seldom first (the bundled model puts
+a correct tile in its top 100 for ~96 % of held-out photos, first for ~17 %). One SIFT match
+and homography against each shortlisted tile, at a small size, tells a real overlap (tens
+of geometrically consistent matches) from a look-alike (a handful), as hloc and VPR
+re-rankers do. Candidates are reordered by inlier count; those below `min_inliers` keep
+their retrieval order after the verified ones. Coregistration then tries far fewer wrong
+candidates.
+
+    reranker = Reranker()                                  # SIFT, 256 px, shortlist 100
+    cands = reranker.rerank(photo_rgb, cands, read_tile)   # read_tile(cand) -> RGB tile
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from astroapp.matching.base import Features, Matcher
+from astroapp.matching.coregister import MIN_MATCHES, RANSAC_THRESHOLD_PX
+from astroapp.matching.geometry import apply_h, edge_corners, is_convex, quad_area
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SHORTLIST = 100
+DEFAULT_SIZE = 256
+MIN_INLIERS = 8  # below this a tile counts as unverified (chosen on training places)
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    inliers: int
+    angle: int | None  # CCW multiple of 90 degrees turning the north-up tile like the photo
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    if (w, h) == (size, size):
+        return np.ascontiguousarray(image)
+    interp = cv2.INTER_AREA if max(w, h) > size else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interp)
+
+
+def homography_angle(h: np.ndarray, size: int) -> int:
+    """The CCW multiple of 90 degrees that best turns the tile like the photo, read from the
+    photo -> tile homography (the direction the photo's "up" takes in the tile)."""
+    c = np.array([[size / 2, size / 2], [size / 2, size / 2 - 1.0]])
+    (x0, y0), (x1, y1) = apply_h(h, c)
+    # photo "up" seen in the tile; image y grows downwards
+    up = math.degrees(math.atan2(x1 - x0, -(y1 - y0)))  # clockwise from tile-up
+    return int(round(up / 90.0)) % 4 * 90
+
+
+def verify(matcher: Matcher, photo: Features, tile: Features, size: int) -> Verification:
+    """Inliers of the best photo -> tile homography (0 when none, or when it folds or
+    mirrors the photo), and the tile rotation it implies."""
+    matches = matcher.match(photo, tile)
+    if len(matches) < MIN_MATCHES:
+        return Verification(0, None)
+    h, inl = cv2.findHomography(matches.points_a, matches.points_b, cv2.USAC_MAGSAC,
+                                RANSAC_THRESHOLD_PX, maxIters=1000, confidence=0.999)
+    if h is None or inl is None or not np.all(np.isfinite(h)):
+        return Verification(0, None)
+    quad = apply_h(h, edge_corners((size, size)))
+    if not is_convex(quad) or quad_area(quad) <= 0:
+        return Verification(0, None)
+    return Verification(int(inl.sum()), homography_angle(h, size))
+
+
+def verified_order(inliers: Sequence[int], min_inliers: int = MIN_INLIERS) -> np.ndarray:
+    """Indices: verified entries by inliers (most first), then the rest in their given order."""
+    key = np.array([n if n >= min_inliers else 0 for n in inliers])
+    return np.lexsort((np.arange(len(key)), -key))
+
+
+class Reranker:
+    """Re-ranks candidate tiles of photos; tile features are cached (tiles recur across a
+    roll), so a batch of photos over one area verifies quickly."""
+
+    def __init__(self, matcher: Matcher | None = None, size: int = DEFAULT_SIZE,
+                 shortlist: int = DEFAULT_SHORTLIST, min_inliers: int = MIN_INLIERS,
+                 cache_tiles: int = 512) -> None:
+        if matcher is None:
+            from astroapp.matching.registry import get_matcher
+
+            matcher = get_matcher("sift", calibrated=False)
+        if size < 64 or shortlist < 1:
+            raise ValueError(f"re-ranking needs size >= 64 and shortlist >= 1, got {size}, {shortlist}")
+        self.matcher = matcher
+        self.size = int(size)
+        self.shortlist = int(shortlist)
+        self.min_inliers = int(min_inliers)
+        self._cache: OrderedDict[Hashable, Features] = OrderedDict()
+        self._cache_max = cache_tiles
+
+    def settings(self) -> dict[str, Any]:
+        return {"matcher": self.matcher.name, "size": self.size, "shortlist": self.shortlist,
+                "min_inliers": self.min_inliers}
+
+    def features(self, image: np.ndarray) -> Features:
+        return self.matcher.features(_square(image, self.size))
+
+    def tile_features(self, key: Hashable, load: Callable[[], np.ndarray]) -> Features:
+        feats = self._cache.get(key)
+        if feats is None:
+            feats = self.features(load())
+            self._cache[key] = feats
+            if len(self._cache) > self._cache_max:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return feats
+
+    def verify_all(self, photo: Features, keys: Sequence[Hashable],
+                   load: Callable[[int], np.ndarray]) -> list[Verification]:
+        """Verification of each tile; `load(i)` returns tile i's RGB image when not cached."""
+        return [verify(self.matcher, photo, self.tile_features(key, lambda i=i: load(i)), self.size)
+                for i, key in enumerate(keys)]
+
+    def rerank(self, photo: np.ndarray | Features, candidates: Sequence[Any],
+               read_tile: Callable[[Any], np.ndarray], cancel: Any = None) -> list[Any]:
+        """The candidates (index `Candidate`s) of one photo, verified ones first, ranks
+        renumbered; a verified candidate's angle comes from its homography. Only the first
+        `shortlist` are verified; a tile that cannot be read counts as unverified."""
+        feats = photo if isinstance(photo, Features) else self.features(photo)
+        head = list(candidates[: self.shortlist])
+        results = []
+        for cand in head:
+            if cancel is not None and cancel.is_set():
+                break
+            try:
+                tile = self.tile_features((cand.source_id, cand.tile_id), lambda c=cand: read_tile(c))
+            except Exception as exc:  # noqa: BLE001 - an unreadable tile stays unverified
+                log.warning("re-ranking: tile %s unavailable: %s", cand.tile_id, exc)
+                results.append(Verification(0, None))
+                continue
+            results.append(verify(self.matcher, feats, tile, self.size))
+        results += [Verification(0, None)] * (len(head) - len(results))
+        order = verified_order([r.inliers for r in results], self.min_inliers)
+        out = []
+        for rank, i in enumerate(list(order) + list(range(len(head), len(candidates))), start=1):
+            cand = candidates[i]
+            v = results[i] if i < len(results) else None
+            angle = v.angle if v is not None and v.inliers >= self.min_inliers and v.angle is not None else cand.angle
+            out.append(dataclasses.replace(cand, rank=rank, angle=angle,
+                                           inliers=v.inliers if v is not None else None))
+        return out
