@@ -53,7 +53,7 @@ def test_true_tile_goes_first_with_its_rotation(tiles, k):
     assert out[0].inliers >= MIN_INLIERS and out[0].angle == 90 * k
     assert [c.rank for c in out] == list(range(1, len(refs) + 1))
     # the unverified ones keep their retrieval order (and retrieval angle) behind it
-    rest = [c for c in out[1:] if c.inliers < MIN_INLIERS]
+    rest = [c for c in out[1:] if (c.inliers or 0) < MIN_INLIERS]
     assert [c.index_id for c in rest] == sorted(c.index_id for c in rest)
     assert all(c.angle == 0 for c in rest)
 
@@ -68,16 +68,21 @@ def test_only_the_shortlist_is_verified_and_bad_tiles_are_skipped(tiles):
         return images[c.tile_id]
 
     photo = _photo(images[truth.tile_id], 0)
-    out = Reranker(shortlist=3).rerank(photo, _cands(refs), read)
+    out = Reranker(shortlist=3, stop_inliers=None).rerank(photo, _cands(refs), read)
     assert out[0].tile_id == truth.tile_id
     unverified = [c for c in out if c.inliers is None]
     assert [c.tile_id for c in unverified] == [r.tile_id for r in refs[3:]]
     assert next(c for c in out if c.tile_id == refs[0].tile_id).inliers == 0
+    # a sure match ends the verification: the tiles after it keep their order, unverified
+    early = Reranker(shortlist=6, stop_inliers=20).rerank(photo, _cands(refs), read)
+    assert early[0].tile_id == truth.tile_id and early[0].inliers >= 20
+    assert [c.inliers for c in early[1:]] == [0] + [None] * 4
     # cancelled before the first tile: nothing verified, retrieval order kept
     stop = threading.Event()
     stop.set()
     out = Reranker().rerank(photo, _cands(refs), read, cancel=stop)
     assert [c.tile_id for c in out] == [r.tile_id for r in refs]
+    assert all(c.inliers is None for c in out)
 
 
 def test_reranker_refuses_silly_settings():

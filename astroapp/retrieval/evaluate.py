@@ -137,7 +137,7 @@ def evaluate_reranked(name: str, embed: Embedder, blocks: np.ndarray, queries: n
         head = head[head >= 0]
         checks = reranker.verify_all(reranker.features(queries_hi[i]), head.tolist(),
                                      lambda j, head=head: blocks_hi[head[j]])
-        out[i, : len(head)] = head[verified_order([c.inliers for c in checks], reranker.min_inliers)]
+        out[i, : len(head)] = head[verified_order([c.inliers if c else 0 for c in checks], reranker.min_inliers)]
     label = f"{name} + {reranker.matcher.name} re-ranking of top {reranker.shortlist}"
     return EvalResult(label, recalls(out, len(blocks), positives, ks), len(queries), len(blocks),
                       time.perf_counter() - t0)
