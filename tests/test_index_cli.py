@@ -65,6 +65,12 @@ def test_build_info_search_and_mismatch(tmp_path, tiles_folder, capsys):
     res = json.loads(capsys.readouterr().out)[0]["candidates"]
     assert res[0]["tile_id"].startswith(ref.tile_id.split("@")[0]) and res[0]["angle"] == 90
     assert [c["rank"] for c in res] == [1, 2, 3]
+    # geometric re-ranking reads the tiles back from the folder and verifies them
+    assert main(["index", "search", str(out), str(photo), "-k", "3", "--rerank", "12",
+                 "--weights", w0, "--device", "cpu", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)[0]["candidates"]
+    assert res[0]["tile_id"] == ref.tile_id and res[0]["inliers"] >= 8 and res[0]["angle"] == 90
+    assert [c["rank"] for c in res] == [1, 2, 3]
     lon, lat = ref.footprint.centroid()
     assert main(["index", "search", str(out), str(photo), "--near", f"{lon},{lat}",
                  "--radius-km", "50", "--weights", w0, "--device", "cpu"]) == 0

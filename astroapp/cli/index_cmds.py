@@ -155,6 +155,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
     index = _open_index(folder, model)
     images = []
     target = max(int(s) for s in model.input_size)
+    if args.rerank:  # the photo is verified at the re-ranking size, read it larger
+        from astroapp.pipeline.rerank import DEFAULT_SIZE as RERANK_SIZE
+
+        target = max(target, 2 * RERANK_SIZE)
     for p in args.images:
         try:
             images.append(read_photo(p, target))
@@ -166,11 +170,18 @@ def _cmd_search(args: argparse.Namespace) -> int:
                                      max_tilt_deg=args.max_tilt)
     elif args.near is not None:
         region = Region(*args.near, args.radius_km)
-    results = index.search(embed_images(model, images), k=args.k, region=region)
+    results = index.search(embed_images(model, images), k=max(args.k, args.rerank), region=region)
+    if args.rerank:
+        from astroapp.pipeline.rerank import Reranker, tile_reader
+
+        reranker = Reranker(shortlist=args.rerank)
+        read_tile = tile_reader(index, reranker.size)
+        results = [reranker.rerank(im, cands, read_tile)[: args.k] for im, cands in zip(images, results, strict=True)]
     if args.json:
         print(json.dumps([{"image": str(p), "candidates": [
             {"rank": c.rank, "tile_id": c.tile_id, "source_id": c.source_id, "angle": c.angle,
-             "score": round(c.score, 6), "footprint": c.footprint_list()} for c in cands]}
+             "score": round(c.score, 6), "inliers": c.inliers, "footprint": c.footprint_list()}
+            for c in cands]}
             for p, cands in zip(args.images, results, strict=True)], indent=2))
         return 0
     for p, cands in zip(args.images, results, strict=True):
@@ -181,8 +192,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
         for c in cands:
             lon, lat = (c.footprint.centroid() if hasattr(c.footprint, "centroid")
                         else (float("nan"), float("nan")))
+            verified = "" if c.inliers is None else f"  {c.inliers} inliers"
             print(f"  {c.rank:>3}  {c.score:.4f}  {c.angle:>3} deg  {c.source_id}/{c.tile_id}"
-                  f"  centre {lon:.3f},{lat:.3f}")
+                  f"  centre {lon:.3f},{lat:.3f}{verified}")
     return 0
 
 
@@ -249,6 +261,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("dir", type=Path, help="index folder")
     s.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--rerank", type=int, default=0, metavar="N",
+                   help="verify the top N tiles with SIFT and reorder them, as localize does")
     s.add_argument("--model", default=None, help="default: the model the index was built with")
     s.add_argument("--weights", default=None)
     s.add_argument("--device", default=None)

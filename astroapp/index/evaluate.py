@@ -38,12 +38,10 @@ def retrieval_recall(index: Any, model: Any, queries: Sequence[Query],
     t0 = time.perf_counter()
     found = index.search(desc, k=max(kmax, reranker.shortlist if reranker else 0), region=regions)
     if reranker is not None:
-        from astroapp.pipeline.localize import SourceCache, candidate_tile
+        from astroapp.pipeline.rerank import tile_reader
 
-        sources = SourceCache(index)
-        found = [reranker.rerank(q.image, cands, lambda c: candidate_tile(
-                     sources.get(c.source_id), c, reranker.size))
-                 for q, cands in zip(queries, found, strict=True)]
+        read_tile = tile_reader(index, reranker.size)
+        found = [reranker.rerank(q.image, cands, read_tile) for q, cands in zip(queries, found, strict=True)]
     ms = (time.perf_counter() - t0) * 1000 / len(queries)
     first_hit = []
     for q, cands in zip(queries, found, strict=True):

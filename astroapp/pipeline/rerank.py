@@ -83,6 +83,14 @@ def verified_order(inliers: Sequence[int], min_inliers: int = MIN_INLIERS) -> np
     return np.lexsort((np.arange(len(key)), -key))
 
 
+def tile_reader(index: Any, size: int) -> Callable[[Any], np.ndarray]:
+    """`read_tile` for a tile index's candidates: the tile from its source, north-up, size x size."""
+    from astroapp.pipeline.localize import SourceCache, candidate_tile
+
+    sources = SourceCache(index)
+    return lambda cand: candidate_tile(sources.get(cand.source_id), cand, size)
+
+
 class Reranker:
     """Re-ranks candidate tiles of photos; tile features are cached (tiles recur across a
     roll), so a batch of photos over one area verifies quickly."""
