@@ -501,7 +501,7 @@ class ReviewView(QWidget):
         for i, c in enumerate(self.data.candidates):
             score = "" if c.score is None else f"score {c.score:.3f}"
             angle = "" if c.angle is None else f"{c.angle}°"
-            check = f"  {verified[i]} verified" if i < len(verified) and verified[i] is not None else ""
+            check = f"  {verified[i]} inliers" if i < len(verified) and verified[i] is not None else ""
             mark = "  ◀ used" if loc is not None and c.tile_id == loc.tile_id and c.rank == loc.rank else ""
             self.candidates.addItem(QListWidgetItem(f"#{c.rank}  {c.tile_id}  {angle}  {score}{check}{mark}"))
         self.candidates.setCurrentRow(0 if self.candidate_index is None else self.candidate_index + 1)
