@@ -110,6 +110,6 @@ def register(subparsers) -> None:
     q.add_argument("--queries", type=int, default=None, help="only the first N queries")
     q.add_argument("--no-baseline", action="store_true", help="skip the colour-histogram baseline")
     q.add_argument("--rerank", type=int, default=0, metavar="N",
-                   help="also report recall after SIFT re-ranking of the top N blocks (e.g. 50)")
+                   help="also report recall after SIFT re-ranking of the top N blocks (e.g. 100)")
     q.add_argument("--json", default=None, help="also write the results to this file")
     q.set_defaults(func=_cmd_eval)

@@ -262,6 +262,7 @@ def localize_photo(
     cands = list(found[0].candidates)
     if cancel is not None and cancel.is_set():
         raise CoregCancelled()
+    t_retrieval = time.perf_counter() - t0
     image = read_photo(photo.path, 2 * size)
     if reranker is not None and cands:
         cands = reranker.rerank(image, cands, lambda c: candidate_tile(
@@ -269,7 +270,7 @@ def localize_photo(
         if cancel is not None and cancel.is_set():
             raise CoregCancelled()
     cands = cands[:k]
-    t_retrieval = time.perf_counter() - t0
+    t_rerank = time.perf_counter() - t0 - t_retrieval
     prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
     best: CoregResult | None = None
     best_cand = None
@@ -319,7 +320,8 @@ def localize_photo(
             **reranker.settings(), "inliers": [c.inliers for c in cands]},
         "tried": per_candidate,
     }
-    timings = {"retrieval_s": round(t_retrieval, 4), "coregistration_s": round(t_coreg, 4),
+    timings = {"retrieval_s": round(t_retrieval, 4), "rerank_s": round(t_rerank, 4),
+               "coregistration_s": round(t_coreg, 4),
                "total_s": round(time.perf_counter() - t0, 4), "candidates_tried": tried}
     loc_id = _store(catalog, photo_id, best, best_cand, cands, method, timings)
     accepted = best is not None and best.accepted
@@ -371,8 +373,9 @@ def localize_photos(
     `index_dir`: a tile index folder or open TileIndex (None: the demo world's index);
     `model`: a retrieval model or its name (None: the bundled one); `matcher`: a Matcher or
     its name (None: "sift"); `weights`: the weights file when `model` is a name; `rerank`:
-    verify a shortlist geometrically before coregistration (True: `Reranker()` defaults). `progress(done, total, message, outcome)` after each photo;
-    `cancel` set -> stops within about a second, the current photo back to its old status.
+    verify a shortlist geometrically before coregistration (True: `Reranker()` defaults).
+    `progress(done, total, message, outcome)` after each photo; `cancel` set -> stops within
+    about a second, the current photo back to its old status.
     """
     t0 = time.perf_counter()
     ids = [int(p) for p in photo_ids]

@@ -155,13 +155,11 @@ def evaluate_bundled_world(model_name: str = DEFAULT_RETRIEVAL_MODEL, weights: s
     data = load_world_set(split, size=max(model.input_size))
     if n_queries:
         data = subset(data, n_queries)
-    results = [evaluate_embedder(model.name, model_embedder(model), data.blocks, data.block_fps,
-                                 data.queries, data.query_fps, positives=data.positives)]
-    embedders = [(model.name, model_embedder(model))]
+    embedders: list[tuple[str, Embedder]] = [(model.name, model_embedder(model))]
     if baseline:
         embedders.append(("colour-histogram", colour_histogram))
-        results.append(evaluate_embedder("colour-histogram", colour_histogram, data.blocks, data.block_fps,
-                                         data.queries, data.query_fps, positives=data.positives))
+    results = [evaluate_embedder(name, embed, data.blocks, data.block_fps, data.queries, data.query_fps,
+                                 positives=data.positives) for name, embed in embedders]
     if rerank:
         from astroapp.pipeline.rerank import Reranker
 
@@ -184,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=None, help="use only the first N queries")
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--rerank", type=int, default=0, metavar="N",
-                    help="also report recall after SIFT re-ranking of the top N blocks (e.g. 50)")
+                    help="also report recall after SIFT re-ranking of the top N blocks (e.g. 100)")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
