@@ -174,7 +174,7 @@ def _reranker(args: argparse.Namespace) -> Any:
     try:
         return Reranker(shortlist=args.shortlist)
     except ValueError as exc:
-        raise UserError(str(exc)) from exc
+        raise UserError(f"{exc} (--no-rerank skips re-ranking)") from exc
 
 
 # --------------------------------------------------------------------------- register

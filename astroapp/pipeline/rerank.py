@@ -102,8 +102,10 @@ class Reranker:
             from astroapp.matching.registry import get_matcher
 
             matcher = get_matcher("sift", calibrated=False)
-        if size < 64 or shortlist < 1:
-            raise ValueError(f"re-ranking needs size >= 64 and shortlist >= 1, got {size}, {shortlist}")
+        if shortlist < 1:
+            raise ValueError(f"the re-ranking shortlist must hold at least 1 tile, got {shortlist}")
+        if size < 64:
+            raise ValueError(f"re-ranking needs tiles of at least 64 px, got {size}")
         self.matcher = matcher
         self.size = int(size)
         self.shortlist = int(shortlist)
