@@ -157,10 +157,16 @@ def test_settings_dialog_persists(qtbot, tmp_path):
     dlg.matcher.setCurrentText("sift")
     dlg.device.setCurrentIndex(dlg.device.findData("cpu"))
     dlg.reviewer.setText("analyst-7")
+    assert dlg.verify.value() == 100  # geometric re-ranking of 100 tiles by default
+    dlg.verify.setValue(30)
     value = dlg.value()
     save_settings(value)
     again = load_settings()
-    assert again == value
+    assert again == value and again.verify_shortlist == 30
+    from astroapp.gui.backend import _reranker
+
+    assert _reranker(again).shortlist == 30
+    assert _reranker(AppSettings(verify_shortlist=0)) is False
     assert again.catalog_path() == tmp_path / "other.sqlite"
     assert again.reviewer_name() == "analyst-7" and again.device == "cpu"
     assert AppSettings().reviewer_name()  # the OS user by default

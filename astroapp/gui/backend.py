@@ -70,8 +70,17 @@ def localize(
             matcher=settings.matcher or None,
             progress=progress,
             cancel=cancel,
-            **dict(settings.localize_options or {}),
+            **{"rerank": _reranker(settings), **dict(settings.localize_options or {})},
         )
+
+
+def _reranker(settings: Any) -> Any:
+    """The re-ranking the settings ask for (False: off)."""
+    if settings.verify_shortlist <= 0:
+        return False
+    from astroapp.pipeline.rerank import Reranker
+
+    return Reranker(shortlist=settings.verify_shortlist)
 
 
 def release_stuck(catalog: Catalog, photo_ids: Sequence[int]) -> int:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -91,7 +92,7 @@ def _choices(kind: str) -> list[str]:
 
 
 class SettingsDialog(QDialog):
-    """Catalogue file, retrieval model and weights, index dir, matcher, device, reviewer."""
+    """Catalogue file, retrieval model and weights, index dir, matcher, re-ranking, device, reviewer."""
 
     def __init__(self, settings: AppSettings, parent=None) -> None:
         super().__init__(parent)
@@ -116,6 +117,13 @@ class SettingsDialog(QDialog):
         self.device.addItem("CPU", "cpu")
         self.device.addItem("CUDA", "cuda")
         self.device.setCurrentIndex(max(self.device.findData(settings.device), 0))
+        self.verify = QSpinBox()
+        self.verify.setRange(0, 1000)
+        self.verify.setValue(settings.verify_shortlist)
+        self.verify.setSpecialValueText("off (coregister in retrieval order)")
+        self.verify.setSuffix(" retrieved tiles")
+        self.verify.setToolTip("Before coregistration, match the photo with SIFT against this many "
+                               "retrieved tiles and try the verified ones first")
         self.reviewer = QLineEdit(settings.reviewer)
         self.reviewer.setPlaceholderText(settings.reviewer_name() if not settings.reviewer else "")
 
@@ -125,6 +133,7 @@ class SettingsDialog(QDialog):
         form.addRow("Model weights", _path_row(self.weights, self._pick_weights))
         form.addRow("Tile index folder", _path_row(self.index_dir, self._pick_index))
         form.addRow("Matcher", self.matcher)
+        form.addRow("Verify before matching", self.verify)
         form.addRow("Device", self.device)
         form.addRow("Reviewer name", self.reviewer)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -162,6 +171,7 @@ class SettingsDialog(QDialog):
             matcher=self.matcher.currentText().strip() or "sift",
             device=self.device.currentData() or "",
             reviewer=self.reviewer.text().strip(),
+            verify_shortlist=self.verify.value(),
         )
 
 

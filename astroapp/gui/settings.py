@@ -24,6 +24,7 @@ class AppSettings:
     matcher: str = "sift"
     device: str = ""  # "", "cpu", "cuda": empty picks CUDA when present
     reviewer: str = ""  # empty: the OS user
+    verify_shortlist: int = 100  # retrieved tiles verified geometrically before coregistration; 0: off
     demo_offered: bool = False
     # extra keyword arguments for localize_photos (k, max_candidates, size...): not persisted
     localize_options: dict | None = field(default=None, compare=False, repr=False)
@@ -59,6 +60,11 @@ def load_settings() -> AppSettings:
             continue
         if f.type in ("bool", bool):
             values[f.name] = str(raw).lower() in ("1", "true", "yes")
+        elif f.type in ("int", int):
+            try:
+                values[f.name] = max(int(str(raw)), 0)
+            except ValueError:
+                continue  # a hand-edited file: keep the default
         else:
             values[f.name] = str(raw)
     return AppSettings(**values)
