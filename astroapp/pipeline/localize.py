@@ -31,7 +31,7 @@ from astroapp.matching import (
     get_matcher,
 )
 from astroapp.matching.coregister import DEFAULT_ITERATIONS, DEFAULT_SIZE
-from astroapp.pipeline.rerank import Reranker
+from astroapp.pipeline.rerank import Reranker, tile_reader
 
 log = logging.getLogger(__name__)
 
@@ -265,8 +265,7 @@ def localize_photo(
     t_retrieval = time.perf_counter() - t0
     image = read_photo(photo.path, 2 * size)
     if reranker is not None and cands:
-        cands = reranker.rerank(image, cands, lambda c: candidate_tile(
-            sources.get(c.source_id), c, reranker.size), cancel=cancel)
+        cands = reranker.rerank(image, cands, tile_reader(sources, reranker.size), cancel=cancel)
         if cancel is not None and cancel.is_set():
             raise CoregCancelled()
     cands = cands[:k]

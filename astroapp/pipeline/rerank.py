@@ -83,11 +83,14 @@ def verified_order(inliers: Sequence[int], min_inliers: int = MIN_INLIERS) -> np
     return np.lexsort((np.arange(len(key)), -key))
 
 
-def tile_reader(index: Any, size: int) -> Callable[[Any], np.ndarray]:
-    """`read_tile` for a tile index's candidates: the tile from its source, north-up, size x size."""
+def tile_reader(sources: Any, size: int) -> Callable[[Any], np.ndarray]:
+    """`read_tile` for a tile index's candidates: the tile from its source, north-up, size x size.
+
+    `sources`: the index's `SourceCache` (or the index itself, whose sources are then opened)."""
     from astroapp.pipeline.localize import SourceCache, candidate_tile
 
-    sources = SourceCache(index)
+    if not isinstance(sources, SourceCache):
+        sources = SourceCache(sources)
     return lambda cand: candidate_tile(sources.get(cand.source_id), cand, size)
 
 
