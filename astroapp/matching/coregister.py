@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from astroapp.matching.base import Features, Matcher
+from astroapp.matching.base import Features, Matcher, Matches
 from astroapp.matching.geometry import (
     CENTRE_TO_EDGE,
     EDGE_TO_CENTRE,
@@ -30,6 +30,7 @@ from astroapp.matching.geometry import (
     rot90_centres,
     scale_centres,
 )
+from astroapp.matching.imageio import resize_square
 
 if TYPE_CHECKING:
     from astroapp.geo.footprint import Footprint
@@ -69,8 +70,7 @@ class PreparedPhoto:
         self.size = int(size)
         decoded = (int(photo.shape[1]), int(photo.shape[0]))
         self.original_size = tuple(int(v) for v in frame_size) if frame_size else decoded
-        interp = cv2.INTER_AREA if max(photo.shape[:2]) > size else cv2.INTER_LINEAR
-        self.square = cv2.resize(photo, (self.size, self.size), interpolation=interp)
+        self.square = resize_square(photo, self.size)
         # original photo pixel centres -> square pixel centres
         self.to_square = scale_centres(self.original_size, (self.size, self.size))
         self._features: dict[int, Features] = {}
@@ -205,6 +205,15 @@ def _features_masked(matcher: Matcher, image: np.ndarray, mask: np.ndarray) -> F
         return matcher.features(image)
 
 
+def fit_homography(matches: Matches, max_iters: int = 2000) -> tuple[np.ndarray, np.ndarray] | None:
+    """MAGSAC homography a -> b and its inlier mask (bool), or None when none is found."""
+    h, inl = cv2.findHomography(matches.points_a, matches.points_b, cv2.USAC_MAGSAC,
+                                RANSAC_THRESHOLD_PX, maxIters=max_iters, confidence=0.999)
+    if h is None or inl is None or not np.all(np.isfinite(h)):
+        return None
+    return h, inl.ravel().astype(bool)
+
+
 def _iterate(
     photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int, cancel: Any = None
 ) -> _Attempt:
@@ -231,13 +240,10 @@ def _iterate(
         matches = photo.matcher.match(feats_q, feats_v)
         if len(matches) < MIN_MATCHES:
             return _Attempt(k, 0, None, empty, empty, "too few matches", per_iter)
-        h, inl = cv2.findHomography(
-            matches.points_a, matches.points_b, cv2.USAC_MAGSAC, RANSAC_THRESHOLD_PX,
-            maxIters=2000, confidence=0.999,
-        )
-        if h is None or inl is None or not np.all(np.isfinite(h)):
+        fit = fit_homography(matches)
+        if fit is None:
             return _Attempt(k, 0, None, empty, empty, "no homography found", per_iter)
-        inl = inl.ravel().astype(bool)
+        h, inl = fit
         per_iter.append(int(inl.sum()))
         h_total = h_total @ h
         h_total /= h_total[2, 2]
@@ -293,8 +299,7 @@ def coregister(
         )
     surr_size = (int(surroundings_img.shape[1]), int(surroundings_img.shape[0]))
     side = 3 * size
-    interp = cv2.INTER_AREA if max(surr_size) > side else cv2.INTER_LINEAR
-    surr = cv2.resize(surroundings_img, (side, side), interpolation=interp)
+    surr = resize_square(surroundings_img, side)
     surr_to_orig = scale_centres((side, side), surr_size)
 
     if angle is None:

@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from astroapp.matching.base import Features, Matcher
-from astroapp.matching.coregister import MIN_MATCHES, RANSAC_THRESHOLD_PX
+from astroapp.matching.coregister import MIN_MATCHES, fit_homography
 from astroapp.matching.geometry import apply_h, edge_corners, is_convex, quad_area
+from astroapp.matching.imageio import resize_square
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +42,6 @@ STOP_INLIERS = 40  # verification stops at a tile this sure (wrong tiles: <= 13 
 class Verification:
     inliers: int
     angle: int | None  # CCW multiple of 90 degrees turning the north-up tile like the photo
-
-
-def _square(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if (w, h) == (size, size):
-        return np.ascontiguousarray(image)
-    interp = cv2.INTER_AREA if max(w, h) > size else cv2.INTER_CUBIC
-    return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interp)
 
 
 def homography_angle(h: np.ndarray, size: int) -> int:
@@ -67,10 +60,10 @@ def verify(matcher: Matcher, photo: Features, tile: Features, size: int) -> Veri
     matches = matcher.match(photo, tile)
     if len(matches) < MIN_MATCHES:
         return Verification(0, None)
-    h, inl = cv2.findHomography(matches.points_a, matches.points_b, cv2.USAC_MAGSAC,
-                                RANSAC_THRESHOLD_PX, maxIters=1000, confidence=0.999)
-    if h is None or inl is None or not np.all(np.isfinite(h)):
+    fit = fit_homography(matches, max_iters=1000)
+    if fit is None:
         return Verification(0, None)
+    h, inl = fit
     quad = apply_h(h, edge_corners((size, size)))
     if not is_convex(quad) or quad_area(quad) <= 0:
         return Verification(0, None)
@@ -122,7 +115,7 @@ class Reranker:
                 "min_inliers": self.min_inliers, "stop_inliers": self.stop_inliers}
 
     def features(self, image: np.ndarray) -> Features:
-        return self.matcher.features(_square(image, self.size))
+        return self.matcher.features(resize_square(image, self.size, upscale=cv2.INTER_CUBIC))
 
     def tile_features(self, key: Hashable, load: Callable[[], np.ndarray]) -> Features:
         feats = self._cache.get(key)
