@@ -138,3 +138,24 @@ class ViewingHints:
                 d = slant_range_km(self.altitude_km, 65.0)
             widths.append(d * self.sensor_width_mm / self.focal_mm)
         return (min(widths), max(widths))
+
+
+def hints_from_metadata(nasa: object | None = None, photo: object | None = None) -> ViewingHints:
+    """Hints from what the catalogue holds for a photo: NASA's focal length, tilt (degrees or
+    code, `tilt_deg` / `tilt_code`) and altitude first, the photo's EXIF focal length and camera
+    model otherwise. Values out of range are dropped, not raised: catalogue data is advisory."""
+
+    def get(obj: object | None, name: str) -> object | None:
+        return getattr(obj, name, None) if obj is not None else None
+
+    focal = get(nasa, "focal_length_mm") or get(photo, "focal_length_mm")
+    focal_f = float(focal) if isinstance(focal, int | float) and focal > 0 else None
+    tilt = get(nasa, "tilt_deg")
+    if tilt is None:
+        tilt = get(nasa, "tilt_code")
+    if tilt_range(tilt) is None:
+        tilt = None
+    alt = get(nasa, "altitude_km")
+    alt_f = float(alt) if isinstance(alt, int | float) and 100.0 <= alt <= 2000.0 else None
+    model = get(photo, "camera_model")
+    return ViewingHints.create(focal_f, tilt, alt_f, model if isinstance(model, str) else None)
