@@ -156,8 +156,14 @@ ALTER TABLE nasa_metadata ADD COLUMN features TEXT;
 ALTER TABLE review_events ADD COLUMN undoes INTEGER REFERENCES review_events(id);
 """
 
+_V3 = """
+-- NASA's tilt as a code where it is not given in degrees (NV, LO, HO: near vertical, low
+-- oblique, high oblique); astroapp.geo.viewing turns it into a range of degrees.
+ALTER TABLE nasa_metadata ADD COLUMN tilt_code TEXT;
+"""
+
 # MIGRATIONS[i] brings a catalogue from user_version i to i + 1. Append only; never edit.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -257,6 +263,7 @@ class NasaMetadata:
     features: str | None
     source: str | None
     imported_at: str
+    tilt_code: str | None = None  # NASA's NV / LO / HO where no tilt in degrees is given
 
 
 @dataclass
