@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 from platformdirs import user_data_dir
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_DIR = PACKAGE_DIR.parent
-MODELS_DIR = Path(os.environ.get("ASTROAPP_MODELS", REPO_DIR / "models"))
-RESOURCES_DIR = Path(os.environ.get("ASTROAPP_RESOURCES", REPO_DIR / "resources"))
+
+
+def bundled_dir(package: str, env: str) -> Path:
+    """A folder of package data (`astroapp.bundled.*`), or the folder the environment names.
+
+    Read through importlib.resources so a wheel finds its own copy and an editable install
+    finds the checkout's top-level models/ and resources/ (pyproject.toml maps them).
+    """
+    override = os.environ.get(env)
+    if override:
+        return Path(override)
+    return Path(str(files(package)))
+
+
+MODELS_DIR = bundled_dir("astroapp.bundled.models", "ASTROAPP_MODELS")
+RESOURCES_DIR = bundled_dir("astroapp.bundled.resources", "ASTROAPP_RESOURCES")
 
 # The retrieval model used when none is named (its weights ship in models/). Kept here, not in
 # astroapp.retrieval, so building the CLI parser does not import torch.

@@ -1,0 +1,1 @@
+"""Installed as `astroapp.bundled.models` (see pyproject.toml): bundled weights and calibrations."""

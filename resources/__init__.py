@@ -1,0 +1,1 @@
+"""Installed as `astroapp.bundled.resources` (see pyproject.toml): vendored static assets."""
