@@ -30,17 +30,42 @@ def build_parser() -> argparse.ArgumentParser:
         description="Localize astronaut photographs of Earth. With no command, opens the app.",
     )
     parser.add_argument("--version", action="version", version=f"astroapp {__version__}")
-    parser.add_argument(
-        "--catalog",
-        type=Path,
-        default=None,
-        help="catalogue file (default: catalog.sqlite in the user data dir)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_global_options(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _accept_global_options_after_commands(parser)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        default=default,
+        help="catalogue file (default: catalog.sqlite in the user data dir)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", default=default or False,
+                        help="debug logging")
+
+
+def _accept_global_options_after_commands(parser: argparse.ArgumentParser) -> None:
+    """`astroapp import DIR --catalog X` works like `astroapp --catalog X import DIR`: every
+    (sub)command parser also takes the global options, with defaults that leave the value
+    given before the command untouched (argparse.SUPPRESS)."""
+    seen: set[int] = set()
+    pending = [parser]
+    while pending:
+        current = pending.pop()
+        for action in current._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                continue
+            for child in action.choices.values():
+                if id(child) in seen:  # aliases share one parser
+                    continue
+                seen.add(id(child))
+                _add_global_options(child, default=argparse.SUPPRESS)
+                pending.append(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
