@@ -73,22 +73,26 @@ def _path_row(edit: QLineEdit, pick) -> QWidget:
 
 
 def _choices(kind: str) -> list[str]:
-    """Names the core registers (models, matchers); empty when that area is unavailable."""
+    """Names the retrieval registry lists (`kind` "model"); empty when it is unavailable."""
     try:
-        if kind == "model":
-            from astroapp import retrieval
+        from astroapp import retrieval
 
-            names = getattr(retrieval, "available_models", None) or getattr(retrieval, "MODEL_NAMES", None)
-        else:
-            from astroapp import matching
-
-            names = getattr(matching, "available_matchers", None) or getattr(matching, "MATCHER_NAMES", None)
+        names = getattr(retrieval, "available_models", None) or getattr(retrieval, "MODEL_NAMES", None)
         if callable(names):
             names = names()
         return [str(n) for n in (names or [])]
     except Exception as exc:  # noqa: BLE001 - the dialog still works with free text
         log.debug("no %s list: %s", kind, exc)
         return []
+
+
+def buildable_matchers() -> list[str]:
+    """The matchers the registry says it can build here (learned ones need their package and
+    weights); 'sift' always."""
+    from astroapp.matching import available_matchers
+
+    names = [str(n) for n in available_matchers()]
+    return names if "sift" in names else ["sift", *names]
 
 
 class SettingsDialog(QDialog):
@@ -109,9 +113,12 @@ class SettingsDialog(QDialog):
         self.model.addItems(_choices("model"))
         self.model.setCurrentText(settings.model)
         self.model.lineEdit().setPlaceholderText("default (bundled)")
-        self.matcher = QComboBox(editable=True)
-        self.matcher.addItems(_choices("matcher") or ["sift"])
+        self.matcher = QComboBox()  # only matchers get_matcher can build here: no free text
+        self.matcher.addItems(buildable_matchers())
         self.matcher.setCurrentText(settings.matcher or "sift")
+        if self.matcher.currentText() != (settings.matcher or "sift"):
+            self.matcher.setToolTip(f"matcher {settings.matcher!r} is not available here "
+                                    "(weights or package missing): choose another")
         self.device = QComboBox()
         self.device.addItem("automatic (CUDA when present)", "")
         self.device.addItem("CPU", "cpu")
