@@ -1,4 +1,4 @@
-"""`astroapp model ...`: list, inspect, train and evaluate retrieval models."""
+"""`astroapp model ...`: list, fetch, inspect, train and evaluate retrieval models (and fetch matcher weights)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,32 @@ def _cmd_list(args: argparse.Namespace) -> int:
         path = default_weights(name)
         mark = "*" if name == DEFAULT_MODEL else " "
         print(f"{mark} {name:<14} {what}\n    weights: {path if path else 'not found (see `astroapp model info ' + name + '`)'}")
+    _list_published()
+    return 0
+
+
+def _list_published() -> None:
+    """Published weight files (`model fetch NAME`): installed or not, and where."""
+    from astroapp.fetch import PUBLISHED, find_weights, weights_home
+
+    print(f"\npublished weight files (`astroapp model fetch NAME` installs into {weights_home()}):")
+    for name, spec in PUBLISHED.items():
+        path = find_weights(name)
+        state = f"installed: {path}" if path else "not installed"
+        print(f"  {name:<14} {state}\n    {spec.used_by}; {spec.digest_note()}")
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from astroapp.fetch import FetchError, fetch, get_published
+
+    try:
+        spec = get_published(args.name)
+        print(f"fetching {spec.filename} from {args.url or spec.url}", flush=True)
+        path = fetch(spec, url=args.url, dest_dir=Path(args.dest) if args.dest else None,
+                     sha256=args.sha256, progress=not args.no_progress)
+    except FetchError as exc:
+        raise UserError(str(exc)) from exc
+    print(f"installed {path} ({spec.used_by})")
     return 0
 
 
@@ -77,11 +103,21 @@ def register(subparsers) -> None:
     from astroapp.config import DEFAULT_RETRIEVAL_MODEL as DEFAULT_MODEL
     from astroapp.config import MODELS_DIR
 
-    p = subparsers.add_parser("model", help="retrieval models: list, info, train, eval")
+    p = subparsers.add_parser("model", help="retrieval models and weight files: list, fetch, info, train, eval")
     sub = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
 
     q = sub.add_parser("list", help="known models and where their weights are")
     q.set_defaults(func=_cmd_list)
+
+    q = sub.add_parser("fetch", help="download a published weights file (explicit, verified, resumable)")
+    q.add_argument("name", help="earthloc, disk-lightglue, disk, sift-lightglue or loftr-outdoor "
+                                "(`astroapp model list` shows them)")
+    q.add_argument("--url", default=None, help="download from this mirror instead of the published URL")
+    q.add_argument("--sha256", default=None,
+                   help="expected sha256 (required where none is pinned; replaces the pinned one)")
+    q.add_argument("--dest", default=None, help="install into this folder (default: <data dir>/models)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_fetch)
 
     q = sub.add_parser("info", help="architecture, input size, descriptor size of a model")
     q.add_argument("name", nargs="?", default=DEFAULT_MODEL)

@@ -21,6 +21,7 @@ DEFAULT_MODEL = config.DEFAULT_RETRIEVAL_MODEL
 RANDOM = "random"  # weights="random": the architecture with random init (benchmarks, tests)
 
 EARTHLOC_HOW = (
+    "run `astroapp model fetch earthloc` (torchgeo's port, verified, into <data dir>/models), or "
     "download EarthLoc's `best_trained_model.pt` (MIT licence) from the EarthLoc GitHub repository "
     "(github.com/gmberton/EarthLoc, model link in its README; the satellite tile dataset itself is "
     "rsync-only, see that README's rsync command), or torchgeo's port of the same weights "
@@ -100,7 +101,7 @@ SPECS: dict[str, ModelSpec] = {
         "EarthLoc (ResNet-50 to layer3 + MixVPR 4x1024 + Linear 4096, 4096-D, 320x320 input)",
         EARTHLOC_HOW,
         _build_earthloc,
-        ("best_trained_model.pt", "earthloc.safetensors", "earthloc.pt"),
+        ("best_trained_model.pt", "earthloc-8b632e30.pth", "earthloc.safetensors", "earthloc.pt"),
         convert=_convert_earthloc,
     ),
     "astroloc": ModelSpec(
