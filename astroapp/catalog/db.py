@@ -30,6 +30,15 @@ class CatalogError(Exception):
     """The catalogue file cannot be used (newer schema, not a catalogue, ...)."""
 
 
+class CatalogReadOnlyError(CatalogError):
+    """The catalogue can be read but not written (file or folder write-protected)."""
+
+
+def _is_readonly(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY", "SQLITE_READONLY_DIRECTORY") \
+        or "readonly database" in str(exc)
+
+
 def utc_now() -> str:
     """Current time as the catalogue stores it: ISO 8601 UTC with milliseconds and `Z`."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -359,6 +368,8 @@ class Catalog:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._con.close()
+            if _is_readonly(exc):
+                raise self._readonly_error(exc) from exc
             raise CatalogError(f"{self.path} is not a usable catalogue: {exc}") from exc
         except BaseException:
             self._con.close()
@@ -433,12 +444,34 @@ class Catalog:
         self._depth = 1
         try:
             yield self._con
-        except BaseException:
+        except BaseException as exc:
             self._depth = 0
             self._con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_readonly(exc):
+                raise self._readonly_error(exc) from exc
             raise
         self._depth = 0
         self._con.execute("COMMIT")
+
+    def _readonly_error(self, exc: Exception) -> CatalogReadOnlyError:
+        return CatalogReadOnlyError(
+            f"catalogue {self.path} is read-only ({exc}): nothing was changed; make the file "
+            "and its folder writable, or use another catalogue (--catalog)")
+
+    def check_writable(self) -> None:
+        """Raise CatalogReadOnlyError now, before any work, when writes would fail: tries a
+        real write (the schema version, unchanged) and rolls it back."""
+        if self._depth:
+            return
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            self._con.execute(f"PRAGMA user_version = {int(self.schema_version)}")
+        except sqlite3.OperationalError as exc:
+            if _is_readonly(exc):
+                raise self._readonly_error(exc) from exc
+            raise
+        finally:
+            self._con.execute("ROLLBACK")
 
     def integrity_check(self) -> str:
         return self._con.execute("PRAGMA integrity_check").fetchone()[0]

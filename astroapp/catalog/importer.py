@@ -9,6 +9,7 @@ record with its reason; the batch goes on.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
@@ -100,8 +101,28 @@ class _Item:
     @property
     def label(self) -> str:
         if self.archive is not None and self.refused:
-            return f"{self.archive}!{self.entry.filename if self.entry else '?'}"
-        return str(self.path)
+            return printable_path(f"{self.archive}!{self.entry.filename if self.entry else '?'}")
+        return printable_path(self.path)
+
+
+def printable_path(path: str | Path) -> str:
+    """The path as text that can be stored and printed: bytes of a file name that are not
+    UTF-8 (Python keeps them as lone surrogates) become backslash escapes."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
+
+
+def _resolve(path: Path) -> Path:
+    """The absolute, symlink-free path; a symlink loop (or an unreadable link) stays as given,
+    made absolute, so that it is recorded as failed instead of stopping the batch."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return path.absolute()
 
 
 def rolls_dir() -> Path:
@@ -181,18 +202,24 @@ def collect_items(paths: Iterable[str | Path]) -> list[_Item]:
     seen: set[Path] = set()
 
     def add_file(path: Path) -> None:
-        real = path.resolve()
+        broken = path.is_symlink() and not path.exists()
+        real = path.absolute() if broken else _resolve(path)
         if real in seen:
             return
         seen.add(real)
-        if path.suffix.lower() == ".zip":
+        if printable_path(real) != str(real):
+            items.append(_Item(real, refused="the file name is not valid UTF-8: rename the file "
+                                             "(or its folder) to import it"))
+        elif broken:
+            items.append(_Item(real, refused=_broken_link_reason(path)))
+        elif path.suffix.lower() == ".zip":
             items.extend(_zip_items(real))
         else:
             items.append(_Item(real))
 
     for raw in paths:
         path = Path(raw).expanduser()
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {path}")
         if path.is_dir():
             for root, dirs, files in os.walk(path):
@@ -203,6 +230,16 @@ def collect_items(paths: Iterable[str | Path]) -> list[_Item]:
         else:
             add_file(path)
     return items
+
+
+def _broken_link_reason(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link leads back to itself)"
+        return f"broken symbolic link: {exc.strerror or exc}"
+    return "broken symbolic link"
 
 
 # --------------------------------------------------------------------------- one file
@@ -399,6 +436,23 @@ class _Batch:
         return FileResult(path, "duplicate", existing.id, f"same content as photo {existing.id} ({existing.path})")
 
     def commit(self, prep: _Prepared, item: _Item) -> FileResult:
+        """Record one file. The check for a known file and the insert are one write
+        transaction, so that two processes importing the same roll at once never both insert
+        it (the second one sees the first one's record: a duplicate, not an error)."""
+        r = self.report
+        before = (self._counts(), r.bytes, len(r.added_ids), len(r.failures),
+                  len(r.duplicate_paths))
+        try:
+            with self.catalog.transaction():
+                return self._commit_file(prep, item)
+        except BaseException:
+            counts, r.bytes, n_added, n_failed, n_dup = before
+            for key, value in counts.items():
+                setattr(r, key, value)
+            del r.added_ids[n_added:], r.failures[n_failed:], r.duplicate_paths[n_dup:]
+            raise
+
+    def _commit_file(self, prep: _Prepared, item: _Item) -> FileResult:
         path, base = prep.label, prep.base
         self.report.bytes += base.get("size_bytes") or 0
         known = self._known(path, base.get("sha256"))
@@ -442,7 +496,7 @@ def iter_import(
     `cancel.is_set()`; the batch is then marked cancelled and everything imported so far
     stays. Pass a list as `report` to receive the ImportReport.
     """
-    paths = [Path(p).expanduser().resolve() for p in paths]
+    paths = [_resolve(Path(p).expanduser()) for p in paths]
     items = collect_items(paths)
     import_id = catalog.start_import(paths)
     batch = _Batch(catalog, import_id)

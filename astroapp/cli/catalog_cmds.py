@@ -6,21 +6,42 @@ import argparse
 import dataclasses
 import json
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from astroapp.catalog import STATUSES, Catalog, CatalogError
 from astroapp.cli import UserError
 
 
-def open_catalog(args: argparse.Namespace) -> Catalog:
+def open_catalog(args: argparse.Namespace, *, write: bool = False) -> Catalog:
     """The catalogue named by --catalog (default: the user data dir), as a clear UserError
-    when it cannot be used. Other CLI modules use this too."""
+    when it cannot be used (or, with `write`, cannot be written). A --catalog path that does
+    not exist yet is created, and the user is told so; in a folder that does not exist it is
+    refused (a typo in the path must not scatter catalogues). Other CLI modules use this too."""
+    given = getattr(args, "catalog", None)
+    created = False
+    if given is not None:
+        path = Path(given).expanduser()
+        if not path.exists():
+            if not path.parent.is_dir():
+                raise UserError(f"--catalog {given}: folder {path.parent} does not exist")
+            created = True
     try:
-        return Catalog(getattr(args, "catalog", None))
+        catalog = Catalog(given)
     except CatalogError as exc:
         raise UserError(str(exc)) from exc
     except OSError as exc:
         raise UserError(f"cannot open catalogue: {exc}") from exc
+    if created:
+        print(f"astroapp: {catalog.path} did not exist: created a new, empty catalogue",
+              file=sys.stderr)
+    if write:
+        try:
+            catalog.check_writable()
+        except CatalogError as exc:
+            catalog.close()
+            raise UserError(str(exc)) from exc
+    return catalog
 
 
 # --------------------------------------------------------------------------- import
@@ -34,7 +55,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     missing = [str(p) for p in args.paths if not Path(p).expanduser().exists()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
-    with open_catalog(args) as catalog:
+    with open_catalog(args, write=True) as catalog:
         holder: list[ImportReport] = []
         bar = None
         try:
@@ -71,6 +92,21 @@ def _statuses(text: str | None) -> list[str] | None:
     if bad:
         raise UserError(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
     return wanted
+
+
+def iso_date(text: str) -> date | datetime:
+    """An argparse type: an ISO 8601 date (2021-03-04) or date and time (UTC unless an offset
+    is given); anything else is a clear usage error."""
+    value = text.strip()
+    try:
+        if len(value) <= 10:
+            return date.fromisoformat(value)
+        stamp = datetime.fromisoformat(value.replace(" ", "T", 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or date-time (e.g. 2021-03-04 or 2021-03-04T05:06:07Z)"
+        ) from None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=UTC)
 
 
 def _cmd_photos(args: argparse.Namespace) -> int:
@@ -155,7 +191,7 @@ def _cmd_import_nasa(args: argparse.Namespace) -> int:
 
     if not args.csv.is_file():
         raise UserError(f"no such CSV file: {args.csv}")
-    with open_catalog(args) as catalog:
+    with open_catalog(args, write=True) as catalog:
         try:
             report = import_nasa_csv(catalog, args.csv)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -191,8 +227,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--search", help="substring of file path, NASA id or camera")
     p.add_argument("--min-conf", type=float, help="latest localization confidence >= this")
     p.add_argument("--max-conf", type=float, help="latest localization confidence <= this")
-    p.add_argument("--from", dest="date_from", help="captured at or after (ISO date/time, UTC)")
-    p.add_argument("--to", dest="date_to", help="captured at or before (ISO date/time, UTC)")
+    p.add_argument("--from", dest="date_from", type=iso_date, help="captured at or after (ISO date/time, UTC)")
+    p.add_argument("--to", dest="date_to", type=iso_date, help="captured at or before (ISO date/time, UTC)")
     p.add_argument("--limit", type=int, help="at most this many")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.set_defaults(func=_cmd_photos)

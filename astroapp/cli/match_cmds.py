@@ -118,7 +118,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     if args.index is not None and not args.index.is_dir():
         raise UserError(f"--index {args.index}: no such folder")
     matcher = _matcher(args.matcher)
-    with open_catalog(args) as catalog:
+    with open_catalog(args, write=True) as catalog:
         if args.ids:
             ids = []
             for text in args.ids:
