@@ -11,13 +11,19 @@ from __future__ import annotations
 import csv
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from astroapp.catalog.db import Catalog
 from astroapp.catalog.nasa_ids import normalize_nasa_id
+from astroapp.geo.viewing import TILT_CODE_RANGES
 
 NAUTICAL_MILE_KM = 1.852
+MAX_RECORD_LINES = 20  # a quoted field may span lines; an open quote is sought this far
+MAX_FEATURES_CHARS = 20_000
+_BLANKS = ("na", "n/a", "none", "null", "-")
 
 # field -> accepted header names (normalised: lower case, non-alphanumerics -> "_")
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -46,8 +52,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 _RANGES = {
     "center_lat": (-90, 90), "nadir_lat": (-90, 90),
     "center_lon": (-180, 360), "nadir_lon": (-180, 360),
-    "cloud_pct": (0, 100), "tilt_deg": (0, 180), "focal_length_mm": (0, 100_000),
-    "altitude_km": (0, 1_000_000),
+    "cloud_pct": (0, 100), "tilt_deg": (0, 90), "focal_length_mm": (1, 100_000),
+    "altitude_km": (0, 1_000_000), "altitude_nmi": (0, 540_000),
+    "sun_elevation_deg": (-90, 90), "sun_azimuth_deg": (-180, 360),
 }
 
 
@@ -77,11 +84,14 @@ def _map_columns(headers: list[str]) -> dict[str, str]:
 
 
 def _number(text: str | None, key: str) -> float | None:
-    if text is None or not str(text).strip() or str(text).strip().lower() in ("na", "n/a", "none", "null", "-"):
+    if text is None or not str(text).strip() or str(text).strip().lower() in _BLANKS:
         return None
-    value = float(str(text).strip().rstrip("%"))
+    try:
+        value = float(str(text).strip().rstrip("%"))
+    except ValueError:
+        raise ValueError(f"{key} is not a number: {_short(text)!r}") from None
     if not math.isfinite(value):
-        raise ValueError(f"{key} is not a finite number: {text!r}")
+        raise ValueError(f"{key} is not a finite number: {_short(text)!r}")
     lo, hi = _RANGES.get(key, (-math.inf, math.inf))
     if not lo <= value <= hi:
         raise ValueError(f"{key} {value} outside [{lo}, {hi}]")
@@ -90,51 +100,145 @@ def _number(text: str | None, key: str) -> float | None:
     return value
 
 
+def _tilt(text: str | None) -> dict:
+    """The tilt column: degrees, or NASA's code (NV / LO / HO, as AIMS exports write it)."""
+    code = (text or "").strip().upper()
+    if code in TILT_CODE_RANGES:
+        return {"tilt_code": code}
+    if code.isalpha() and code.lower() not in _BLANKS:
+        raise ValueError(f"tilt {_short(text)!r} is neither degrees nor one of NASA's codes "
+                         f"({', '.join(TILT_CODE_RANGES)})")
+    deg = _number(text, "tilt_deg")
+    return {} if deg is None else {"tilt_deg": deg}
+
+
+def _short(text: str | None, n: int = 40) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[:n] + f"... ({len(text)} characters)"
+
+
+def _records(lines: list[str], dialect: Any) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """(line number, fields, None) per CSV record, or (line, None, reason) for a line that is
+    not valid CSV. Lines are parsed one by one (strictly), so one bad quote costs one row,
+    never the rows after it: a quote left open joins the following lines only when that
+    gives a well-formed record (a field legitimately spanning lines)."""
+    i = 0
+    while i < len(lines):
+        line_no = i + 1
+        if not lines[i].strip():
+            i += 1
+            continue
+        fields, error = _parse(lines[i], dialect)
+        used = 1
+        if error == _OPEN_QUOTE:
+            for extra in range(1, MAX_RECORD_LINES):
+                if i + extra >= len(lines):
+                    break
+                joined, err = _parse("".join(lines[i : i + extra + 1]), dialect)
+                if err is None:
+                    fields, error, used = joined, None, extra + 1
+                    break
+                if err != _OPEN_QUOTE:
+                    break
+        if error is not None:
+            yield line_no, None, error
+            i += 1
+        else:
+            yield line_no, fields, None
+            i += used
+
+
+_OPEN_QUOTE = "unterminated quote: the row is not valid CSV"
+
+
+def _parse(text: str, dialect: Any) -> tuple[list[str] | None, str | None]:
+    try:
+        rows = list(csv.reader([text], dialect, strict=True))
+    except csv.Error as exc:
+        msg = str(exc)
+        if "unexpected end of data" in msg or "newline inside string" in msg:
+            return None, _OPEN_QUOTE
+        if "field larger than field limit" in msg:
+            return None, (f"a field is longer than {csv.field_size_limit()} characters: "
+                          "not a NASA catalogue value")
+        return None, f"not valid CSV ({msg})"
+    if len(rows) != 1:
+        return None, _OPEN_QUOTE
+    if any("\x00" in f for f in rows[0]):
+        return None, "the row contains NUL characters"
+    return rows[0], None
+
+
 def import_nasa_csv(catalog: Catalog, csv_path: str | Path) -> NasaCsvReport:
-    """Store every valid row of the CSV; raises ValueError when it has no photo id column."""
+    """Store every valid row of the CSV; raises ValueError when it has no photo id column.
+
+    A bad row (unparseable, a value out of range or not a number, more fields than the
+    header) is reported with its line number and leaves what the catalogue holds for that
+    photo untouched; blank cells never overwrite stored values.
+    """
     csv_path = Path(csv_path)
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        sample = fh.read(8192)
-        fh.seek(0)
+        lines = fh.readlines()
+    sample = "".join(lines[:200])[:8192]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    records = _records(lines, dialect)
+    headers: list[str] = []
+    for line_no, fields, error in records:
+        if error is not None:
+            raise ValueError(f"line {line_no}: the header is not valid CSV ({error})")
+        headers = [h.strip() for h in fields or []]
+        break
+    cols = _map_columns(headers)
+    has_mrf = all(k in cols for k in ("mission", "roll", "frame"))
+    if "nasa_id" not in cols and not has_mrf:
+        raise ValueError(
+            f"{csv_path}: no photo id column (expected one of photo_id, MRF, id, ... or "
+            f"mission+roll+frame); columns are: {', '.join(_short(h) for h in headers) or 'none'}"
+        )
+    position = {h: j for j, h in enumerate(headers)}
+    report = NasaCsvReport()
+    rows: list[tuple[str, dict]] = []
+    for line, fields, error in records:
+        report.rows += 1
         try:
-            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-        except csv.Error:
-            dialect = csv.excel
-        reader = csv.DictReader(fh, dialect=dialect)
-        headers = list(reader.fieldnames or [])
-        cols = _map_columns(headers)
-        has_mrf = all(k in cols for k in ("mission", "roll", "frame"))
-        if "nasa_id" not in cols and not has_mrf:
-            raise ValueError(
-                f"{csv_path}: no photo id column (expected one of photo_id, MRF, id, ... or "
-                f"mission+roll+frame); columns are: {', '.join(headers) or 'none'}"
-            )
-        report = NasaCsvReport()
-        rows: list[tuple[str, dict]] = []
-        for row in reader:
-            report.rows += 1
-            line = reader.line_num
-            try:
-                raw_id = (row.get(cols["nasa_id"]) or "") if "nasa_id" in cols else ""
-                if not raw_id.strip() and has_mrf:
-                    raw_id = "-".join((row.get(cols[k]) or "").strip() for k in ("mission", "roll", "frame"))
-                nasa_id = normalize_nasa_id(raw_id)
-                if nasa_id is None:
-                    raise ValueError(f"not a NASA photo id: {raw_id!r}")
-                values: dict = {}
-                for key in ("center_lat", "center_lon", "nadir_lat", "nadir_lon", "altitude_km",
-                            "focal_length_mm", "tilt_deg", "cloud_pct", "sun_elevation_deg",
-                            "sun_azimuth_deg"):
-                    if key in cols:
-                        values[key] = _number(row.get(cols[key]), key)
-                if values.get("altitude_km") is None and "altitude_nmi" in cols:
-                    nmi = _number(row.get(cols["altitude_nmi"]), "altitude_nmi")
-                    values["altitude_km"] = None if nmi is None else nmi * NAUTICAL_MILE_KM
-                if "features" in cols:
-                    values["features"] = (row.get(cols["features"]) or "").strip() or None
-                rows.append((nasa_id, values))
-            except (ValueError, TypeError) as exc:
-                report.errors.append((line, str(exc)))
+            if error is not None:
+                raise ValueError(error)
+            assert fields is not None
+            if len(fields) > len(headers) and any(f.strip() for f in fields[len(headers):]):
+                raise ValueError(f"{len(fields)} fields, but the header has {len(headers)} "
+                                 "columns (an unquoted separator inside a value?)")
+            row = {key: fields[position[col]] for key, col in cols.items()
+                   if position[col] < len(fields)}  # missing trailing cells: blank
+            raw_id = row.get("nasa_id") or ""
+            if not raw_id.strip() and has_mrf:
+                raw_id = "-".join((row.get(k) or "").strip() for k in ("mission", "roll", "frame"))
+            nasa_id = normalize_nasa_id(raw_id)
+            if nasa_id is None:
+                raise ValueError(f"not a NASA photo id: {_short(raw_id)!r}")
+            values: dict = {}
+            for key in ("center_lat", "center_lon", "nadir_lat", "nadir_lon", "altitude_km",
+                        "focal_length_mm", "cloud_pct", "sun_elevation_deg", "sun_azimuth_deg"):
+                values[key] = _number(row.get(key), key)
+            if values["altitude_km"] is None and "altitude_nmi" in cols:
+                nmi = _number(row.get("altitude_nmi"), "altitude_nmi")
+                values["altitude_km"] = None if nmi is None else nmi * NAUTICAL_MILE_KM
+            if "tilt_deg" in cols:
+                values.update(_tilt(row.get("tilt_deg")))
+            features = (row.get("features") or "").strip()
+            if len(features) > MAX_FEATURES_CHARS:
+                raise ValueError(f"features text of {len(features)} characters (at most "
+                                 f"{MAX_FEATURES_CHARS})")
+            values["features"] = features or None
+            if (values["center_lat"] is None) != (values["center_lon"] is None) or (
+                    values["nadir_lat"] is None) != (values["nadir_lon"] is None):
+                raise ValueError("a latitude without its longitude (or the reverse)")
+            # blank cells leave what is stored
+            rows.append((nasa_id, {k: v for k, v in values.items() if v is not None}))
+        except (ValueError, TypeError) as exc:
+            report.errors.append((line, str(exc)))
     with catalog.transaction():
         for nasa_id, values in rows:
             catalog.upsert_nasa_metadata(nasa_id, source=str(csv_path), **values)

@@ -66,14 +66,18 @@ def read_photo(path: str | Path, target: int = 0) -> np.ndarray:
 def photo_region(catalog: Any, photo_id: int,
                  max_tilt_deg: float = DEFAULT_MAX_TILT_DEG) -> Region | None:
     """The circle around the photo's nadir (NASA metadata) reachable at max_tilt_deg (or at
-    NASA's own tilt estimate + 10 degrees, when that is larger)."""
+    NASA's own tilt estimate + 10 degrees, when that is larger: the top of the range for a
+    tilt code, NV / LO / HO)."""
+    from astroapp.geo.viewing import tilt_range
+
     meta = catalog.nasa_metadata(photo_id)
     if meta is None or meta.nadir_lon is None or meta.nadir_lat is None:
         return None
     alt = meta.altitude_km if meta.altitude_km and meta.altitude_km > 100 else 420.0
     tilt = max_tilt_deg
-    if meta.tilt_deg is not None and 0 <= meta.tilt_deg < 80:
-        tilt = max(tilt, min(float(meta.tilt_deg) + 10.0, 89.0))
+    tilts = tilt_range(meta.tilt_deg) or tilt_range(getattr(meta, "tilt_code", None))
+    if tilts is not None:
+        tilt = max(tilt, min(tilts[1] + 10.0, 89.0))
     try:
         return Region.around_nadir(float(meta.nadir_lon), float(meta.nadir_lat), alt, tilt)
     except ValueError as exc:
