@@ -393,8 +393,9 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
     if (out / MANIFEST_NAME).is_file():
         try:
             created = read_manifest(out).get("created_at", now)
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001 - a damaged old manifest is being replaced
+            log.warning("%s: previous manifest unreadable (%s); its creation time is lost",
+                        out, exc)
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -199,10 +199,22 @@ def _view_mask(h_surr_to_view: np.ndarray, surr_size: int, size: int) -> np.ndar
 
 
 def _features_masked(matcher: Matcher, image: np.ndarray, mask: np.ndarray) -> Features:
-    try:
+    """Features inside `mask` when the matcher takes one; a TypeError from inside the matcher
+    is its bug and propagates (it used to be retried without the mask, hiding it)."""
+    if accepts_mask(matcher):
         return matcher.features(image, mask=mask)  # type: ignore[call-arg]
-    except TypeError:
-        return matcher.features(image)
+    return matcher.features(image)
+
+
+def accepts_mask(matcher: Matcher) -> bool:
+    """Whether `matcher.features` has a `mask` parameter (or takes **kwargs)."""
+    import inspect
+
+    try:
+        params = inspect.signature(matcher.features).parameters
+    except (TypeError, ValueError):  # builtins without a signature: call it the plain way
+        return False
+    return "mask" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def fit_homography(matches: Matches, max_iters: int = 2000) -> tuple[np.ndarray, np.ndarray] | None:
