@@ -13,26 +13,20 @@ from pathlib import Path
 from astroapp import config
 from astroapp.matching.base import Matcher, MatcherUnavailable
 from astroapp.matching.calibration import calibration_for
+from astroapp.matching.learned import (
+    ALIASES,
+    LEARNED,
+    build_learned,
+    kornia_installed,
+    learned_weights,
+)
 from astroapp.matching.sift import SiftMatcher
 
 WEIGHTS_DIR_ENV = "ASTROAPP_MATCHER_WEIGHTS"
 
-# Learned matchers: registry name -> (kornia class, expected weights file, where to get it).
-LEARNED = {
-    "lightglue": (
-        "kornia.feature.LightGlueMatcher (SIFT + LightGlue)",
-        "sift_lightglue.pth",
-        "https://github.com/cvg/LightGlue/releases (sift_lightglue.pth)",
-    ),
-    "loftr": (
-        "kornia.feature.LoFTR (outdoor)",
-        "loftr_outdoor.ckpt",
-        "https://github.com/zju3dv/LoFTR (outdoor checkpoint)",
-    ),
-}
-
 
 def weights_dir() -> Path:
+    """An extra folder for learned matchers' weights (besides <data dir>/models, where `model fetch` puts them)."""
     return Path(os.environ.get(WEIGHTS_DIR_ENV) or config.MODELS_DIR / "matchers" / "weights")
 
 
@@ -54,37 +48,20 @@ def matcher_names() -> list[str]:
 
 
 def available_matchers() -> list[str]:
-    """Names that `get_matcher` can build here (learned ones need their weights on disk)."""
+    """Names that `get_matcher` can build here (learned ones need kornia and their weights on disk)."""
     names = list(BUILTIN)
-    names += [n for n, (_, fname, _) in LEARNED.items() if (weights_dir() / fname).is_file()]
-    return names
+    learned = [n for n in LEARNED if not learned_weights(n, [weights_dir()])[1]]
+    return names + (learned if learned and kornia_installed() else [])
 
 
 def _learned(name: str) -> Matcher:
-    cls, fname, url = LEARNED[name]
-    path = weights_dir() / fname
-    if not path.is_file():
-        raise MatcherUnavailable(
-            f"matcher {name!r} needs its weights file {path}; astroapp never downloads at run "
-            f"time. Download {fname} from {url} on a machine with network access, put it in "
-            f"{weights_dir()} (or set {WEIGHTS_DIR_ENV}), install kornia, then run "
-            f"`astroapp calibrate --matcher {name}`. The default matcher 'sift' needs no weights."
-        )
-    try:
-        import kornia  # noqa: F401
-    except ImportError as exc:
-        raise MatcherUnavailable(
-            f"matcher {name!r} uses {cls}: install kornia (`pip install kornia`) to use it"
-        ) from exc
-    raise MatcherUnavailable(
-        f"matcher {name!r}: weights found at {path}, but this build of astroapp has no {cls} "
-        "adapter yet; use 'sift'"
-    )
+    return build_learned(name, [weights_dir()])
 
 
 def get_matcher(name: str = "sift", calibrated: bool = True) -> Matcher:
     """Build a matcher by name, with its calibration (models/matchers/<name>.json) attached."""
     key = name.lower()
+    key = ALIASES.get(key, key)
     if key in BUILTIN:
         matcher = BUILTIN[key]()
     elif key in LEARNED:

@@ -50,9 +50,12 @@ def read_state_dict(path: str | Path, what: str, how_to_get: str) -> tuple[dict[
 
 
 def _unwrap(obj: object) -> dict[str, torch.Tensor]:
-    """A state_dict, possibly wrapped in a training checkpoint ({'state_dict': ...}, {'model': ...})."""
+    """A state_dict, possibly wrapped in a training checkpoint ({'state_dict': ...}, {'model': ...}).
+
+    DISK's published `depth-save.pth` nests its weights under 'extractor'.
+    """
     if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict", "model"):
+        for key in ("state_dict", "model_state_dict", "model", "extractor"):
             inner = obj.get(key)
             if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
                 return dict(inner)
