@@ -79,9 +79,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
             sources, model, args.out, weights=args.weights if args.weights != "random" else None,
             batch_size=args.batch_size, chunk_size=args.chunk_size, workers=args.workers,
             index_type=args.index_type, show_progress=not args.quiet,
-            source_specs=[str(s) for s in args.sources])
+            source_specs=[str(s) for s in args.sources], force=args.force)
     except TileIndexError as exc:
         raise UserError(str(exc)) from exc
+    if report.repaired and report.repaired != "--force":
+        print(f"damaged: {report.repaired}: rebuilt", file=sys.stderr)
     if report.up_to_date:
         print(f"{args.out}: up to date ({report.tiles_total} tiles, {report.vectors} vectors, "
               f"{report.index_type})")
@@ -99,7 +101,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- info
 def _cmd_info(args: argparse.Namespace) -> int:
     from astroapp.index import TileIndexError
-    from astroapp.index.manifest import read_manifest, sha256_file
+    from astroapp.index.manifest import sha256_file
     from astroapp.index.store import TileStore
 
     folder = Path(args.dir)
@@ -124,17 +126,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"angles {pre.get('angles')}")
         print(f"built      {man.get('created_at')}  updated {man.get('updated_at')}")
     if args.verify:
+        from astroapp.index.tile_index import verify_index
+
         try:
-            read_manifest(folder)
+            verify_index(folder)  # manifest, tile table, faiss file and every chunk
             digest = sha256_file(folder / man["faiss"]["file"])
         except (OSError, TileIndexError) as exc:
             raise UserError(str(exc)) from exc
-        expected = man["faiss"].get("sha256")
-        if expected and digest != expected:
-            raise UserError(f"{folder / man['faiss']['file']} does not match its manifest "
-                              "(sha256 differs): the file is corrupt, rebuild the index")
         print(f"verified   {man['faiss']['file']} sha256 {digest[:16]} matches the manifest, "
-              f"{len(index)} tiles readable")
+              f"{len(index)} tiles readable, descriptor chunks intact")
     if args.failed:
         store = TileStore(folder, readonly=True)
         try:
@@ -248,6 +248,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="auto: exact below 256 MiB of vectors, IVF-PQ above")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--force", action="store_true",
+                   help="start over: discard the folder's index files and embed every tile "
+                   "again (a damaged index is repaired without it)")
     b.set_defaults(func=_cmd_build)
 
     i = sub.add_parser("info", help="describe an index (model, counts, faiss type)")

@@ -45,7 +45,8 @@ from astroapp.index.manifest import (
     sha256_file,
     write_json_atomic,
 )
-from astroapp.index.store import N_ROT, TileStore, load_chunk
+from astroapp.index.store import N_ROT, TileStore, load_chunk, tiles_digest
+from astroapp.index.tile_index import clear_index_files, index_damage
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class BuildReport:
     completed: bool = False
     up_to_date: bool = False
     source_errors: list[str] = field(default_factory=list)
+    repaired: str | None = None      # what was damaged (or "--force") and so rebuilt
 
     @property
     def tiles_per_s(self) -> float:
@@ -93,13 +95,16 @@ def build_index(
     cancel: threading.Event | None = None,
     show_progress: bool = True,
     source_specs: Sequence[str | None] | None = None,
+    force: bool = False,
 ) -> BuildReport:
     """Embed every tile of `sources` at 0/90/180/270 degrees into the index at `out_dir`.
 
     Re-running on the same folder resumes or extends it; a folder pinned to another model is
     refused (IndexMismatchError). `progress(done, total)` is called after each batch;
     setting `cancel` stops after the current batch (committed chunks are kept; the report
-    says completed=False). Returns a BuildReport.
+    says completed=False). A damaged folder (any file not matching the manifest) is repaired:
+    rebuilt from the stored descriptors when they are intact, re-embedded otherwise, and
+    `report.repaired` says why; `force` re-embeds everything. Returns a BuildReport.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -110,6 +115,14 @@ def build_index(
     fp = fingerprint or model_fingerprint(model, weights)
     load_size = int(load_size or max(int(s) for s in model.input_size))
     report = BuildReport(out_dir=out)
+    damage = index_damage(out) if not force else None
+    if force or damage is not None:
+        report.repaired = "--force" if force else str(damage)
+        keep = not force and damage.part in ("manifest", "faiss")
+        if damage is not None:
+            log.warning("damaged: %s: rebuilding%s", damage,
+                        " from the stored descriptors" if keep else "")
+        clear_index_files(out, keep_descriptors=keep)
 
     store = TileStore(out, create=True)
     try:
@@ -409,6 +422,9 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
                   "sha256": sha256_file(out / fname)},
         "created_at": created,
         "updated_at": now,
+        # what opening (tiles) and `index build` / `index info --verify` (chunks) check
+        "tiles_sha256": tiles_digest(store.tile_rows(n_tiles)),
+        "chunks_sha256": {c.file: sha256_file(out / c.file) for c in chunks},
     }
     write_json_atomic(out / MANIFEST_NAME, manifest)
     for p in out.glob("index-*.faiss"):

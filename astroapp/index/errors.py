@@ -12,7 +12,14 @@ class IndexNotFoundError(TileIndexError, FileNotFoundError):
 
 
 class IndexCorruptError(TileIndexError):
-    """A file of the index is missing, truncated or inconsistent with the manifest."""
+    """A file of the index is missing, truncated or inconsistent with the manifest.
+
+    `part` says which: "manifest" or "faiss" (rebuilt from the stored descriptors), "tiles"
+    or "chunks" (the descriptors must be computed again), None when unknown."""
+
+    def __init__(self, message: str, part: str | None = None) -> None:
+        super().__init__(message)
+        self.part = part
 
 
 class IndexMismatchError(TileIndexError):

@@ -8,6 +8,7 @@ committed in `chunks`, which happens after the file is fsynced and renamed into 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -109,7 +110,7 @@ class TileStore:
         self.folder = Path(folder)
         self.path = self.folder / TILES_DB
         if not create and not self.path.is_file():
-            raise IndexCorruptError(f"{self.path} is missing: the index folder is incomplete")
+            raise IndexCorruptError(f"{self.path} is missing: the index folder is incomplete", part="tiles")
         if create:
             self.folder.mkdir(parents=True, exist_ok=True)
             (self.folder / CHUNKS_DIR).mkdir(exist_ok=True)
@@ -122,7 +123,7 @@ class TileStore:
                 self.db.executescript(SCHEMA)
             self.db.execute("SELECT count(*) FROM tiles").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(f"{self.path} is not a readable tile table: {exc}") from exc
+            raise IndexCorruptError(f"{self.path} is not a readable tile table: {exc}", part="tiles") from exc
 
     def close(self) -> None:
         self.db.close()
@@ -238,6 +239,16 @@ class TileStore:
         remove_stray_temporaries(self.folder / CHUNKS_DIR)
 
 
+def tiles_digest(rows: Sequence[tuple]) -> str:
+    """A sha256 of the tile table's rows as `TileStore.tile_rows` returns them: written to the
+    manifest when the index is built and compared when it is opened, so that a changed or
+    damaged row (a footprint that is not JSON any more, ...) is found before it is used."""
+    h = hashlib.sha256()
+    for start in range(0, len(rows), 10_000):
+        h.update(json.dumps([list(r) for r in rows[start : start + 10_000]]).encode())
+    return h.hexdigest()
+
+
 def load_chunk(folder: Path, info: ChunkInfo, dim: int, *, mmap: bool = True) -> np.ndarray:
     """A chunk's (n, 4, D) array, checked against its record; memory-mapped by default."""
     path = Path(folder) / info.file
@@ -245,9 +256,9 @@ def load_chunk(folder: Path, info: ChunkInfo, dim: int, *, mmap: bool = True) ->
         arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
         raise IndexCorruptError(f"descriptor chunk {path} is unreadable ({exc}): "
-                                "delete the index folder and rebuild") from exc
+                                "delete the index folder and rebuild", part="chunks") from exc
     if arr.shape != (info.count, N_ROT, dim) or str(arr.dtype) != info.dtype:
         raise IndexCorruptError(
             f"descriptor chunk {path} has shape {arr.shape} {arr.dtype}, expected "
-            f"({info.count}, {N_ROT}, {dim}) {info.dtype}: rebuild the index")
+            f"({info.count}, {N_ROT}, {dim}) {info.dtype}: rebuild the index", part="chunks")
     return arr

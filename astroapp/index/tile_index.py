@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,17 +11,27 @@ from typing import Any
 
 import numpy as np
 
+from astroapp.atomic import remove_stray_temporaries
 from astroapp.index.backend import ChunkVectors, FlatSearcher, IVFPQSearcher, read_index
 from astroapp.index.errors import IndexCorruptError, IndexNotFoundError
 from astroapp.index.manifest import (
     MANIFEST_NAME,
+    REBUILD_HINT,
     ModelFingerprint,
     fingerprint_from_manifest,
     model_fingerprint,
     read_manifest,
+    sha256_file,
 )
 from astroapp.index.region import Region, haversine_km
-from astroapp.index.store import N_ROT, TileStore
+from astroapp.index.store import (
+    CHUNKS_DIR,
+    N_ROT,
+    TILES_DB,
+    TileStore,
+    load_chunk,
+    tiles_digest,
+)
 
 # Below this many allowed vectors a region query is answered exactly by a direct scan of them.
 SUBSET_SCAN_MAX = 400_000
@@ -55,6 +66,137 @@ class Candidate:
         if hasattr(fp, "to_list"):
             return fp.to_list()
         return [[float(c[0]), float(c[1])] for c in getattr(fp, "corners", fp)]
+
+
+_VERIFIED: dict[tuple, str] = {}  # (path, size, mtime, inode) -> sha256 checked already
+
+
+def check_faiss_file(path: Path, finfo: dict[str, Any]) -> None:
+    """The faiss file against the manifest's size and sha256 (hashed once per process for an
+    unchanged file): a file whose bytes changed must not give wrong results silently."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise IndexCorruptError(f"{path} is missing: the index is damaged; {REBUILD_HINT}", part="faiss") from None
+    if "size_bytes" in finfo and st.st_size != finfo["size_bytes"]:
+        raise IndexCorruptError(
+            f"{path} has {st.st_size} bytes, the manifest says {finfo['size_bytes']} (truncated "
+            f"or corrupt): the index is damaged; {REBUILD_HINT}", part="faiss")
+    expected = finfo.get("sha256")
+    if not expected:
+        return
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if _VERIFIED.get(key) == expected:
+        return
+    if sha256_file(path) != expected:
+        raise IndexCorruptError(f"{path} does not match its manifest (sha256 differs): the "
+                                f"index is damaged; {REBUILD_HINT}", part="faiss")
+    _VERIFIED[key] = expected
+
+
+def _read_tile_table(folder: Path, manifest: dict[str, Any]) -> tuple[list[tuple], list[Any]]:
+    """The tile rows and chunk list the manifest covers, checked against it."""
+    n_tiles = int(manifest["counts"]["tiles"])
+    store = TileStore(folder, readonly=True)
+    try:
+        tiles = store.tile_rows(n_tiles)
+        chunks = [c for c in store.chunks() if c.first_id < n_tiles]
+    except sqlite3.DatabaseError as exc:
+        raise IndexCorruptError(f"{store.path} is not a readable tile table ({exc}): the index "
+                                f"is damaged; {REBUILD_HINT}", part="tiles") from exc
+    finally:
+        store.close()
+    if len(tiles) != n_tiles or (tiles and tiles[-1][0] != n_tiles - 1):
+        raise IndexCorruptError(f"the tile table of {folder} has {len(tiles)} tiles, the "
+                                f"manifest says {n_tiles}: {REBUILD_HINT}", part="tiles")
+    expected = manifest.get("tiles_sha256")
+    if expected and tiles_digest(tiles) != expected:
+        raise IndexCorruptError(f"{folder / TILES_DB} does not match the manifest (its tile "
+                                f"rows changed): the index is damaged; {REBUILD_HINT}", part="tiles")
+    return tiles, chunks
+
+
+def verify_index(folder: str | Path) -> dict[str, Any]:
+    """Check every file of a complete index against its manifest: the manifest's fields, the
+    tile table, the faiss file and each descriptor chunk (hashed: reads everything). Returns
+    the manifest; raises IndexNotFoundError / IndexCorruptError saying what is damaged."""
+    folder = Path(folder)
+    if not (folder / MANIFEST_NAME).is_file():
+        raise IndexNotFoundError(f"no tile index in {folder}")
+    manifest = read_manifest(folder)
+    tiles, chunks = _read_tile_table(folder, manifest)
+    _VERIFIED.clear()  # a full check reads the file again
+    check_faiss_file(folder / manifest["faiss"]["file"], manifest["faiss"])
+    expected = manifest.get("chunks_sha256")
+    dim = int(manifest["model"]["descriptor_dim"])
+    for info in chunks:
+        if expected is not None:
+            if info.file not in expected:
+                raise IndexCorruptError(f"descriptor chunk {folder / info.file} is not in the "
+                                        f"manifest: the index is damaged; {REBUILD_HINT}", part="chunks")
+            try:
+                digest = sha256_file(folder / info.file)
+            except OSError as exc:
+                raise IndexCorruptError(f"descriptor chunk {folder / info.file} cannot be read "
+                                        f"({exc.strerror or exc}); {REBUILD_HINT}", part="chunks") from exc
+            if digest != expected[info.file]:
+                raise IndexCorruptError(f"descriptor chunk {folder / info.file} does not match "
+                                        f"the manifest (sha256 differs); {REBUILD_HINT}", part="chunks")
+        load_chunk(folder, info, dim)
+    covered = sum(c.count for c in chunks)
+    if manifest["faiss"]["type"] == "ivfpq" and covered != len(tiles):
+        raise IndexCorruptError(f"{folder}: descriptor chunks cover {covered} of {len(tiles)} "
+                                f"tiles; {REBUILD_HINT}", part="chunks")
+    for row in tiles:
+        try:
+            make_footprint(json.loads(row[3]))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise IndexCorruptError(f"tile {row[2]} in {folder / TILES_DB} has a damaged "
+                                    f"footprint ({str(exc)[:80]}); {REBUILD_HINT}", part="tiles") from exc
+    return manifest
+
+
+def index_damage(folder: str | Path) -> IndexCorruptError | None:
+    """What is damaged in an index folder (a complete or a partial build), None when nothing
+    is (or there is no index yet): `index build` repairs instead of saying "up to date"."""
+    folder = Path(folder)
+    if not (folder / MANIFEST_NAME).is_file():
+        if not (folder / TILES_DB).is_file():
+            return None
+        try:  # a partial build: its tile table must be readable to be resumed
+            store = TileStore(folder, readonly=True)
+            try:
+                store.tile_rows(0)
+                store.chunks()
+                store.pinned_model()
+            finally:
+                store.close()
+        except IndexCorruptError as exc:
+            return exc
+        except (sqlite3.DatabaseError, ValueError, KeyError, TypeError) as exc:
+            return IndexCorruptError(f"{folder / TILES_DB} is damaged ({exc})", part="tiles")
+        return None
+    try:
+        verify_index(folder)
+    except IndexCorruptError as exc:
+        return exc
+    return None
+
+
+def clear_index_files(folder: str | Path, keep_descriptors: bool) -> None:
+    """Delete the index's own files (nothing else in the folder): the manifest first (the
+    folder then reads as an unfinished build, whatever happens next), the faiss files, and
+    unless `keep_descriptors` the tile table and descriptor chunks."""
+    folder = Path(folder)
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)
+    for p in folder.glob("index-*.faiss"):
+        p.unlink(missing_ok=True)
+    if not keep_descriptors:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            (folder / (TILES_DB + suffix)).unlink(missing_ok=True)
+        for p in (folder / CHUNKS_DIR).glob("chunk_*.npy"):
+            p.unlink(missing_ok=True)
+    remove_stray_temporaries(folder)
 
 
 class TileIndex:
@@ -106,16 +248,9 @@ class TileIndex:
         if fingerprint is not None:
             fp.check_same(fingerprint, f"the index in {folder}")
         counts, finfo = manifest["counts"], manifest["faiss"]
-        store = TileStore(folder, readonly=True)
-        try:
-            n_tiles = int(counts["tiles"])
-            tiles = store.tile_rows(n_tiles)
-            chunks = [c for c in store.chunks() if c.first_id < n_tiles]
-        finally:
-            store.close()
-        if len(tiles) != n_tiles or (tiles and tiles[-1][0] != n_tiles - 1):
-            raise IndexCorruptError(f"the tile table of {folder} has {len(tiles)} tiles, the "
-                                    f"manifest says {n_tiles}: rebuild the index")
+        n_tiles = int(counts["tiles"])
+        tiles, chunks = _read_tile_table(folder, manifest)
+        check_faiss_file(folder / finfo["file"], finfo)
         index = read_index(folder / finfo["file"])
         if index.ntotal != int(finfo["ntotal"]) or index.d != fp.descriptor_dim:
             raise IndexCorruptError(
@@ -152,7 +287,12 @@ class TileIndex:
     def footprint(self, i: int) -> Any:
         fp = self._fp_cache.get(i)
         if fp is None:
-            fp = make_footprint(json.loads(self._footprint_json[i]))
+            try:
+                fp = make_footprint(json.loads(self._footprint_json[i]))
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                raise IndexCorruptError(
+                    f"tile {self._tile_id[i]} in {self.folder / TILES_DB} has a damaged "
+                    f"footprint ({str(exc)[:80]}): the index is damaged; {REBUILD_HINT}", part="tiles") from exc
             self._fp_cache[i] = fp
         return fp
 
