@@ -102,7 +102,17 @@ def test_localize_records_confident_review_and_failed(tmp_path, world):
         fp = Footprint.from_list(loc.footprint)
         assert fp.iou(truth) > 0.6, (fp.corners, truth.corners)
         assert len(loc.gcps) == 25 and len(loc.correspondences) > 0
-        assert np.array(loc.homography).shape == (3, 3)
+        # the stored homography maps photo px to EPSG:3857 metres: the photo's corners land
+        # on the stored footprint's corners
+        from PIL import Image
+
+        from astroapp.geo.tiles import mercator_to_lonlat
+
+        w, h = Image.open(photo.path).size
+        m = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], float) @ np.array(loc.homography).T
+        lon, lat = mercator_to_lonlat(m[:, 0] / m[:, 2], m[:, 1] / m[:, 2])
+        assert np.abs(np.column_stack([lon, lat]) - np.array(fp.corners)).max() < 1e-6
+        assert loc.method["homography"].endswith("EPSG:3857 m")
         assert len(cat.candidates(loc.id)) == 12
         # the shortlist (here the whole 12-block index) went through geometric re-ranking
         assert loc.method["rerank"]["shortlist"] == 100
@@ -113,7 +123,8 @@ def test_localize_records_confident_review_and_failed(tmp_path, world):
     # no confident candidate: marked for review, never failed
     assert out[far_id].outcome == "review"
     far = cat.get_photo(far_id)
-    assert far.status == "localized" and "review" in far.status_reason
+    assert far.status == "review" and far.status_reason and "needs review" not in far.status_reason
+    assert cat.photos(status="review", ids=[*ids, far_id]) == [far]
     assert cat.latest_localization(far_id).accepted_auto is False
     # unreadable photo: failed with its reason, batch went on
     assert out[bad_id].outcome == "failed"

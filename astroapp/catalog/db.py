@@ -21,7 +21,9 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("new", "localizing", "localized", "accepted", "rejected", "failed")
+# localized: confident, accepted automatically (calibrated threshold); review: localized but not
+# confident, waiting for a person; accepted / rejected: a person's decision.
+STATUSES = ("new", "localizing", "localized", "review", "accepted", "rejected", "failed")
 REVIEW_ACTIONS = ("accept", "reject", "undo", "note")
 BUSY_TIMEOUT_MS = 30_000
 
@@ -171,8 +173,45 @@ _V3 = """
 ALTER TABLE nasa_metadata ADD COLUMN tilt_code TEXT;
 """
 
+_V3_STATUSES = "('new', 'localizing', 'localized', 'accepted', 'rejected', 'failed')"
+_V4_STATUSES = "('new', 'localizing', 'localized', 'review', 'accepted', 'rejected', 'failed')"
+_V3_REVIEW_PREFIX = "needs review"
+
+
+def _v4_review_status(con: sqlite3.Connection) -> None:
+    """'review' becomes a status of its own (it was 'localized' with a status reason starting
+    'needs review', so filters ran in Python and exports took such photos as localized).
+
+    SQLite cannot alter a CHECK constraint: the photos table is rebuilt the documented way
+    (new table, copy, drop, rename; foreign keys are off during migrations, so rows keep
+    their ids and nothing cascades), then the old 'needs review' rows are converted.
+    """
+    sql = con.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'photos'"
+    ).fetchone()[0]
+    if _V3_STATUSES not in sql:
+        raise CatalogError("unexpected photos table: cannot add the 'review' status")
+    indexes = [r[0] for r in con.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'photos' "
+        "AND sql IS NOT NULL")]
+    cols = ", ".join(r[1] for r in con.execute("PRAGMA table_info(photos)"))
+    con.execute(sql.replace(_V3_STATUSES, _V4_STATUSES)
+                .replace("CREATE TABLE photos", "CREATE TABLE photos_v4", 1))
+    con.execute(f"INSERT INTO photos_v4 ({cols}) SELECT {cols} FROM photos")
+    con.execute("DROP TABLE photos")
+    con.execute("ALTER TABLE photos_v4 RENAME TO photos")
+    for statement in indexes:
+        con.execute(statement)
+    con.execute(
+        "UPDATE photos SET status = 'review', status_reason = nullif(trim(ltrim("
+        "substr(status_reason, ?), ':')), '') WHERE status = 'localized' "
+        "AND status_reason LIKE ? || '%'",
+        (len(_V3_REVIEW_PREFIX) + 1, _V3_REVIEW_PREFIX),
+    )
+
+
 # MIGRATIONS[i] brings a catalogue from user_version i to i + 1. Append only; never edit.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _v4_review_status]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -407,6 +446,9 @@ class Catalog:
                 f"{self.path} has schema version {version}; this astroapp knows up to "
                 f"{SCHEMA_VERSION}: upgrade astroapp"
             )
+        # Off while migrating (SQLite's procedure for rebuilding a table: dropping the old
+        # one must not cascade); checked before the commit instead.
+        self._con.execute("PRAGMA foreign_keys = OFF")
         self._con.execute("BEGIN IMMEDIATE")
         try:
             version = self.schema_version  # another process may have migrated meanwhile
@@ -422,13 +464,15 @@ class Catalog:
                     for statement in _split_sql(migration):
                         self._con.execute(statement)
                 self._con.execute(f"PRAGMA user_version = {step + 1}")
+            fk = self._con.execute("PRAGMA foreign_key_check").fetchall()
+            if fk:
+                raise CatalogError(f"{self.path}: foreign key violations after migration: {fk[:3]}")
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
-        fk = self._con.execute("PRAGMA foreign_key_check").fetchall()
-        if fk:
-            raise CatalogError(f"{self.path}: foreign key violations after migration: {fk[:3]}")
+        finally:
+            self._con.execute("PRAGMA foreign_keys = ON")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--format", "-f", choices=FORMATS, default=None,
                    help="export format (default: from OUT's extension)")
     p.add_argument("--status", default=None,
-                   help="only photos with these statuses, comma separated (e.g. accepted)")
+                   help="only photos with these statuses, comma separated: accepted (by a "
+                   "person), localized (auto-accepted), review (not confident), rejected")
     p.add_argument("--ids", default=None, metavar="LIST",
                    help="only these catalogue photo ids, comma separated")
     html = p.add_argument_group("html")

@@ -53,7 +53,9 @@ class ExportRecord:
     reviewer: str | None = None
     reviewed_at: str | None = None
     review_action: str | None = None  # accept | reject of the reviewer, None = automatic only
-    accepted_auto: bool | None = None  # the pipeline found it confident (calibrated threshold)
+    # accepted automatically: the pipeline found it confident (calibrated threshold) and the
+    # photo is `localized`; False once a person accepted or rejected it (see review_action)
+    accepted_auto: bool | None = None
     homography: list[list[float]] | None = None  # photo px -> surroundings px (as stored)
     gcps: list[list[float]] | None = None  # stored (x, y, lon, lat) ground control points
     correspondences: list[list[float]] | None = None  # inliers: (photo x, y, lon, lat)
@@ -287,7 +289,8 @@ def records_from_catalog(
                 reviewer=review.who if review else None,
                 reviewed_at=review.at if review else None,
                 review_action=review.action if review else None,
-                accepted_auto=loc.accepted_auto,
+                # accepted automatically: confident and no person has decided since
+                accepted_auto=bool(loc.accepted_auto) and photo.status == "localized",
                 homography=loc.homography,
                 gcps=loc.gcps,
                 correspondences=loc.correspondences,

@@ -150,87 +150,26 @@ def coregister_candidate_job(
     reviewer: str,
     cancel: threading.Event,
 ) -> Iterator[Progress]:
-    """Coregister the photo against one retrieval candidate the reviewer picked.
+    """Coregister the photo against one retrieval candidate the reviewer picked, through the
+    pipeline's `coregister_candidate` (the same frame and store step as localize). Returns
+    the LocalizeOutcome's figures as a dict, None when cancelled."""
+    from astroapp.matching import CoregCancelled
+    from astroapp.pipeline.localize import coregister_candidate
 
-    Records a new localization (it becomes the photo's current one, so the reviewer can
-    accept it) with the same candidate list. Returns the LocalizeOutcome-like dict.
-    """
-    import numpy as np
-
-    from astroapp.index import TileIndex
-    from astroapp.matching import CoregCancelled, PreparedPhoto, coregister, get_matcher
-    from astroapp.pipeline.localize import (
-        GCP_GRID,
-        MAX_STORED_CORRESPONDENCES,
-        SourceCache,
-        candidate_surroundings,
-    )
-    from astroapp.pipeline.retrieve import read_photo
-
-    yield Progress(0, 3, f"coregistering with candidate #{candidate_rank}…")
+    yield Progress(0, 2, f"coregistering with candidate #{candidate_rank}…")
     opts = dict(settings.localize_options or {})
-    size = int(opts.get("size", 512))
+    kwargs = {k: int(opts[k]) for k in ("size", "iterations") if k in opts}
     with Catalog(catalog_path) as catalog:
-        photo = catalog.get_photo(photo_id)
-        loc = catalog.latest_localization(photo_id)
-        if photo is None or loc is None:
-            raise ValueError(f"photo {photo_id} has no retrieval candidates: localize it first")
-        stored = catalog.candidates(loc.id)
-        chosen = next((c for c in stored if c.rank == candidate_rank), None)
-        if chosen is None:
-            raise ValueError(f"photo {photo_id} has no candidate of rank {candidate_rank}")
-        if settings.index_dir:
-            index = TileIndex.open(settings.index_dir)
-            sources = SourceCache(index)
-            source = sources.get(chosen.source_id)
-        else:
-            from astroapp.geo.sources.base import open_source
-
-            source = open_source(chosen.source_id or "bluemarble")
-        matcher = get_matcher(settings.matcher or "sift")
-        yield Progress(1, 3, "reading the photo and the candidate's surroundings")
-        image = read_photo(photo.path, 2 * size)
-        surr, grid = candidate_surroundings(source, chosen, size)
-        if cancel.is_set():
-            return None
         try:
-            res = coregister(PreparedPhoto(image, matcher, size), surr, grid=grid, angle=chosen.angle,
-                             size=size, cancel=cancel)
+            out = coregister_candidate(catalog, photo_id, candidate_rank,
+                                       index=settings.index_dir or None,
+                                       matcher=settings.matcher or None, reviewer=reviewer,
+                                       cancel=cancel, **kwargs)
         except CoregCancelled:
             return None
-        yield Progress(2, 3, f"{res.inliers} inliers")
-        method = dict(loc.method or {}) if isinstance(loc.method, dict) else {}
-        method.update(stage="coregistration", matcher=matcher.name, size=size,
-                      chosen_by=reviewer, chosen_rank=candidate_rank)
-        method.pop("tried", None)
-        values: dict[str, Any] = {
-            "method": method, "tile_id": chosen.tile_id, "source_id": chosen.source_id,
-            "angle": res.angle if res.angle is not None else chosen.angle, "rank": chosen.rank,
-            "confidence": float(res.confidence), "inliers": int(res.inliers),
-            "accepted_auto": bool(res.accepted), "timings": {"coregistration_s": round(res.seconds, 4)},
-        }
-        if res.has_footprint:
-            corr = res.correspondences
-            if len(corr) > MAX_STORED_CORRESPONDENCES:
-                corr = corr[np.linspace(0, len(corr) - 1, MAX_STORED_CORRESPONDENCES).round().astype(int)]
-            lon, lat = res.grid.pixel_to_lonlat(corr[:, 2], corr[:, 3])
-            values.update(
-                footprint=res.footprint, homography=res.homography,
-                gcps=[list(g) for g in res.gcps(GCP_GRID)],
-                correspondences=[[round(float(a), 2), round(float(b), 2), float(c), float(d)]
-                                 for a, b, c, d in zip(corr[:, 0], corr[:, 1], np.ravel(lon), np.ravel(lat), strict=True)],
-            )
-        with catalog.transaction():
-            new_id = catalog.add_localization(photo_id, **values)
-            catalog.add_candidates(new_id, [
-                {"rank": c.rank, "tile_id": c.tile_id, "source_id": c.source_id, "angle": c.angle,
-                 "score": c.score, "footprint": c.footprint} for c in stored])
-            if photo.status in ("new", "failed", "localized"):
-                reason = None if res.accepted else (
-                    f"needs review: candidate #{candidate_rank} chosen by {reviewer}, "
-                    f"{res.inliers} inliers" + (f" ({res.reason})" if res.reason else ""))
-                catalog.set_status(photo_id, "localized", reason)
-    yield Progress(3, 3, f"candidate #{candidate_rank}: {res.inliers} inliers, confidence {res.confidence:.3f}",
-                   extra={"photo_id": photo_id})
-    return {"photo_id": photo_id, "localization_id": new_id, "inliers": int(res.inliers),
-            "confidence": float(res.confidence), "footprint": res.has_footprint, "reason": res.reason}
+        loc = catalog.get_localization(out.localization_id)
+    yield Progress(2, 2, f"candidate #{candidate_rank}: {out.inliers} inliers, confidence "
+                   f"{out.confidence:.3f}", extra={"photo_id": photo_id})
+    return {"photo_id": photo_id, "localization_id": out.localization_id,
+            "inliers": out.inliers, "confidence": out.confidence,
+            "footprint": bool(loc is not None and loc.footprint), "reason": out.reason}

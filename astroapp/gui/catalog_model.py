@@ -20,21 +20,23 @@ STATUS_COLORS = {
     "new": QColor(150, 150, 150),
     "localizing": QColor(80, 160, 255),
     "localized": QColor(255, 200, 40),
+    "review": QColor(255, 140, 0),
     "accepted": QColor(60, 190, 90),
     "rejected": QColor(220, 70, 70),
     "failed": QColor(170, 60, 170),
 }
 
 THUMB_SIZE = QSize(128, 128)
-REVIEW_PREFIX = "needs review"  # the pipeline's status reason for a non-confident localization
-REVIEW_STATES = {
-    "review": "localized — needs review",
-    "confident": "localized — confident",
+# How the filter bar and the table name each status.
+STATUS_LABELS = {
+    "localized": "localized (auto-accepted)",
+    "review": "to review",
+    "accepted": "accepted (by a person)",
 }
 
 
-def needs_review(photo: Photo) -> bool:
-    return photo.status == "localized" and (photo.status_reason or "").startswith(REVIEW_PREFIX)
+def status_label(status: str) -> str:
+    return STATUS_LABELS.get(status, status)
 
 
 @dataclass
@@ -50,11 +52,8 @@ class PhotoFilter:
     date_to: str | None = None
 
     def query(self) -> dict[str, Any]:
-        status = self.status or None
-        if status in REVIEW_STATES:
-            status = "localized"
         return {
-            "status": status,
+            "status": self.status or None,
             "mission": self.mission or None,
             "search": self.search.strip() or None,
             "min_conf": self.min_conf,
@@ -138,12 +137,7 @@ class PhotoTableModel(QAbstractTableModel):
 
     def reload(self) -> None:
         self.beginResetModel()
-        photos = self.catalog.photos(**self.filter.query())
-        if self.filter.status == "review":
-            photos = [p for p in photos if needs_review(p)]
-        elif self.filter.status == "confident":
-            photos = [p for p in photos if not needs_review(p)]
-        self._photos = photos
+        self._photos = self.catalog.photos(**self.filter.query())
         self._row_of = {p.id: i for i, p in enumerate(self._photos)}
         self.endResetModel()
         self.countsChanged.emit(self.counts())
@@ -159,13 +153,8 @@ class PhotoTableModel(QAbstractTableModel):
         self.countsChanged.emit(self.counts())
 
     def counts(self) -> dict[str, int]:
-        """Photos per status over the whole catalogue, plus `review`: localized, not confident."""
-        counts = self.catalog.counts_by_status()
-        counts["review"] = self.catalog.connection.execute(
-            "SELECT count(*) FROM photos WHERE status = 'localized' AND status_reason LIKE ?",
-            (REVIEW_PREFIX + "%",),
-        ).fetchone()[0]
-        return counts
+        """Photos per status over the whole catalogue."""
+        return self.catalog.counts_by_status()
 
     def photo_at(self, row: int) -> Photo | None:
         return self._photos[row] if 0 <= row < len(self._photos) else None
@@ -222,7 +211,7 @@ class PhotoTableModel(QAbstractTableModel):
         if col == 3:
             return (photo.captured_at or "").replace("T", " ").rstrip("Z")[:19]
         if col == 4:
-            return "to review" if needs_review(photo) else photo.status
+            return status_label(photo.status)
         if col == 5:
             return "" if photo.confidence is None else f"{photo.confidence:.3f}"
         if col == 6:

@@ -182,10 +182,11 @@ class SettingsDialog(QDialog):
         )
 
 
-EXPORT_SCOPES = (  # label -> statuses (None: every localized photo)
-    ("Accepted photos", ("accepted",)),
-    ("Accepted and localized (not rejected)", ("accepted", "localized")),
-    ("Every photo with a footprint", None),
+EXPORT_SCOPES = (  # label -> statuses (None: every photo with a footprint)
+    ("Accepted by a person only (not auto-accepted)", ("accepted",)),
+    ("Accepted by a person or auto-accepted (confident); not 'to review'", ("accepted", "localized")),
+    ("Accepted, auto-accepted and 'to review' (not rejected)", ("accepted", "localized", "review")),
+    ("Every photo with a footprint (rejected included)", None),
 )
 
 

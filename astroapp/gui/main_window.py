@@ -37,11 +37,11 @@ from PySide6.QtWidgets import (
 from astroapp.catalog.db import STATUSES, Catalog, CatalogError
 from astroapp.gui import backend
 from astroapp.gui.catalog_model import (
-    REVIEW_STATES,
     STATUS_COLORS,
     PhotoFilter,
     PhotoTableModel,
     photo_label,
+    status_label,
 )
 from astroapp.gui.map_view import MapView
 from astroapp.gui.settings import AppSettings, load_settings, save_settings
@@ -75,10 +75,7 @@ class FilterBar(QWidget):
         self.status = QComboBox()
         self.status.addItem("All statuses", None)
         for s in STATUSES:
-            self.status.addItem(s, s)
-            if s == "localized":
-                for key, label in REVIEW_STATES.items():
-                    self.status.addItem(label, key)
+            self.status.addItem(status_label(s), s)
         self.mission = QComboBox()
         self.mission.addItem("All missions", None)
         self.conf_min = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
@@ -319,10 +316,8 @@ class MainWindow(QMainWindow):
         parts = []
         for status in STATUSES:
             color = STATUS_COLORS[status].name()
-            text = f"<span style='color:{color}'>●</span> {status} {counts.get(status, 0)}"
-            if status == "localized" and counts.get("review"):
-                text += f" ({counts['review']} to review)"
-            parts.append(text)
+            parts.append(f"<span style='color:{color}'>●</span> {status_label(status)} "
+                         f"{counts.get(status, 0)}")
         total = sum(counts.get(s, 0) for s in STATUSES)
         self.counts_label.setText(f"{total} photos &nbsp; " + " &nbsp; ".join(parts))
         self.counts = dict(counts)

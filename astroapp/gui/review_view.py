@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
 from astroapp.catalog.db import Localization, Photo, StoredCandidate
 from astroapp.geo.tiles import MercatorGrid
 from astroapp.gui import imagery
-from astroapp.gui.catalog_model import STATUS_COLORS, photo_label
+from astroapp.gui.catalog_model import STATUS_COLORS, photo_label, status_label
 from astroapp.gui.map_view import MapView, polygon_from_points
 
 log = logging.getLogger(__name__)
@@ -457,18 +457,20 @@ class ReviewView(QWidget):
         d = self.data
         p, loc = d.photo, d.localization
         color = STATUS_COLORS.get(p.status, QColor("white")).name()
-        self.title.setText(f"{photo_label(p)}  <span style='color:{color}'>[{p.status}]</span>"
+        self.title.setText(f"{photo_label(p)}  <span style='color:{color}'>[{status_label(p.status)}]</span>"
                            f"  <span style='font-weight:normal;font-size:small'>{p.name}</span>")
         lab = self.info_labels
-        lab["Status"].setText(p.status + (f" — {p.status_reason}" if p.status_reason else ""))
+        lab["Status"].setText(status_label(p.status)
+                              + (f" — {p.status_reason}" if p.status_reason else ""))
         if loc is None:
             for k in ("Confidence", "Inliers", "Candidate rank", "Tile", "Angle", "Centre", "Area", "Method"):
                 lab[k].setText("—")
             lab["Confidence"].setText("not localized yet")
         else:
             conf = "—" if loc.confidence is None else f"{loc.confidence:.3f}"
-            if loc.accepted_auto:
-                conf += " (auto-accepted)"
+            if loc.accepted_auto:  # the pipeline found it confident; who decided is the status
+                conf += (" (auto-accepted)" if p.status == "localized"
+                         else " (above the auto-accept threshold)")
             lab["Confidence"].setText(conf)
             lab["Inliers"].setText("—" if loc.inliers is None else str(loc.inliers))
             lab["Candidate rank"].setText("—" if loc.rank is None else f"{loc.rank} of {len(d.candidates) or '?'}")

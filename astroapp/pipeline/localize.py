@@ -2,9 +2,10 @@
 
 For each photo: retrieve the top-k tiles, coregister the photo against the surroundings of
 the candidates in rank order (photo features computed once), stop at the first confident
-one, and record one `localizations` row with the candidates. A photo with no confident
-candidate is still `localized`, with `accepted_auto = 0` and a status reason saying it needs
-review (the best footprint found, if any, is stored for the reviewer). Only errors (an
+one, and record one `localizations` row with the candidates. A confident photo becomes
+`localized` (accepted automatically, `accepted_auto = 1`); one with no confident candidate
+becomes `review`, with `accepted_auto = 0` and a status reason saying why (the best footprint
+found, if any, is stored for the reviewer). Only errors (an
 unreadable photo, an unusable source) mark a photo `failed`; the batch goes on. Photos are
 `localizing` only while being worked on: a cancel puts the current photo back to its
 previous status within about a second (the cancel event is polled between iterations).
@@ -190,8 +191,33 @@ def _resolve_matcher(matcher: Any) -> Matcher:
     return matcher
 
 
+def ground_homography(res: CoregResult) -> np.ndarray:
+    """The result's homography as photo px (edge coordinates) -> EPSG:3857 metres: the
+    surroundings grid's pixel -> metre affine after the photo -> surroundings homography, so
+    the stored matrix is usable without the surroundings grid (which is not stored)."""
+    xmin, _, _, ymax = res.grid.bounds_3857
+    to_metres = np.array([[res.grid.res_x, 0.0, xmin], [0.0, -res.grid.res_y, ymax],
+                          [0.0, 0.0, 1.0]])
+    hmat = to_metres @ np.asarray(res.homography, dtype=np.float64)
+    return hmat / hmat[2, 2]
+
+
+def _candidate_rows(cands: Sequence[Any]) -> list[dict[str, Any]]:
+    """Retrieval candidates (fresh ones or stored ones) as catalogue rows."""
+    return [{"rank": c.rank, "tile_id": c.tile_id, "source_id": c.source_id, "angle": c.angle,
+             "score": c.score,
+             "footprint": c.footprint_list() if hasattr(c, "footprint_list") else c.footprint}
+            for c in cands]
+
+
 def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, cands: list,
            method: dict, timings: dict) -> int:
+    """One localizations row (+ its candidates): the one store step of localize and of a
+    reviewer's chosen candidate. `homography` is photo px -> EPSG:3857 metres, GCPs and
+    correspondences are photo px -> lon/lat (EPSG:4326), in the displayed (EXIF-upright)
+    frame of the photo file."""
+    method = {**method, "homography": "photo px (edge coordinates) -> EPSG:3857 m",
+              "gcps": "photo px -> EPSG:4326 lon/lat"}
     values: dict[str, Any] = {
         "method": method,
         "timings": timings,
@@ -213,7 +239,7 @@ def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, can
             lon, lat = best.grid.pixel_to_lonlat(corr[:, 2], corr[:, 3])
             values.update(
                 footprint=best.footprint,
-                homography=best.homography,
+                homography=ground_homography(best),
                 gcps=[list(g) for g in best.gcps(GCP_GRID)],
                 correspondences=[[round(float(a), 2), round(float(b), 2), float(c), float(d)]
                                  for a, b, c, d in zip(corr[:, 0], corr[:, 1], np.ravel(lon),
@@ -221,10 +247,90 @@ def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, can
             )
     with catalog.transaction():
         loc_id = catalog.add_localization(photo_id, **values)
-        catalog.add_candidates(loc_id, [
-            {"rank": c.rank, "tile_id": c.tile_id, "source_id": c.source_id, "angle": c.angle,
-             "score": c.score, "footprint": c.footprint_list()} for c in cands])
+        catalog.add_candidates(loc_id, _candidate_rows(cands))
     return loc_id
+
+
+def _review_reason(best: CoregResult | None, best_cand: Any, tried: int, cands: Sequence[Any]
+                   ) -> str | None:
+    """Why a localization is not accepted automatically (None when it is)."""
+    if best is not None and best.accepted:
+        return None
+    if best is not None and best.homography is not None:
+        return (f"no confident candidate among {tried} (best: rank "
+                f"{best_cand.rank}, {best.inliers} inliers < {best.threshold})")
+    if cands:
+        return f"no candidate of {tried} could be coregistered"
+    return "retrieval found no candidate tiles"
+
+
+def coregister_candidate(
+    catalog: Any,
+    photo_id: int,
+    candidate_rank: int,
+    *,
+    index: Any = None,
+    matcher: Any = None,
+    size: int = DEFAULT_SIZE,
+    iterations: int = DEFAULT_ITERATIONS,
+    reviewer: str | None = None,
+    cancel: threading.Event | None = None,
+) -> LocalizeOutcome:
+    """Coregister a photo against one of its stored retrieval candidates (a reviewer's pick)
+    and store the result like `localize_photo` does (same frame, same store step): a new
+    localization with the same candidate list becomes the photo's current one.
+
+    `index`: the tile index (folder or TileIndex) whose sources the candidates come from;
+    None opens the candidate's source by its id. A photo a person has already accepted or
+    rejected keeps that status; otherwise it becomes `localized` (confident) or `review`.
+    Raises CoregCancelled on cancel, ValueError when there is no such candidate.
+    """
+    from astroapp.pipeline.retrieve import read_photo
+
+    t0 = time.perf_counter()
+    photo = catalog.get_photo(photo_id)
+    loc = catalog.latest_localization(photo_id) if photo is not None else None
+    if photo is None or loc is None:
+        raise ValueError(f"photo {photo_id} has no retrieval candidates: localize it first")
+    stored = catalog.candidates(loc.id)
+    chosen = next((c for c in stored if c.rank == candidate_rank), None)
+    if chosen is None:
+        raise ValueError(f"photo {photo_id} has no candidate of rank {candidate_rank}")
+    if index is not None and not hasattr(index, "folder"):
+        from astroapp.index import TileIndex
+
+        index = TileIndex.open(index)
+    matcher = _resolve_matcher(matcher)
+    source = SourceCache(index).get(chosen.source_id or "bluemarble")
+    image = read_photo(photo.path, 2 * size)
+    surr, grid = candidate_surroundings(source, chosen, size)
+    if cancel is not None and cancel.is_set():
+        raise CoregCancelled()
+    prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
+    res = coregister(prepared, surr, grid=grid, angle=chosen.angle, iterations=iterations,
+                     cancel=cancel)
+    method = dict(loc.method) if isinstance(loc.method, dict) else {}
+    method.pop("tried", None)
+    cal = getattr(matcher, "calibration", None)
+    method.update(stage="coregistration", matcher=matcher.name, size=size, iterations=iterations,
+                  matcher_threshold=getattr(cal, "threshold", None),
+                  matcher_calibrated=getattr(cal, "calibrated", None),
+                  chosen_by=reviewer, chosen_rank=candidate_rank)
+    timings = {"coregistration_s": round(res.seconds, 4),
+               "total_s": round(time.perf_counter() - t0, 4), "candidates_tried": 1}
+    loc_id = _store(catalog, photo_id, res, chosen, stored, method, timings)
+    reason = _review_reason(res, chosen, 1, stored)
+    if reason is not None:
+        reason = f"candidate #{candidate_rank} chosen by {reviewer or 'a reviewer'}: {reason}"
+    with catalog.transaction():
+        current = catalog.get_photo(photo_id)
+        if current is not None and current.status not in ("accepted", "rejected"):
+            catalog.set_status(photo_id, "localized" if res.accepted else "review", reason)
+    return LocalizeOutcome(
+        photo_id=photo_id, outcome="localized" if res.accepted else "review",
+        localization_id=loc_id, confidence=float(res.confidence), inliers=int(res.inliers),
+        tile_id=chosen.tile_id, rank=chosen.rank, candidates_tried=1, reason=reason,
+        seconds=time.perf_counter() - t0)
 
 
 def localize_photo(
@@ -324,18 +430,8 @@ def localize_photo(
                "total_s": round(time.perf_counter() - t0, 4), "candidates_tried": tried}
     loc_id = _store(catalog, photo_id, best, best_cand, cands, method, timings)
     accepted = best is not None and best.accepted
-    if accepted:
-        catalog.set_status(photo_id, "localized", None)
-        reason = None
-    else:
-        if best is not None and best.homography is not None:
-            reason = (f"needs review: no confident candidate among {tried} (best: rank "
-                      f"{best_cand.rank}, {best.inliers} inliers < {best.threshold})")
-        elif cands:
-            reason = f"needs review: no candidate of {tried} could be coregistered"
-        else:
-            reason = "needs review: retrieval found no candidate tiles"
-        catalog.set_status(photo_id, "localized", reason)
+    reason = _review_reason(best, best_cand, tried, cands)
+    catalog.set_status(photo_id, "localized" if accepted else "review", reason)
     return LocalizeOutcome(
         photo_id=photo_id,
         outcome="localized" if accepted else "review",
@@ -426,7 +522,7 @@ def _report(progress: ProgressFn | None, done: int, total: int, out: LocalizeOut
     if out.outcome == "localized":
         msg = f"photo {out.photo_id}: localized ({out.inliers} inliers, rank {out.rank})"
     elif out.outcome == "review":
-        msg = f"photo {out.photo_id}: {out.reason}"
+        msg = f"photo {out.photo_id}: to review: {out.reason}"
     else:
         msg = f"photo {out.photo_id}: {out.outcome}: {out.reason}"
     progress(done, total, ProgressMessage(msg, out.photo_id, out))
