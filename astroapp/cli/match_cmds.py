@@ -119,6 +119,12 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         raise UserError(f"--index {args.index}: no such folder")
     matcher = _matcher(args.matcher)
     with open_catalog(args, write=True) as catalog:
+        from astroapp.catalog.leases import release_stale_localizing
+
+        released = release_stale_localizing(catalog)
+        if released:
+            print(f"{len(released)} photos left in 'localizing' by an interrupted run went "
+                  f"back to new: {', '.join(map(str, released[:20]))}", file=sys.stderr)
         if args.ids:
             ids = []
             for text in args.ids:

@@ -514,6 +514,9 @@ class MainWindow(QMainWindow):
         return self.start_localize(self.selected_ids())
 
     def localize_all(self) -> Job | None:
+        from astroapp.catalog.leases import release_stale_localizing
+
+        release_stale_localizing(self.catalog)  # left by a killed run: localized again now
         ids = [p.id for p in self.catalog.photos(status=("new", "failed"))]
         if not ids:
             self.statusBar().showMessage("Nothing to localize: every photo is localized.", 5000)

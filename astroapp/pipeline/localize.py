@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from astroapp.catalog.leases import localizing_reason, release_stale_localizing
 from astroapp.matching import (
     CoregCancelled,
     CoregResult,
@@ -480,6 +481,7 @@ def localize_photos(
     matcher = _resolve_matcher(matcher)
     sources = SourceCache(index)
     reranker = (Reranker() if rerank is True else rerank) or None
+    release_stale_localizing(catalog)  # photos a killed worker left in `localizing`
     for n, pid in enumerate(ids):
         if cancel is not None and cancel.is_set():
             summary.cancelled = True
@@ -492,7 +494,7 @@ def localize_photos(
             continue
         previous = photo.status
         previous_reason = getattr(photo, "status_reason", None)
-        catalog.set_status(pid, "localizing", None)
+        catalog.set_status(pid, "localizing", localizing_reason())  # the lease: who works on it
         if progress is not None:
             progress(n, len(ids), ProgressMessage(f"photo {pid}: localizing", pid))
         try:
