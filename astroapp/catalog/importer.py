@@ -31,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from astroapp.catalog.db import Catalog
 from astroapp.catalog.exif import read_exif
 from astroapp.catalog.nasa_ids import parse_nasa_id
+from astroapp.catalog.orientation import oriented_size
 from astroapp.catalog.thumbnails import THUMBNAIL_SIZE, make_thumbnail
 
 log = logging.getLogger(__name__)
@@ -306,6 +307,7 @@ def _describe(path: Path, data: bytes | None) -> dict:
                 f"exceeds the limit of {limit}"
             )
         exif = read_exif(image)
+        shown = oriented_size(image)  # the displayed frame: what every stored pixel refers to
         try:
             if fmt in ("JPEG", "MPO"):
                 image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))  # DCT-scaled decode
@@ -318,8 +320,8 @@ def _describe(path: Path, data: bytes | None) -> dict:
                 raise _Rejected(f"truncated image: {text}") from exc
             raise _Rejected(f"corrupt image: {text}") from exc
     return {
-        "width": width,
-        "height": height,
+        "width": shown[0],
+        "height": shown[1],
         "format": fmt,
         "captured_at": exif.captured_at,
         "focal_length_mm": exif.focal_length_mm,

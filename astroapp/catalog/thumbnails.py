@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image, ImageOps
+from PIL import Image
+
+from astroapp.catalog.orientation import upright
 
 THUMBNAIL_SIZE = 256
 
 
 def make_thumbnail(image: Image.Image, size: int = THUMBNAIL_SIZE, quality: int = 85) -> bytes:
     """JPEG bytes of the image fitted into `size` x `size`, upright per EXIF orientation."""
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # broken orientation tag: keep pixels as stored
-        pass
+    image = upright(image)  # a broken orientation tag is logged, pixels kept as stored
     if image.mode != "RGB":
         image = image.convert("RGB")
     image = image.copy()

@@ -1,8 +1,9 @@
 """GeoTIFFs of localized photos, in the spirit of NASA's automatic registrations.
 
 Two files per photo:
-- `<id>_gcps.tif`: the original pixels, untouched, with an n x n grid of ground control
-  points in EPSG:4326 (an oblique photo has no affine georeference; GIS tools warp it
+- `<id>_gcps.tif`: the original pixels, untouched apart from EXIF orientation (written in the
+  displayed frame, the one the catalogue's size and every stored pixel coordinate use), with
+  an n x n grid of ground control points in EPSG:4326 (an oblique photo has no affine georeference; GIS tools warp it
   on the fly from the GCPs);
 - `<id>_warped.tif`: the photo warped north-up onto a lon/lat grid (geotransform, alpha band
   marking pixels outside the photo).
@@ -24,7 +25,7 @@ import re
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +42,12 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
 
 from astroapp.atomic import atomic_path
+from astroapp.catalog.orientation import (
+    QUARTER_TURNED,
+    exif_orientation,
+    orient_array,
+    stored_window,
+)
 from astroapp.export.records import ExportRecord
 
 WGS84 = CRS.from_epsg(4326)
@@ -116,9 +123,11 @@ def write_gcp_geotiff(
     """Original pixels + an n x n GCP grid (EPSG:4326), written atomically."""
     if record.path is None:
         raise ValueError(f"{record.file_name}: no image file recorded")
+    record, orientation = displayed_frame(record)
     with _open_photo(record) as src:
         bands = [1, 2, 3] if src.count >= 3 else [1]
-        profile = _tiff_profile(src.width, src.height, len(bands), src.dtypes[0], compress)
+        width, height = record.image_size()
+        profile = _tiff_profile(width, height, len(bands), src.dtypes[0], compress)
         gcps = [
             GroundControlPoint(row=y, col=x, x=lon, y=lat, id=str(i + 1))
             for i, (x, y, lon, lat) in enumerate(record.gcp_grid(n))
@@ -131,10 +140,12 @@ def write_gcp_geotiff(
                     dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
                 dst.update_tags(**registration_tags(record, "original pixels with GCPs"))
                 dst.update_tags(GCP_COUNT=str(len(gcps)), GCP_GRID=f"{n}x{n}")
-                for row in range(0, src.height, STRIP_ROWS):
+                for row in range(0, height, STRIP_ROWS):
                     _check(cancel)
-                    win = Window(0, row, src.width, min(STRIP_ROWS, src.height - row))
-                    dst.write(src.read(bands, window=win), window=win)
+                    rows = min(STRIP_ROWS, height - row)
+                    stored = Window(*stored_window(orientation, src.width, src.height, row, rows))
+                    block = orient_array(src.read(bands, window=stored), orientation)
+                    dst.write(np.ascontiguousarray(block), window=Window(0, row, width, rows))
                     if on_strip is not None:
                         on_strip(row)
                 _add_overviews(dst)
@@ -240,6 +251,8 @@ def export_geotiffs(
         if progress is not None:
             progress(i, rec)
         try:
+            if rec.path is not None:
+                rec, _ = displayed_frame(rec)  # the warped grid needs the displayed size too
             gcp_path = write_gcp_geotiff(rec, out_dir / f"{stem}_gcps.tif", n=gcp_grid,
                                          compress=compress, cancel=cancel)
             report.written.append(gcp_path)
@@ -276,14 +289,37 @@ def _add_overviews(dst: rasterio.io.DatasetWriter, smallest: int = 512) -> None:
         dst.update_tags(ns="rio_overview", resampling="average")
 
 
+def displayed_frame(record: ExportRecord) -> tuple[ExportRecord, int]:
+    """The record with the photo's displayed (EXIF-upright) size, and the file's EXIF
+    orientation. Catalogues imported before the size was stored upright have the stored
+    size of a quarter-turned photo: that is accepted as the same file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(record.path) as im:
+            orientation = exif_orientation(im)
+            stored = im.size
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"{record.file_name}: cannot read {record.path}: {exc}") from exc
+    shown = stored[::-1] if orientation in QUARTER_TURNED else stored
+    if record.width and record.height and (record.width, record.height) not in (shown, stored):
+        raise ValueError(
+            f"{record.file_name}: file is {shown[0]}x{shown[1]} px but the catalogue says "
+            f"{record.width}x{record.height} (file changed since import?)"
+        )
+    return replace(record, width=shown[0], height=shown[1]), orientation
+
+
 def _open_photo(record: ExportRecord) -> rasterio.DatasetReader:
+    """The photo file as stored (`record` sized in the displayed frame)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         try:
             src = rasterio.open(record.path)
         except rasterio.errors.RasterioIOError as exc:
             raise ValueError(f"{record.file_name}: cannot read {record.path}: {exc}") from exc
-    if record.width and record.height and (src.width, src.height) != (record.width, record.height):
+    stored = {(src.width, src.height), (src.height, src.width)}
+    if record.width and record.height and (record.width, record.height) not in stored:
         size = f"{src.width}x{src.height}"
         src.close()
         raise ValueError(

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from astroapp.catalog.orientation import upright
 from astroapp.index import Candidate, Region, TileIndex, embed_images
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def read_photo(path: str | Path, target: int = 0) -> np.ndarray:
         with Image.open(path) as im:
             if target:
                 im.draft("RGB", (2 * target, 2 * target))
-            im = ImageOps.exif_transpose(im)
+            im = upright(im)  # the catalogue's frame (astroapp.catalog.orientation)
             return np.ascontiguousarray(np.asarray(im.convert("RGB")), dtype=np.uint8)
     except (OSError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{path}: not a readable image ({exc})") from exc
