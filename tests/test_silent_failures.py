@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -43,3 +45,29 @@ def test_a_matchers_own_type_error_is_not_hidden():
     res = coregister(photo, surr, grid=grid, matcher=_PlainSift(name="sift"), size=256,
                      iterations=1)
     assert res.inliers >= 0  # runs without a mask parameter
+
+
+def test_a_broken_orientation_tag_is_logged_and_the_same_everywhere(tmp_path, caplog):
+    """Out-of-range EXIF orientation: the thumbnail, the catalogue size and the pipeline's
+    decode all keep the stored pixels, and the log says why (it used to pass silently)."""
+    import logging
+
+    from PIL import Image
+
+    from astroapp.catalog import Catalog
+    from astroapp.catalog.importer import import_paths
+    from astroapp.pipeline.retrieve import read_photo
+
+    exif = Image.Exif()
+    exif[0x0112] = 9
+    roll = tmp_path / "roll"
+    roll.mkdir()
+    Image.new("RGB", (60, 40), (200, 10, 10)).save(roll / "odd.jpg", exif=exif.tobytes())
+    caplog.set_level(logging.WARNING, logger="astroapp.catalog.orientation")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        import_paths(cat, [roll], workers=1)
+        (photo,) = cat.photos()
+        thumb = Image.open(io.BytesIO(cat.thumbnail(photo.id)))
+    assert (photo.width, photo.height) == (60, 40) and thumb.width > thumb.height
+    assert read_photo(photo.path).shape[:2] == (40, 60)
+    assert any("orientation 9 out of range" in r.getMessage() for r in caplog.records)

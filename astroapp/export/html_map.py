@@ -38,7 +38,8 @@ THUMB_SIZE = 240
 
 STATUS_COLORS = {
     "accepted": "#1a9850",
-    "localized": "#2c7bb6",
+    "localized": "#2c7bb6",  # auto-accepted (confident)
+    "review": "#ff8c00",  # localized, not confident: waiting for a person
     "rejected": "#d7191c",
     "failed": "#7f3b08",
     "localizing": "#fdae61",
