@@ -5,13 +5,16 @@ index and its manifest, calibrations.
 
 Writers get a temporary path in the target's own directory (same filesystem, so the final
 `os.replace` is an atomic rename); the temporary file is removed when the writer fails or is
-interrupted, and an existing file under the target name is left untouched until then.
+interrupted, and an existing file under the target name is left untouched until then. A
+writer killed outright leaves its temporary file: it is named with the writer's pid, and the
+next write of the same target deletes it once that process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +31,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(target.parent, target)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent
+        prefix=f".{target.stem}.{os.getpid()}-", suffix=f".part{target.suffix}",
+        dir=target.parent
     )
     os.close(fd)
     tmp = Path(tmp_name)
@@ -43,6 +48,39 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp.unlink()
         raise
     fsync_dir(target.parent)
+
+
+_TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)-[a-z0-9_]+\.part(?P<suffix>.*)$")
+
+
+def remove_dead_temporaries(folder: str | Path, target: str | Path | None = None) -> list[Path]:
+    """Delete the temporary files that killed writers (kill -9, power loss: no cleanup ran)
+    left in `folder` (only those for `target`, when given): the ones named with the pid of a
+    process that is no longer running. A live writer's file is kept (two processes may
+    write at once). Returns what was deleted."""
+    removed = []
+    for p in Path(folder).glob(".*.part*"):
+        m = _TEMP_NAME.match(p.name)
+        if m is None or _pid_running(int(m["pid"])):
+            continue
+        if target is not None and (m["stem"], m["suffix"]) != (Path(target).stem,
+                                                                Path(target).suffix):
+            continue
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+def _pid_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def remove_stray_temporaries(folder: Path) -> None:

@@ -110,7 +110,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if result.skipped:
         names = ", ".join(result.skipped[:5])
         more = f" and {len(result.skipped) - 5} more" if len(result.skipped) > 5 else ""
-        print(f"skipped {len(result.skipped)} photo(s) without a footprint: {names}{more}",
+        print(f"skipped {len(result.skipped)} photo(s) without a usable footprint: {names}{more}",
               file=sys.stderr)
     if result.cancelled:
         print("cancelled: finished files kept, the one in progress discarded", file=sys.stderr)

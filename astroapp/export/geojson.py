@@ -9,27 +9,80 @@ precision that does not pretend (7 decimals, ~1 cm).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import shapely
+import shapely.affinity
+import shapely.errors
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
 from astroapp.atomic import atomic_text
 from astroapp.export.records import ExportRecord
+from astroapp.geo.footprint import Footprint, unwrap_lons
 
+log = logging.getLogger(__name__)
 PRECISION = 7
 
 
 def footprint_geometry(record: ExportRecord) -> Polygon | MultiPolygon:
-    """The footprint as RFC 7946 wants it: split at the antimeridian, rings CCW."""
-    geom = record.footprint.polygon()
-    parts = [orient(p, 1.0) for p in getattr(geom, "geoms", [geom]) if not p.is_empty]
+    """The footprint as RFC 7946 wants it: split at the antimeridian, rings CCW; a footprint
+    around a pole becomes the cap up to that pole. Raises ValueError for one with no area."""
+    fp = record.footprint
+    pole = enclosed_pole(fp)
+    geom = _pole_cap(fp, pole) if pole is not None else fp.polygon()
+    parts = [orient(p, 1.0) for p in getattr(geom, "geoms", [geom])
+             if isinstance(p, Polygon) and not p.is_empty and p.area > 0]
     if not parts:
-        raise ValueError(f"{record.file_name}: empty footprint")
+        raise ValueError(f"{record.file_name}: degenerate footprint (no area): {fp.to_list()}")
     return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def enclosed_pole(fp: Footprint) -> float | None:
+    """90 or -90 when the footprint's ring winds once around that pole (its longitudes
+    run through all 360 degrees), else None."""
+    lons = [c[0] for c in fp.corners]
+    turn = sum((b - a + 180.0) % 360.0 - 180.0 for a, b in zip(lons, lons[1:] + lons[:1],
+                                                               strict=True))
+    if abs(abs(turn) - 360.0) > 1e-6:
+        return None
+    return 90.0 if sum(c[1] for c in fp.corners) > 0 else -90.0
+
+
+def _pole_cap(fp: Footprint, pole: float) -> Polygon | MultiPolygon:
+    """The region between the footprint's ring and the pole it encloses, in [-180, 180]:
+    the ring with continuous, increasing longitudes, closed along the pole, then cut into the
+    world's longitude range (copies shifted by 360 degrees fill the rest)."""
+    corners = list(fp.corners)
+    lons = unwrap_lons([c[0] for c in corners])
+    if lons[-1] < lons[0]:  # winding westwards: walk it the other way
+        corners.reverse()
+        lons = unwrap_lons([c[0] for c in corners])
+    ring = [(lon, c[1]) for lon, c in zip(lons, corners, strict=True)]
+    ring += [(lons[0] + 360.0, corners[0][1]), (lons[0] + 360.0, pole), (lons[0], pole)]
+    cap = shapely.make_valid(Polygon(ring))
+    world = shapely.box(-180.0, -90.0, 180.0, 90.0)
+    pieces = [shapely.affinity.translate(cap, xoff=360.0 * k).intersection(world)
+              for k in (-2, -1, 0, 1)]
+    return shapely.unary_union([p for p in pieces if not p.is_empty])
+
+
+def drop_unusable(records: Iterable[ExportRecord]) -> tuple[list[ExportRecord], list[str]]:
+    """(records whose footprint can be exported, "name (why)" of the others): one bad
+    footprint is skipped with a warning instead of aborting the whole export."""
+    good, skipped = [], []
+    for record in records:
+        try:
+            footprint_geometry(record)
+        except (ValueError, shapely.errors.ShapelyError) as exc:
+            log.warning("skipped %s: %s", record.file_name, exc)
+            skipped.append(f"{record.file_name} ({exc})")
+        else:
+            good.append(record)
+    return good, skipped
 
 
 def geometry_mapping(geom: Polygon | MultiPolygon) -> dict[str, Any]:
@@ -46,7 +99,11 @@ def geometry_mapping(geom: Polygon | MultiPolygon) -> dict[str, Any]:
 
 
 def feature_bbox(record: ExportRecord) -> list[float]:
-    """[W, S, E, N] of one footprint; W > E when it crosses the antimeridian."""
+    """[W, S, E, N] of one footprint; W > E when it crosses the antimeridian; all longitudes
+    and up to the pole for a footprint around a pole."""
+    if enclosed_pole(record.footprint) is not None:
+        w, s, e, n = footprint_geometry(record).bounds
+        return [-180.0, _r(s), 180.0, _r(n)]
     w, s, e, n = record.footprint.bbox()
     return [_r(w), _r(s), _r(e), _r(n)]
 
@@ -103,7 +160,7 @@ def feature(record: ExportRecord) -> dict[str, Any]:
 
 
 def feature_collection(records: Iterable[ExportRecord]) -> dict[str, Any]:
-    features = [feature(r) for r in records]
+    features = [feature(r) for r in drop_unusable(records)[0]]
     out: dict[str, Any] = {"type": "FeatureCollection"}
     bbox = collection_bbox([f["bbox"] for f in features])
     if bbox is not None:

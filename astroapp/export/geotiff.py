@@ -41,7 +41,7 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
 
-from astroapp.atomic import atomic_path
+from astroapp.atomic import atomic_path, remove_dead_temporaries
 from astroapp.catalog.orientation import (
     QUARTER_TURNED,
     exif_orientation,
@@ -244,6 +244,7 @@ def export_geotiffs(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(out_dir)  # what a killed export left
     records = list(records)
     names = file_stems(records)
     report = GeoTiffReport()

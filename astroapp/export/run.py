@@ -10,7 +10,7 @@ from typing import Any
 
 from astroapp.export.csv_export import write_csv
 from astroapp.export.formats import FORMATS
-from astroapp.export.geojson import write_geojson
+from astroapp.export.geojson import drop_unusable, write_geojson
 from astroapp.export.geotiff import (
     export_geotiffs,
 )
@@ -55,6 +55,7 @@ def export_records(
         result.exported = len(done)
         return result
     writer = {"geojson": write_geojson, "csv": write_csv, "html": write_html_map}[fmt]
+    records, result.skipped = drop_unusable(records)  # one bad footprint must not abort all
     result.written.append(writer(records, out, **options))
     result.exported = len(records)
     return result
@@ -73,5 +74,5 @@ def export_catalog(
     """Export the catalogue's localized photos (optionally only some statuses / ids)."""
     records, skipped = records_from_catalog(catalog, status=status, ids=ids)
     result = export_records(records, fmt, out, progress=progress, cancel=cancel, **options)
-    result.skipped = skipped
+    result.skipped = skipped + result.skipped
     return result
