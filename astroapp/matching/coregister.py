@@ -7,6 +7,12 @@ predicted quadrilateral fills the view; after a few iterations the view and the 
 nearly aligned, so the last inlier count says how well they agree. The published rejection
 rules apply: no homography, a non-convex (or mirrored) quadrilateral, or one larger than the
 surroundings.
+
+Two additions for real astronaut photos (issue 13): both images are normalised (haze
+stretched per channel) and the photo's keypoints keep off clouds, space and hardware
+(`photometric`); and the loop starts from the best window of a scale-aware search
+(`window_search`) instead of the central tile, falling back to the central tile when the
+search finds nothing convincing or its start does not reach the acceptance threshold.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from astroapp.matching import window_search
 from astroapp.matching.base import Features, Matcher, Matches
 from astroapp.matching.geometry import (
     CENTRE_TO_EDGE,
@@ -31,10 +38,12 @@ from astroapp.matching.geometry import (
     scale_centres,
 )
 from astroapp.matching.imageio import resize_square
+from astroapp.matching.photometric import keypoint_mask, normalise
 
 if TYPE_CHECKING:
     from astroapp.geo.footprint import Footprint
     from astroapp.geo.tiles import MercatorGrid
+    from astroapp.geo.viewing import ViewingHints
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +79,14 @@ class PreparedPhoto:
         self.size = int(size)
         decoded = (int(photo.shape[1]), int(photo.shape[0]))
         self.original_size = tuple(int(v) for v in frame_size) if frame_size else decoded
-        self.square = resize_square(photo, self.size)
+        square = resize_square(photo, self.size)
+        # Keypoints stay off clouds, space and hardware; haze is stretched away.
+        self.mask = keypoint_mask(square)
+        self.square = normalise(square, self.mask, clahe=not _equalises(matcher))
         # original photo pixel centres -> square pixel centres
         self.to_square = scale_centres(self.original_size, (self.size, self.size))
         self._features: dict[int, Features] = {}
+        self._scaled: dict[tuple[int, int], Features] = {}
 
     def rotation(self, k: int) -> np.ndarray:
         """Pixel-centre map from the original photo to the square rotated by -k quarter turns."""
@@ -92,8 +105,26 @@ class PreparedPhoto:
                 pts = apply_h(rot, base.keypoints).astype(np.float32)
                 self._features[k] = Features(pts, base.descriptors, base.image_size, base.extra)
             else:
-                self._features[k] = self.matcher.features(self.image(k))
+                mask = np.ascontiguousarray(np.rot90(self.mask, -k))
+                self._features[k] = _features_masked(self.matcher, self.image(k), mask)
         return self._features[k]
+
+    def features_at(self, side: int, k: int) -> Features:
+        """Features of the photo shrunk to side x side (rotated by -k quarter turns), in that
+        small image's pixel centres: what the window search matches at coarse scales."""
+        if side >= self.size:
+            return self.features(k)
+        key = (int(side), k % 4)
+        if key not in self._scaled:
+            small = resize_square(self.image(k), side)
+            mask = resize_square(np.ascontiguousarray(np.rot90(self.mask, -k)), side)
+            self._scaled[key] = _features_masked(self.matcher, small, mask)
+        return self._scaled[key]
+
+
+def _equalises(matcher: Matcher) -> bool:
+    """Whether the matcher equalises contrast itself (SIFT's CLAHE): then ours is not added."""
+    return bool(getattr(matcher, "clahe", False))
 
 
 @dataclass
@@ -227,12 +258,17 @@ def fit_homography(matches: Matches, max_iters: int = 2000) -> tuple[np.ndarray,
 
 
 def _iterate(
-    photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int, cancel: Any = None
+    photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int, cancel: Any = None,
+    start: np.ndarray | None = None,
 ) -> _Attempt:
+    """The iterative loop from `start` (view / photo square centres -> surroundings 3S
+    centres; default the central tile)."""
     size = photo.size
     feats_q = photo.features(k)
     # Start from the central tile: surroundings (3S) -> view is a shift by -S.
     h_total = np.array([[1, 0, size], [0, 1, size], [0, 0, 1]], dtype=np.float64)
+    if start is not None:
+        h_total = np.asarray(start, dtype=np.float64) / start[2, 2]
     quad_limit = float(surr.shape[0] * surr.shape[1])
     square = np.array(
         [[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]]
@@ -282,6 +318,9 @@ def coregister(
     iterations: int = DEFAULT_ITERATIONS,
     calibration: Any | None = None,
     cancel: Any | None = None,
+    hints: ViewingHints | None = None,
+    surroundings_km: float | None = None,
+    search: bool = True,
 ) -> CoregResult:
     """Coregister a photo against a candidate's 3x3 surroundings (north-up, RGB uint8).
 
@@ -290,6 +329,10 @@ def coregister(
     (a single attempt for rotation-invariant matchers, where turning changes nothing).
     `grid` georeferences `surroundings_img`; without it the result has no footprint.
     `cancel` (a threading.Event) is polled before every iteration: CoregCancelled.
+    `hints` (focal length, tilt, altitude) and the surroundings' ground width (from `grid`,
+    else `surroundings_km`) set the scales the first step searches; without them it
+    searches a pyramid of scales. `search=False` starts from the central tile only
+    (EarthMatch's original loop).
     """
     from astroapp.matching.calibration import calibration_for
     from astroapp.matching.registry import get_matcher
@@ -311,7 +354,7 @@ def coregister(
         )
     surr_size = (int(surroundings_img.shape[1]), int(surroundings_img.shape[0]))
     side = 3 * size
-    surr = resize_square(surroundings_img, side)
+    surr = normalise(resize_square(surroundings_img, side), clahe=not _equalises(matcher))
     surr_to_orig = scale_centres((side, side), surr_size)
 
     if angle is None:
@@ -320,7 +363,18 @@ def coregister(
         if int(angle) % 90 != 0:
             raise ValueError(f"angle must be a multiple of 90 degrees, got {angle}")
         ks = [(int(angle) // 90) % 4]
-    attempts = [_iterate(prepared, k, surr, iterations, cancel) for k in ks]
+    attempts: list[_Attempt] = []
+    if search:
+        ratios = window_search.ratios_for(
+            hints.ground_width_km() if hints is not None else None,
+            _ground_width_km(grid) if grid is not None else surroundings_km)
+        seed = window_search.search(prepared.features_at, _SurroundingsFeatures(matcher, surr, size),
+                                    matcher, side, size, ratios, ks, fit_homography, cancel,
+                                    native_side=max(surr_size))
+        if seed is not None:
+            attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel, start=seed.homography))
+    if not any(a.h_square is not None and a.inliers >= calibration.threshold for a in attempts):
+        attempts += [_iterate(prepared, k, surr, iterations, cancel) for k in ks]
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
 
@@ -354,3 +408,34 @@ def coregister(
         matcher=matcher.name,
         threshold=int(calibration.threshold),
     )
+
+
+class _SurroundingsFeatures:
+    """Features of the 3S surroundings shrunk to a given side (cached per side), computed
+    tile by tile and off black (no-data) areas."""
+
+    def __init__(self, matcher: Matcher, surr: np.ndarray, tile: int) -> None:
+        self.matcher, self.surr, self.tile = matcher, surr, tile
+        self._cache: dict[int, Features] = {}
+
+    def _features(self, img: np.ndarray) -> Features:
+        mask = np.where(img.max(axis=2) > 0, 255, 0).astype(np.uint8)
+        return _features_masked(self.matcher, img, mask)
+
+    def __call__(self, side: int) -> Features:
+        if side not in self._cache:
+            img = resize_square(self.surr, side)
+            # Tiles of half the side (at least S): the matcher's feature cap then keeps
+            # each tile's strongest features, dense enough for windows of any size.
+            tile = max(self.tile, (side + 1) // 2)
+            self._cache[side] = window_search.tiled_features(self.matcher, img, tile,
+                                                             self._features)
+        return self._cache[side]
+
+
+def _ground_width_km(grid: MercatorGrid) -> float:
+    """Ground width of a north-up Mercator grid at its centre latitude (Web Mercator's
+    scale factor is 1 / cos(latitude))."""
+    lon, lat = grid.pixel_to_lonlat(np.array([grid.width / 2]), np.array([grid.height / 2]))
+    xmin, _, xmax, _ = grid.bounds_3857
+    return float((xmax - xmin) * np.cos(np.radians(float(lat[0]))) / 1000.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mercantile
 import numpy as np
@@ -22,6 +23,9 @@ from astroapp.geo.tiles import (
     lonlat_to_mercator,
     surroundings,
 )
+
+if TYPE_CHECKING:
+    from astroapp.geo.render import Camera
 
 
 @dataclass
@@ -138,3 +142,79 @@ def is_correct_localization(predicted: Footprint | None, truth: Footprint, min_i
     if predicted is None:
         return False
     return bool(predicted.iou(truth) >= min_iou)
+
+
+@dataclass
+class Condition:
+    """One cell of the real-conditions sweep: how the photo relates to its surroundings."""
+
+    ratio: float = 3.0  # surroundings width / photo footprint width
+    cloud: float = 0.0  # cloud cover fraction of the photo
+    haze: float = 0.0  # haze strength (geo.render.Augment.haze)
+    tilt: float = 0.0  # degrees off nadir
+
+    def label(self) -> str:
+        return (f"ratio {self.ratio:g}, cloud {100 * self.cloud:.0f} %, haze {self.haze:g}, "
+                f"tilt {self.tilt:g} deg")
+
+
+def condition_pair(source, cond: Condition, rng: np.random.Generator, side: int = 512,
+                   photo_side: int = 512) -> tuple[RenderedPair, Camera]:
+    """A rendered photo under `cond` and surroundings `cond.ratio` times as wide as its
+    footprint, placed at random inside them (not centred: a retrieved candidate rarely is),
+    north-up at 3*side px. The camera is drawn over land with the widest lens the tilt
+    allows below the horizon (the bundled world is coarse: wide footprints keep detail)."""
+    import math
+
+    from astroapp.geo.render import (
+        MAX_OFF_NADIR_DEG,
+        SENSOR_MM,
+        Augment,
+        focal_scale_for,
+        random_camera,
+        render_photo,
+    )
+    from astroapp.geo.tiles import MercatorGrid
+
+    scale = focal_scale_for(source)
+    half_diag = math.hypot(*SENSOR_MM) / 2
+    f_lo = scale * half_diag / math.tan(math.radians(MAX_OFF_NADIR_DEG - cond.tilt - 0.5))
+    cam = random_camera(rng, source, focal_mm=(f_lo, 1.3 * f_lo), tilt_deg=(cond.tilt, cond.tilt),
+                        max_lat=40.0)
+    aug = Augment(color=0.5, haze=(cond.haze, cond.haze), cloud_cover=(cond.cloud, cond.cloud),
+                  cloud_probability=1.0 if cond.cloud > 0 else 0.0, blur_sigma=(0.0, 0.8),
+                  noise_sigma=(0.0, 2.0))
+    render = render_photo(source, cam, photo_side, rng, augment=aug)
+    lons = [c[0] for c in render.footprint.corners]
+    lats = [c[1] for c in render.footprint.corners]
+    mx, my = lonlat_to_mercator(np.array(lons), np.array(lats))
+    extent = float(max(np.ptp(mx), np.ptp(my)))
+    width = cond.ratio * extent
+    room = max(width - extent, 0.0) / 2 * 0.9
+    cx = (mx.min() + mx.max()) / 2 + rng.uniform(-room, room)
+    cy = (my.min() + my.max()) / 2 + rng.uniform(-room, room)
+    box = (cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2)
+    grid = MercatorGrid(box, 3 * side, 3 * side)
+    surr = source.read_mercator(box, grid.width, grid.height)
+    pair = RenderedPair(render.image, render.footprint, 0, 0, 0, surr, grid, True, 0)
+    return pair, cam
+
+
+def shifted_wrong_pair(source, pair: RenderedPair, rng: np.random.Generator) -> RenderedPair:
+    """The same photo against surroundings of the same size far from its footprint (a
+    different place: certainly wrong)."""
+    from astroapp.geo.tiles import MercatorGrid
+
+    xmin, ymin, xmax, ymax = pair.grid.bounds_3857
+    width = xmax - xmin
+    for _ in range(100):
+        lon = float(rng.uniform(-180, 180))
+        lat = float(rng.uniform(-40, 40))
+        cx, cy = (float(v[0]) for v in lonlat_to_mercator(np.array([lon]), np.array([lat])))
+        box = (cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2)
+        grid = MercatorGrid(box, pair.grid.width, pair.grid.height)
+        if not grid.footprint().intersects(pair.truth):
+            surr = source.read_mercator(box, grid.width, grid.height)
+            if float(surr.std()) > 12.0:  # not open ocean
+                return RenderedPair(pair.photo, pair.truth, 0, 0, 0, surr, grid, False, 0)
+    raise RuntimeError("no far-away land surroundings found")

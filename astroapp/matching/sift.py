@@ -99,14 +99,40 @@ class SiftMatcher:
         return Features(pts, np.ascontiguousarray(desc), (w, h))
 
     def match(self, feats_a: Features, feats_b: Features) -> Matches:
-        empty = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
         if len(feats_a) < 2 or len(feats_b) < 2:
-            return empty
+            return _EMPTY
         # Unit-norm descriptors: squared distance = 2 - 2 * cosine similarity. Row-wise
         # reductions on contiguous matrices (BLAS for the products) are several times faster
         # than argpartition or column-wise argmax on the same matrix.
         da, db = feats_a.descriptors, feats_b.descriptors
-        sim = da @ db.T
+        back = (db @ da.T).argmax(axis=1) if self.mutual else None
+        return self._match_sim(da @ db.T, back, feats_a.keypoints, feats_b.keypoints)
+
+    def match_subsets(self, feats_a: Features, feats_b: Features,
+                      subsets: list[np.ndarray]) -> list[Matches]:
+        """`match(feats_a, feats_b restricted to each index array)` for many subsets of b,
+        from one similarity matrix: the window search's ratio test is local to each window,
+        but the descriptor products are computed once."""
+        if len(feats_a) < 2:
+            return [_EMPTY for _ in subsets]
+        da, db = feats_a.descriptors, feats_b.descriptors
+        sim_all = da @ db.T
+        # b's best a does not depend on which other b are in the subset: computed once.
+        back_all = (db @ da.T).argmax(axis=1) if self.mutual else None
+        out = []
+        for idx in subsets:
+            if len(idx) < 2:
+                out.append(_EMPTY)
+                continue
+            sim = sim_all[:, idx]
+            back = back_all[idx] if back_all is not None else None
+            out.append(self._match_sim(sim, back, feats_a.keypoints, feats_b.keypoints[idx]))
+        return out
+
+    def _match_sim(self, sim: np.ndarray, back: np.ndarray | None, kp_a: np.ndarray,
+                   kp_b: np.ndarray) -> Matches:
+        """Ratio test (and mutual check against `back`, b's best a) on a similarity matrix
+        a x b, which is overwritten."""
         rows = np.arange(sim.shape[0])
         best = sim.argmax(axis=1)
         s_best = sim[rows, best]
@@ -115,9 +141,11 @@ class SiftMatcher:
         d_best = np.sqrt(np.maximum(2.0 - 2.0 * s_best, 0.0))
         d_second = np.sqrt(np.maximum(2.0 - 2.0 * s_second, 0.0))
         keep = d_best < self.ratio * d_second
-        if self.mutual:
-            back = (db @ da.T).argmax(axis=1)
+        if back is not None:
             keep &= back[best] == rows
         idx_a = rows[keep]
         idx_b = best[keep]
-        return Matches(feats_a.keypoints[idx_a], feats_b.keypoints[idx_b])
+        return Matches(kp_a[idx_a], kp_b[idx_b])
+
+
+_EMPTY = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
