@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +12,14 @@ import torch
 from astroapp import config
 
 from .base import RetrievalModel
-from .weights import WeightsError, load_strict, read_state_dict, strip_prefixes
+from .weights import (
+    WeightsError,
+    build_checked,
+    load_strict,
+    parse_config,
+    read_state_dict,
+    strip_prefixes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +184,14 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, dev
                 f"  expected: {spec.what}\n  how to obtain: {spec.how_to_get}"
             )
         state, metadata = read_state_dict(path, spec.what, spec.how_to_get)
-        cfg = json.loads(metadata["config"]) if "config" in metadata else None
+        cfg = parse_config(metadata, path, spec.what, spec.how_to_get)
         arch = metadata.get("architecture")
         if arch and arch != spec.name:
             raise WeightsError(
                 f"weights file {path} is for model {arch!r}, not {spec.name!r}\n"
                 f"  expected: {spec.what}\n  how to obtain: {spec.how_to_get}"
             )
-        model = spec.build(cfg)
+        model = build_checked(spec.build, cfg, state, path, spec.what, spec.how_to_get)
         state = spec.convert(strip_prefixes(state))
         load_strict(model, state, path, spec.what, spec.how_to_get)
         model.weights_path = str(path)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -47,6 +50,85 @@ def read_state_dict(path: str | Path, what: str, how_to_get: str) -> tuple[dict[
     if not state:
         raise WeightsError(f"weights file {path} holds no tensors\n  expected: {what}\n  how to obtain: {how_to_get}")
     return state, metadata
+
+
+MAX_CONFIG_INT = 1 << 20   # any size or count in a model config (a descriptor of 1M floats)
+MAX_CONFIG_LIST = 64       # e.g. the widths of the stages
+
+
+def parse_config(metadata: dict[str, str], path: str | Path, what: str,
+                 how_to_get: str) -> dict[str, Any] | None:
+    """The `config` a weights file's metadata carries, checked before anything is built from
+    it: a JSON object of plain values (numbers, booleans, strings, short lists of them)
+    within sane bounds; anything else is a WeightsError naming the file."""
+    if "config" not in metadata:
+        return None
+
+    def bad(why: str) -> WeightsError:
+        return WeightsError(f"weights file {path} has a bad model config in its metadata "
+                            f"({why})\n  expected: {what}\n  how to obtain: {how_to_get}")
+
+    try:
+        cfg = json.loads(metadata["config"])
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise bad(f"not JSON: {str(exc)[:80]}") from exc
+    if not isinstance(cfg, dict):
+        raise bad(f"a {type(cfg).__name__}, not an object")
+
+    def check(key: str, value: Any, depth: int = 0) -> None:
+        if isinstance(value, bool) or value is None:
+            return
+        if isinstance(value, int):
+            if not -MAX_CONFIG_INT <= value <= MAX_CONFIG_INT:
+                raise bad(f"{key} = {value} is out of range")
+        elif isinstance(value, float):
+            if not math.isfinite(value) or abs(value) > MAX_CONFIG_INT:
+                raise bad(f"{key} = {value} is out of range")
+        elif isinstance(value, str):
+            if len(value) > 200:
+                raise bad(f"{key} is a string of {len(value)} characters")
+        elif isinstance(value, list) and depth == 0:
+            if len(value) > MAX_CONFIG_LIST:
+                raise bad(f"{key} has {len(value)} entries")
+            for v in value:
+                check(key, v, depth + 1)
+        else:
+            raise bad(f"{key} is a {type(value).__name__}")
+
+    for key, value in cfg.items():
+        check(str(key), value)
+    return cfg
+
+
+def build_checked(build: Callable[[dict | None], torch.nn.Module], cfg: dict[str, Any] | None,
+                  state: dict[str, torch.Tensor], path: str | Path, what: str,
+                  how_to_get: str) -> torch.nn.Module:
+    """Build the model a weights file's config describes, once that config proves to fit the
+    file: the model is first built on torch's `meta` device (no memory), and must have as
+    many parameters as the file holds; a config that does not fit the builder (a wrong type,
+    an unknown key) is a WeightsError, not a TypeError traceback or a 100 GB allocation."""
+    def bad(why: str) -> WeightsError:
+        return WeightsError(f"weights file {path} has a model config that does not fit "
+                            f"{what} ({why})\n  how to obtain: {how_to_get}")
+
+    if cfg is not None:
+        try:
+            with torch.device("meta"):
+                shadow = build(cfg)
+        except NotImplementedError:  # a builder that needs real tensors: no dry run
+            shadow = None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError,
+                RuntimeError) as exc:  # e.g. a negative size
+            raise bad(f"{type(exc).__name__}: {str(exc)[:120]}") from exc
+        if shadow is not None:
+            wanted = sum(t.numel() for t in shadow.state_dict().values())
+            stored = sum(t.numel() for t in state.values())
+            if wanted > 2 * stored + 1_000_000:
+                raise bad(f"it describes {wanted:,} parameters, the file holds {stored:,}")
+    try:
+        return build(cfg)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError) as exc:
+        raise bad(f"{type(exc).__name__}: {str(exc)[:120]}") from exc
 
 
 def _unwrap(obj: object) -> dict[str, torch.Tensor]:
