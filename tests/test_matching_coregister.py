@@ -118,9 +118,10 @@ def test_given_angle_is_applied_for_rotation_variant_matchers(scene):
     unrot = np.array([[0, -1, 512], [1, 0, 0], [0, 0, 1]], float)  # edge coords of rot90 k=1
     truth = apply_h(true_h @ unrot, edge_corners((512, 512)))
     assert np.linalg.norm(res.corners_px - truth, axis=1).max() < 2.0
-    # unknown angle: all four tried (features cached per rotation), the right one kept
+    # unknown angle: all four tried by the window search (features cached per rotation and
+    # scale), the right one kept
     res4 = coregister(prepared, surr, grid=grid, angle=None)
-    assert res4.angle == 90 and sorted(prepared._features) == [0, 1, 2, 3]
+    assert res4.angle == 90 and sorted({k for _, k in prepared._scaled}) == [0, 1, 2, 3]
     assert np.linalg.norm(res4.corners_px - truth, axis=1).max() < 2.0
 
 
@@ -136,10 +137,16 @@ def test_photo_features_computed_once(scene, matcher, monkeypatch):
         return original(image, mask=mask)
 
     monkeypatch.setattr(matcher, "features", counting)
+    per_run = []
     for _ in range(2):
+        before = len(calls)
         coregister(prepared, surr, grid=grid)
-    assert calls.count(True) == 1  # the photo (no mask) once; views (masked) each iteration
-    assert calls.count(False) == 8
+        per_run.append(len(calls) - before)
+    # the photo's features (full size and the search's scales) only in the first run; the
+    # surroundings' and the views' in each
+    photo_sets = len(prepared._features) + len(prepared._scaled)
+    assert photo_sets >= 2 and per_run[0] - per_run[1] == photo_sets
+    assert all(not unmasked for unmasked in calls)  # every image is masked (clouds, no-data)
 
 
 def test_wrong_surroundings_rejected(scene, matcher):

@@ -34,9 +34,13 @@ def _cmd_match(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if args.angle is not None and args.angle % 90 != 0:
         raise UserError(f"--angle must be 0, 90, 180 or 270, got {args.angle}")
+    hints = _hints(args)
+    if args.surroundings_km is not None and not args.surroundings_km > 0:
+        raise UserError(f"--surroundings-km must be > 0, got {args.surroundings_km:g}")
     matcher = _matcher(args.matcher)
     result = coregister(photo, surroundings, matcher=matcher, angle=args.angle, size=args.size,
-                        iterations=args.iterations)
+                        iterations=args.iterations, hints=hints,
+                        surroundings_km=args.surroundings_km)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -49,6 +53,20 @@ def _cmd_match(args: argparse.Namespace) -> int:
             corners = ", ".join(f"({x:.1f}, {y:.1f})" for x, y in result.corners_px)
             print(f"corners in surroundings px (TL, TR, BR, BL): {corners}")
     return 0
+
+
+def _hints(args: argparse.Namespace) -> Any:
+    """ViewingHints from --focal-mm/--tilt-deg/--altitude-km; out of range: UserError."""
+    from astroapp.geo.viewing import ViewingHints
+
+    if args.focal_mm is None and args.tilt_deg is None and args.altitude_km is None:
+        return None
+    try:
+        return ViewingHints.create(args.focal_mm, args.tilt_deg, args.altitude_km)
+    except ValueError as exc:
+        flag = ("--focal-mm" if "focal" in str(exc) else "--tilt-deg" if "tilt" in str(exc)
+                else "--altitude-km")
+        raise UserError(f"{flag}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- calibrate
@@ -202,6 +220,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--matcher", default="sift", help="matcher name (default: sift)")
     p.add_argument("--size", type=int, default=512, help="side S of the photo square (default 512)")
     p.add_argument("--iterations", type=int, default=4, help="homography iterations (default 4)")
+    p.add_argument("--focal-mm", type=float, default=None,
+                   help="the photo's focal length (mm, full-frame sensor): with --surroundings-km "
+                   "it sets the scale searched first; default: a pyramid of scales")
+    p.add_argument("--tilt-deg", type=float, default=None,
+                   help="camera tilt off nadir in degrees (0-80)")
+    p.add_argument("--altitude-km", type=float, default=None,
+                   help="ISS altitude in km (default 420)")
+    p.add_argument("--surroundings-km", type=float, default=None,
+                   help="ground width of SURROUNDINGS in km, if known")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_match)
 

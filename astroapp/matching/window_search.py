@@ -30,6 +30,7 @@ from astroapp.matching.geometry import apply_h, is_convex, quad_area, scale_cent
 WINDOW_FACTOR = 1.75  # window side / expected footprint side
 DEFAULT_RATIOS = (1.6, 2.6, 4.2, 6.8, 11.0)  # surroundings width / photo width, factor ~1.6
 RATIO_STEP = 1.6
+MAX_RATIO = 16.0  # a footprint smaller than this is a few pixels of the surroundings
 HINT_MARGIN = 1.35  # widen the hinted ratio range by this factor each way
 MIN_PHOTO_SIDE = 160  # px: below this a photo has too few features to seed anything
 SEARCH_SIDE = 256  # px: the photo's side at the coarse scales of the search
@@ -56,8 +57,14 @@ def ratios_for(footprint_km: tuple[float, float] | None,
     """Scale ratios (surroundings width / photo width) to search, coarse to fine."""
     if footprint_km is None or not surroundings_km or surroundings_km <= 0:
         return DEFAULT_RATIOS
-    lo = max(1.0, surroundings_km / footprint_km[1] / HINT_MARGIN)
-    hi = max(lo, surroundings_km / footprint_km[0] * HINT_MARGIN)
+    lo = surroundings_km / footprint_km[1] / HINT_MARGIN
+    hi = surroundings_km / footprint_km[0] * HINT_MARGIN
+    if hi < 1.0 or lo > MAX_RATIO:
+        # The hints put the photo outside what these surroundings can show (a wrong focal
+        # length, or imagery whose scale is not the ground's, as the bundled world's renders
+        # with their focal scaling): they say nothing here, search the whole pyramid.
+        return DEFAULT_RATIOS
+    lo, hi = max(lo, 1.0), min(hi, MAX_RATIO)
     n = max(1, math.ceil(math.log(hi / lo) / math.log(RATIO_STEP)) + 1)
     return tuple(float(r) for r in np.geomspace(lo, hi, n)) if n > 1 else (float(lo),)
 
