@@ -265,6 +265,14 @@ def _review_reason(best: CoregResult | None, best_cand: Any, tried: int, cands: 
     return "retrieval found no candidate tiles"
 
 
+def photo_hints(catalog: Any, photo: Any) -> Any:
+    """The photo's viewing hints (NASA focal length, tilt, altitude; EXIF focal length and
+    camera) for coregistration's scale search."""
+    from astroapp.geo.viewing import hints_from_metadata
+
+    return hints_from_metadata(catalog.nasa_metadata(photo.id), photo)
+
+
 def coregister_candidate(
     catalog: Any,
     photo_id: int,
@@ -309,7 +317,7 @@ def coregister_candidate(
         raise CoregCancelled()
     prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
     res = coregister(prepared, surr, grid=grid, angle=chosen.angle, iterations=iterations,
-                     cancel=cancel)
+                     cancel=cancel, hints=photo_hints(catalog, photo))
     method = dict(loc.method) if isinstance(loc.method, dict) else {}
     method.pop("tried", None)
     cal = getattr(matcher, "calibration", None)
@@ -378,6 +386,7 @@ def localize_photo(
     cands = cands[:k]
     t_rerank = time.perf_counter() - t0 - t_retrieval
     prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
+    hints = photo_hints(catalog, photo)
     best: CoregResult | None = None
     best_cand = None
     tried = 0
@@ -395,7 +404,7 @@ def localize_photo(
                                   "error": f"surroundings unavailable: {exc}"})
             continue
         res = coregister(prepared, surr, grid=grid, angle=cand.angle, iterations=iterations,
-                         cancel=cancel)
+                         cancel=cancel, hints=hints)
         per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "inliers": res.inliers,
                               "confidence": round(res.confidence, 6), "reason": res.reason,
                               "seconds": round(res.seconds, 3)})
