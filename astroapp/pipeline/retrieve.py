@@ -23,9 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from astroapp.catalog.orientation import upright
 from astroapp.index import Candidate, Region, TileIndex, embed_images
 
 log = logging.getLogger(__name__)
@@ -51,17 +49,13 @@ class RetrievalResult:
 def read_photo(path: str | Path, target: int = 0) -> np.ndarray:
     """A photo as RGB uint8 (EXIF orientation applied); a JPEG far larger than `target` px is
     decoded at a reduced scale (1/2..1/8, still >= 2 x target), which is much faster."""
+    from astroapp.matching.imageio import read_rgb
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: photo file is missing")
-    try:
-        with Image.open(path) as im:
-            if target:
-                im.draft("RGB", (2 * target, 2 * target))
-            im = upright(im)  # the catalogue's frame (astroapp.catalog.orientation)
-            return np.ascontiguousarray(np.asarray(im.convert("RGB")), dtype=np.uint8)
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from exc
+    # the one photo reader: the catalogue's (upright) frame, the import's pixel limit
+    return read_rgb(path, target)  # ImageReadError (a ValueError) names the file
 
 
 def photo_region(catalog: Any, photo_id: int,
