@@ -15,6 +15,7 @@ import torch
 from test_index_cli import _weights, tiles_folder  # noqa: F401 - the fixture is used below
 from test_index_support import BUILD_KW, GeneratedSource, make_model
 
+from astroapp.catalog import Catalog
 from astroapp.cli import main
 from astroapp.index import IndexCorruptError, TileIndex, build_index
 from astroapp.index.tile_index import verify_index
@@ -161,9 +162,18 @@ def test_cli_build_repairs_and_force_starts_over(tmp_path, tiles_folder, capsys)
     assert main(["index", "info", str(out), "--verify"]) == 0
     capsys.readouterr()
     (out / "manifest.json").write_bytes(b"\x00\xff" * 100)
-    assert main(["index", "search", str(out), str(folder / sorted(p.name for p in
-                                                                   folder.glob("*.jpg"))[0])]) == 2
+    photo = folder / sorted(p.name for p in folder.glob("*.jpg"))[0]
+    assert main(["index", "search", str(out), str(photo)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json" in err and "index build" in err
+    cat = tmp_path / "cat.sqlite"
+    with Catalog(cat) as catalog:
+        pid = catalog.add_photo(path=photo, sha256="a" * 64)
+    assert main(["--catalog", str(cat), "localize", "--index", str(out), "--model",
+                 "astroapp-small", "--weights", w0]) == 2  # refuses to start
+    err = capsys.readouterr().err
+    assert "manifest.json" in err and "index build" in err
+    with Catalog(cat) as catalog:
+        assert catalog.get_photo(pid).status == "new"  # nothing marked failed
     assert main([*args, "--force"]) == 0
     assert "12 tiles (12 new, 12 embedded" in capsys.readouterr().out
