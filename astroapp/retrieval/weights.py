@@ -54,6 +54,8 @@ def read_state_dict(path: str | Path, what: str, how_to_get: str) -> tuple[dict[
 
 MAX_CONFIG_INT = 1 << 20   # any size or count in a model config (a descriptor of 1M floats)
 MAX_CONFIG_LIST = 64       # e.g. the widths of the stages
+MAX_INPUT_SIDE = 4096      # the network's input image (EarthLoc 320, AstroLoc 322 px)
+MAX_DESCRIPTOR_DIM = 65_536
 
 
 def parse_config(metadata: dict[str, str], path: str | Path, what: str,
@@ -121,6 +123,12 @@ def build_checked(build: Callable[[dict | None], torch.nn.Module], cfg: dict[str
                 RuntimeError) as exc:  # e.g. a negative size
             raise bad(f"{type(exc).__name__}: {str(exc)[:120]}") from exc
         if shadow is not None:
+            sides = tuple(getattr(shadow, "input_size", ()) or ())
+            if any(not isinstance(v, int) or not 8 <= v <= MAX_INPUT_SIDE for v in sides):
+                raise bad(f"input size {sides}: each side must be 8..{MAX_INPUT_SIDE} px")
+            dim = getattr(shadow, "descriptor_dim", 1)
+            if not isinstance(dim, int) or not 1 <= dim <= MAX_DESCRIPTOR_DIM:
+                raise bad(f"descriptor size {dim}: must be 1..{MAX_DESCRIPTOR_DIM}")
             wanted = sum(t.numel() for t in shadow.state_dict().values())
             stored = sum(t.numel() for t in state.values())
             if wanted > 2 * stored + 1_000_000:
