@@ -112,6 +112,7 @@ def build_index(
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     if chunk_size % batch_size:
         chunk_size = max(batch_size, (chunk_size // batch_size) * batch_size)
+    adapt_vocabulary(model, out, sources, seed)
     fp = fingerprint or model_fingerprint(model, weights)
     load_size = int(load_size or max(int(s) for s in model.input_size))
     report = BuildReport(out_dir=out)
@@ -192,6 +193,39 @@ def build_index(
     report.completed = True
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def adapt_vocabulary(model: Any, out: Path, sources: Sequence[Any], seed: int = 0) -> None:
+    """Give an index-adapted model (sift-vlad) its vocabulary: the one stored with the index
+    when there is one (a resumed or extended build reuses it), else one learned from an even
+    sample of the sources' tiles and written atomically before any tile is embedded. Other
+    models are left as they are."""
+    from astroapp.retrieval.sift_vlad import FIT_SAMPLE, VOCABULARY_FILE, SiftVlad
+
+    if not isinstance(model, SiftVlad):
+        return
+    path = out / VOCABULARY_FILE
+    if path.is_file():
+        model.load_vocabulary(path)
+        return
+    if (out / "tiles.sqlite").is_file():
+        return  # another model's index: the fingerprint check refuses it
+    refs = [(src, ref) for src in sources for ref in src.tiles()]
+    if not refs:
+        return
+    step = max(1, len(refs) // FIT_SAMPLE)
+    images = []
+    side = max(int(v) for v in model.input_size)
+    for src, ref in refs[::step][:FIT_SAMPLE]:
+        try:
+            images.append(np.ascontiguousarray(src.load(ref, size=side), dtype=np.uint8))
+        except Exception as exc:  # noqa: BLE001 - an unreadable tile is left out of the sample
+            log.debug("vocabulary sample: tile %s unreadable: %s", ref.tile_id, exc)
+    t0 = time.perf_counter()
+    model.fit(images, seed=seed)
+    model.save_vocabulary(out)
+    log.info("sift-vlad vocabulary learned from %d tiles in %.1f s", len(images),
+             time.perf_counter() - t0)
 
 
 def _recover_refs(store: TileStore, by_source: dict[str, Any], missing: list[int],

@@ -54,11 +54,16 @@ def model_device_dtype(model: Any) -> tuple[torch.device, torch.dtype]:
 def embed_rotations(model: Any, batch: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """(B,3,H,W) -> (B,4,D) float32: descriptors at 0/90/180/270 degrees counter-clockwise.
 
-    Rotations are exact tensor rotations (torch.rot90), one forward pass of 4B images.
+    Rotations are exact tensor rotations (torch.rot90), one forward pass of 4B images. A
+    rotation-invariant model (`rotation_invariant = True`, e.g. sift-vlad) is run once and its
+    descriptor stored at all four rotations (the index format keeps four slots per tile).
     """
     device, dtype = model_device_dtype(model)
     x = batch.to(device=device, dtype=dtype, non_blocking=True)
     b = x.shape[0]
+    if getattr(model, "rotation_invariant", False):
+        d = torch.nn.functional.normalize(model(x).float(), dim=1).cpu()
+        return d[:, None, :].expand(b, len(ANGLES), d.shape[1]).contiguous()
     rots = torch.cat([torch.rot90(x, k=a // 90, dims=(2, 3)) for a in ANGLES], dim=0)
     if channels_last:
         rots = rots.contiguous(memory_format=torch.channels_last)

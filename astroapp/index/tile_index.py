@@ -33,6 +33,9 @@ from astroapp.index.store import (
     tiles_digest,
 )
 
+# A zoom fits a photo when its blocks are at most this factor wider or narrower than the
+# photo's expected ground width (EarthLoc's zooms are a factor 2 apart: 1-2 zooms fit).
+ZOOM_FIT = 2.5
 # Below this many allowed vectors a region query is answered exactly by a direct scan of them.
 SUBSET_SCAN_MAX = 400_000
 
@@ -44,6 +47,20 @@ def make_footprint(corners: Sequence[Sequence[float]]) -> Any:
     except ImportError:
         return tuple((float(c[0]), float(c[1])) for c in corners)
     return Footprint.from_list([list(c) for c in corners])
+
+
+def _adapt(model: Any, folder: Path, fp: ModelFingerprint) -> None:
+    """An index-adapted model (sift-vlad) takes the vocabulary stored with the index (unless
+    it holds that one already)."""
+    from astroapp.retrieval.sift_vlad import adapt_to_index
+
+    if fp.name != getattr(model, "name", None) or fp.weights_sha256 == getattr(
+            model, "weights_sha256", None):
+        return
+    try:
+        adapt_to_index(model, folder)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"{folder}: {exc}: rebuild the index") from exc
 
 
 @dataclass(frozen=True)
@@ -221,6 +238,7 @@ class TileIndex:
         self._centre_lat = np.array([r[7] for r in tiles], dtype=np.float64)
         self._radius = np.array([r[8] for r in tiles], dtype=np.float64)
         self._valid = np.array([r[9] == "ok" for r in tiles], dtype=bool)
+        self._zoom_array = np.array([-1 if z is None else int(z) for z in self._zoom], dtype=int)
         self._fp_cache: dict[int, Any] = {}
 
     # --- opening ---------------------------------------------------------------------------
@@ -243,6 +261,8 @@ class TileIndex:
             raise IndexNotFoundError(f"no tile index in {folder}{hint}")
         manifest = read_manifest(folder)
         fp = fingerprint_from_manifest(manifest)
+        if model is not None:
+            _adapt(model, folder, fp)
         if fingerprint is None and model is not None:
             fingerprint = model_fingerprint(model, weights)
         if fingerprint is not None:
@@ -272,6 +292,10 @@ class TileIndex:
             raise IndexCorruptError(f"{folder}: unknown faiss index type {finfo['type']!r}")
         return cls(folder, manifest, searcher, tiles, vectors)
 
+    def adapt_model(self, model: Any) -> None:
+        """Give an index-adapted model (sift-vlad) this index's vocabulary; others: no-op."""
+        _adapt(model, self.folder, self.fingerprint)
+
     # --- info ----------------------------------------------------------------------------
     @property
     def index_type(self) -> str:
@@ -296,18 +320,59 @@ class TileIndex:
             self._fp_cache[i] = fp
         return fp
 
-    def tiles_in_region(self, region: Region) -> np.ndarray:
-        """Ids of (successfully embedded) tiles whose footprint may reach into the circle."""
-        d = haversine_km(region.lon, region.lat, self._centre_lon, self._centre_lat)
-        return np.nonzero((d <= region.radius_km + self._radius) & self._valid)[0]
+    def tiles_in_region(self, region: Region | None,
+                        width_km: tuple[float, float] | None = None) -> np.ndarray:
+        """Ids of (successfully embedded) tiles whose footprint may reach into the circle
+        (any tile without one) and, with `width_km` (the photo's expected ground width, min
+        and max), of the zooms whose blocks fit it (`fitting_zooms`)."""
+        keep = self._valid.copy()
+        if region is not None:
+            d = haversine_km(region.lon, region.lat, self._centre_lon, self._centre_lat)
+            keep &= d <= region.radius_km + self._radius
+        if width_km is not None:
+            zooms = self.fitting_zooms(width_km, np.nonzero(keep)[0])
+            if zooms is not None:
+                keep &= np.isin(self._zoom_array, list(zooms))
+        return np.nonzero(keep)[0]
+
+    def block_width_km(self, tiles: np.ndarray) -> np.ndarray:
+        """Ground width (km, east-west at the tile's centre) of the given tiles' blocks."""
+        return 2.0 * self._radius[tiles] / np.sqrt(2.0)
+
+    def fitting_zooms(self, width_km: tuple[float, float],
+                      tiles: np.ndarray | None = None) -> set[int] | None:
+        """The zooms (among `tiles`, default all) whose blocks fit a photo `width_km` wide:
+        block width within a factor ZOOM_FIT of the range, else the single closest zoom.
+        None when the tiles have no zoom (then no zoom is excluded)."""
+        tiles = np.nonzero(self._valid)[0] if tiles is None else tiles
+        zooms = self._zoom_array[tiles]
+        have = zooms >= 0
+        if not have.any():
+            return None
+        lo, hi = max(float(width_km[0]), 1e-3), max(float(width_km[1]), 1e-3)
+        widths = self.block_width_km(tiles[have])
+        out: set[int] = set()
+        best: tuple[float, int] | None = None
+        for z in np.unique(zooms[have]):
+            w = float(np.median(widths[zooms[have] == z]))
+            if lo / ZOOM_FIT <= w <= hi * ZOOM_FIT:
+                out.add(int(z))
+            gap = abs(np.log(w / np.sqrt(lo * hi)))
+            if best is None or gap < best[0]:
+                best = (gap, int(z))
+        return out or ({best[1]} if best is not None else None)
 
     # --- search --------------------------------------------------------------------------
     def search(self, descriptors: np.ndarray, k: int = 10,
-               region: Region | Sequence[Region | None] | None = None) -> list[list[Candidate]]:
+               region: Region | Sequence[Region | None] | None = None,
+               width_km: Sequence[tuple[float, float] | None] | None = None,
+               ) -> list[list[Candidate]]:
         """Per query, the top-k distinct tiles (each at its best rotation), best first.
 
         `descriptors`: (N, D) query descriptors (L2-normalised here). `region`: one circle for
         all queries or one per query (None = no prior); tiles outside are never returned.
+        `width_km`: per query, the photo's expected ground width (min, max) or None: only the
+        zooms whose blocks fit it are searched (see `fitting_zooms`).
         """
         q = np.asarray(descriptors, dtype=np.float32)
         if q.ndim == 1:
@@ -329,14 +394,17 @@ class TileIndex:
             regions = list(region)
             if len(regions) != n:
                 raise ValueError(f"{len(regions)} regions for {n} queries")
+        widths = list(width_km) if width_km is not None else [None] * n
+        if len(widths) != n:
+            raise ValueError(f"{len(widths)} photo widths for {n} queries")
         out: list[list[Candidate]] = [[] for _ in range(n)]
-        free = [i for i in range(n) if regions[i] is None]
+        free = [i for i in range(n) if regions[i] is None and widths[i] is None]
         if free:
             for i, cands in zip(free, self._search_all(q[free], k), strict=True):
                 out[i] = cands
         for i in range(n):
-            if regions[i] is not None:
-                out[i] = self._search_region(q[i], k, regions[i])
+            if i not in free:
+                out[i] = self._search_tiles(q[i], k, self.tiles_in_region(regions[i], widths[i]))
         return out
 
     def _fold(self, scores: np.ndarray, labels: np.ndarray, k: int) -> list[Candidate]:
@@ -375,8 +443,7 @@ class TileIndex:
             kk = min(total, kk * 4)
         return [r or [] for r in results]
 
-    def _search_region(self, q: np.ndarray, k: int, region: Region) -> list[Candidate]:
-        tiles = self.tiles_in_region(region)
+    def _search_tiles(self, q: np.ndarray, k: int, tiles: np.ndarray) -> list[Candidate]:
         if tiles.size == 0:
             return []
         labels = (tiles[:, None] * N_ROT + np.arange(N_ROT)).ravel()

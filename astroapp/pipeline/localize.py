@@ -14,6 +14,7 @@ previous status within about a second (the cancel event is polled between iterat
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -165,7 +166,14 @@ def display_frame(photo: Any, image: np.ndarray) -> tuple[int, int] | None:
     return int(h), int(w)  # EXIF orientation turned the stored pixels a quarter turn
 
 
-def _resolve_model(model: Any, weights: Any = None) -> Any:
+def _resolve_model(model: Any, weights: Any = None, index_dir: Any = None) -> Any:
+    if model is None and index_dir and not weights:  # the model the index was built with
+        from astroapp.index.manifest import read_manifest
+
+        try:
+            model = read_manifest(Path(getattr(index_dir, "folder", index_dir)))["model"]["name"]
+        except Exception:  # noqa: BLE001 - no readable manifest: opening the index says why
+            model = None
     if model is None or isinstance(model, str):
         from astroapp.retrieval import load_model
 
@@ -363,13 +371,18 @@ def localize_photo(
     With a `reranker`, its shortlist is retrieved and verified geometrically first; the
     best `k` of the new order are kept and coregistered in that order.
     """
-    from astroapp.pipeline.retrieve import read_photo, retrieve_candidates
+    from astroapp.pipeline.retrieve import SearchPrior, photo_prior, read_photo, retrieve_candidates
 
     t0 = time.perf_counter()
     photo = catalog.get_photo(photo_id)
     if photo is None:
         raise KeyError(f"no photo with id {photo_id} in the catalogue")
-    shortlist = max(k, reranker.shortlist) if reranker is not None else k
+    shortlist = k
+    if reranker is not None:  # verify every tile of a small search area, else the shortlist
+        prior = photo_prior(catalog, photo_id) if use_prior else SearchPrior()
+        n_area = (len(index.tiles_in_region(prior.region, prior.width_km))
+                  if prior.region is not None else len(index))
+        shortlist = max(k, reranker.budget(n_area))
     found = retrieve_candidates(catalog, [photo_id], index, model, k=shortlist,
                                 use_prior=use_prior, store=False)
     if not found or found[0].error:
@@ -380,7 +393,10 @@ def localize_photo(
     t_retrieval = time.perf_counter() - t0
     image = read_photo(photo.path, 2 * size)
     if reranker is not None and cands:
-        cands = reranker.rerank(image, cands, tile_reader(sources, reranker.size), cancel=cancel)
+        width = found[0].width_km
+        cands = reranker.rerank(image, cands, tile_reader(sources, reranker.size), cancel=cancel,
+                                photo_width_km=math.sqrt(width[0] * width[1]) if width else None,
+                                budget=shortlist)
         if cancel is not None and cancel.is_set():
             raise CoregCancelled()
     cands = cands[:k]
@@ -485,7 +501,7 @@ def localize_photos(
     t0 = time.perf_counter()
     ids = [int(p) for p in photo_ids]
     summary = LocalizeSummary()
-    model = _resolve_model(model, weights)
+    model = _resolve_model(model, weights, index_dir)
     index = _resolve_index(index_dir, model)
     matcher = _resolve_matcher(matcher)
     sources = SourceCache(index)

@@ -36,6 +36,8 @@ DEFAULT_SHORTLIST = 100
 DEFAULT_SIZE = 256
 MIN_INLIERS = 8  # below this a tile counts as unverified (chosen on training places)
 STOP_INLIERS = 40  # verification stops at a tile this sure (wrong tiles: <= 13 on renders)
+VERIFY_ALL = 250  # a search area with at most this many tiles is verified in full
+MAX_SCALE = 4.0   # verification enlarges the finer image by at most this factor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,15 +78,44 @@ def verified_order(inliers: Sequence[int], min_inliers: int = MIN_INLIERS) -> np
     return np.lexsort((np.arange(len(key)), -key))
 
 
-def tile_reader(sources: Any, size: int) -> Callable[[Any], np.ndarray]:
-    """`read_tile` for a tile index's candidates: the tile from its source, north-up, size x size.
+def tile_reader(sources: Any, size: int) -> Callable[..., np.ndarray]:
+    """`read_tile` for a tile index's candidates: the tile from its source, north-up, size x size
+    (`read_tile(cand, side)` reads it at another side).
 
     `sources`: the index's `SourceCache` (or the index itself, whose sources are then opened)."""
     from astroapp.pipeline.localize import SourceCache, candidate_tile
 
     if not isinstance(sources, SourceCache):
         sources = SourceCache(sources)
-    return lambda cand: candidate_tile(sources.get(cand.source_id), cand, size)
+    return lambda cand, side=size: candidate_tile(sources.get(cand.source_id), cand, side)
+
+
+def tile_width_km(cand: Any) -> float | None:
+    """Ground width of a candidate tile (km, along its top and bottom edges, averaged)."""
+    fp = cand.footprint
+    c = np.asarray(fp.corners if hasattr(fp, "corners") else fp, dtype=np.float64)
+    if c.shape != (4, 2):
+        return None
+    from astroapp.index.region import haversine_km
+
+    top = float(haversine_km(c[0, 0], c[0, 1], c[1:2, 0], c[1:2, 1])[0])
+    bottom = float(haversine_km(c[3, 0], c[3, 1], c[2:3, 0], c[2:3, 1])[0])
+    return (top + bottom) / 2 or None
+
+
+def scale_sides(size: int, photo_km: float | None, tile_km: float | None) -> tuple[int, int]:
+    """(photo side, tile side) in px that put a photo `photo_km` wide and a tile `tile_km`
+    wide at about the same ground resolution: the finer one is enlarged (up to MAX_SCALE
+    times `size`, in half-`size` steps so features are shared), never shrunk below `size`."""
+    if not photo_km or not tile_km:
+        return size, size
+    r = photo_km / tile_km
+
+    def side(f: float) -> int:
+        f = min(max(f, 1.0), MAX_SCALE)
+        return int(round(2 * f)) * size // 2
+
+    return side(r), side(1.0 / r)
 
 
 class Reranker:
@@ -114,8 +145,9 @@ class Reranker:
         return {"matcher": self.matcher.name, "size": self.size, "shortlist": self.shortlist,
                 "min_inliers": self.min_inliers, "stop_inliers": self.stop_inliers}
 
-    def features(self, image: np.ndarray) -> Features:
-        return self.matcher.features(resize_square(image, self.size, upscale=cv2.INTER_CUBIC))
+    def features(self, image: np.ndarray, side: int | None = None) -> Features:
+        side = side or self.size
+        return self.matcher.features(resize_square(image, side, upscale=cv2.INTER_CUBIC))
 
     def tile_features(self, key: Hashable, load: Callable[[], np.ndarray]) -> Features:
         feats = self._cache.get(key)
@@ -128,12 +160,20 @@ class Reranker:
             self._cache.move_to_end(key)
         return feats
 
-    def verify_all(self, photo: Features, keys: Sequence[Hashable], load: Callable[[int], np.ndarray],
+    def budget(self, n_tiles: int) -> int:
+        """How many tiles to verify when the search area holds `n_tiles`: all of them when
+        they are few (`VERIFY_ALL`), else the shortlist."""
+        return max(self.shortlist, n_tiles) if n_tiles <= VERIFY_ALL else self.shortlist
+
+    def verify_all(self, photo: Features | Callable[[int], tuple[Features, int]],
+                   keys: Sequence[Hashable], load: Callable[[int], np.ndarray],
                    cancel: Any = None) -> list[Verification | None]:
         """Verify tiles in the given order (`load(i)`: tile i's RGB image, when not cached).
 
-        None for tiles left unverified: after a cancel, or once a tile reached `stop_inliers`
-        (a sure match: the rest cannot beat it in practice). An unreadable tile verifies as 0.
+        `photo`: the photo's features, or `photo(i)` -> (features, side) for tile i (the photo
+        at the scale of that tile). None for tiles left unverified: after a cancel, or once a
+        tile reached `stop_inliers` (a sure match: the rest cannot beat it in practice). An
+        unreadable tile verifies as 0.
         """
         out: list[Verification | None] = [None] * len(keys)
         for i, key in enumerate(keys):
@@ -145,20 +185,44 @@ class Reranker:
                 log.warning("re-ranking: tile %s unavailable: %s", key, exc)
                 out[i] = Verification(0, None)
                 continue
-            out[i] = v = verify(self.matcher, photo, tile, self.size)
+            feats, side = photo(i) if callable(photo) else (photo, self.size)
+            out[i] = v = verify(self.matcher, feats, tile, side)
             if self.stop_inliers and v.inliers >= self.stop_inliers:
                 break
         return out
 
     def rerank(self, photo: np.ndarray | Features, candidates: Sequence[Any],
-               read_tile: Callable[[Any], np.ndarray], cancel: Any = None) -> list[Any]:
+               read_tile: Callable[..., np.ndarray], cancel: Any = None, *,
+               photo_width_km: float | None = None, budget: int | None = None) -> list[Any]:
         """The candidates (index `Candidate`s) of one photo, verified ones first, ranks
         renumbered; a verified candidate's angle comes from its homography. Only the first
-        `shortlist` are verified (`Candidate.inliers` None for the others)."""
-        feats = photo if isinstance(photo, Features) else self.features(photo)
-        head = list(candidates[: self.shortlist])
-        results = self.verify_all(feats, [(c.source_id, c.tile_id) for c in head],
-                                  lambda i: read_tile(head[i]), cancel)
+        `budget` (default: `shortlist`) are verified (`Candidate.inliers` None for the others).
+
+        With `photo_width_km` (the photo's expected ground width) and the photo as an image,
+        each tile is verified at the photo's scale (`scale_sides`): a photo 5x finer than a
+        block is matched against the block enlarged, not against 256 px of it;
+        `read_tile(cand, side)` then reads the tile at that side."""
+        head = list(candidates[: budget or self.shortlist])
+        keys: list[Hashable] = [(c.source_id, c.tile_id) for c in head]
+        if isinstance(photo, Features) or not photo_width_km:
+            feats = photo if isinstance(photo, Features) else self.features(photo)
+            results = self.verify_all(feats, keys, lambda i: read_tile(head[i]), cancel)
+        else:
+            sides = [scale_sides(self.size, photo_width_km, tile_width_km(c)) for c in head]
+            keys = [(*key, ts) for key, (_ps, ts) in zip(keys, sides, strict=True)]
+            photo_feats: dict[int, Features] = {}
+
+            def photo_at(i: int) -> tuple[Features, int]:
+                ps = sides[i][0]
+                if ps not in photo_feats:
+                    photo_feats[ps] = self.features(photo, ps)
+                return photo_feats[ps], ps
+
+            def load(i: int) -> np.ndarray:
+                ts = sides[i][1]
+                return read_tile(head[i]) if ts == self.size else read_tile(head[i], ts)
+
+            results = self.verify_all(photo_at, keys, load, cancel)
         results += [None] * (len(candidates) - len(head))
         order = verified_order([v.inliers if v else 0 for v in results], self.min_inliers)
         out = []

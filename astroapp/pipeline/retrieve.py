@@ -38,6 +38,7 @@ class RetrievalResult:
     candidates: list[Candidate] = field(default_factory=list)
     localization_id: int | None = None   # the catalogue row holding the candidates
     region: Region | None = None         # the geographic prior used, if any
+    width_km: tuple[float, float] | None = None  # the photo's expected ground width, if known
     error: str | None = None             # why this photo could not be processed
     seconds: float = 0.0
 
@@ -80,6 +81,26 @@ def photo_region(catalog: Any, photo_id: int,
         return None
 
 
+@dataclass(frozen=True)
+class SearchPrior:
+    """What the catalogue says about where to search for a photo: the circle around its
+    nadir and its expected ground width (km, min-max; picks the zooms that fit)."""
+
+    region: Region | None = None
+    width_km: tuple[float, float] | None = None
+
+
+def photo_prior(catalog: Any, photo_id: int,
+                max_tilt_deg: float = DEFAULT_MAX_TILT_DEG) -> SearchPrior:
+    """The photo's search circle (`photo_region`) and expected ground width from NASA's focal
+    length, tilt and altitude or the photo's EXIF focal length (`geo.viewing`)."""
+    from astroapp.geo.viewing import hints_from_metadata
+
+    width = hints_from_metadata(catalog.nasa_metadata(photo_id),
+                                catalog.get_photo(photo_id)).ground_width_km()
+    return SearchPrior(photo_region(catalog, photo_id, max_tilt_deg), width)
+
+
 def retrieve_candidates(
     catalog: Any,
     photo_ids: Sequence[int],
@@ -104,7 +125,9 @@ def retrieve_candidates(
     """
     if not isinstance(index, TileIndex):
         index = TileIndex.open(index, model=model)
-    elif index.fingerprint.name != getattr(model, "name", index.fingerprint.name) or (
+    else:
+        index.adapt_model(model)
+    if index.fingerprint.name != getattr(model, "name", index.fingerprint.name) or (
             index.dim != int(model.descriptor_dim)):
         from astroapp.index.manifest import model_fingerprint
         index.fingerprint.check_same(model_fingerprint(model), f"the index in {index.folder}")
@@ -141,12 +164,15 @@ def retrieve_candidates(
                 log.warning("photo %s: %s", pid, exc)
         if ok_ids:
             desc = embed_images(model, images, batch_size=batch_size)
-            regions = [photo_region(catalog, pid, max_tilt_deg) if use_prior else None
-                       for pid in ok_ids]
-            found = index.search(desc, k=k, region=regions)
+            priors = [photo_prior(catalog, pid, max_tilt_deg) if use_prior else SearchPrior()
+                      for pid in ok_ids]
+            found = index.search(desc, k=k, region=[p.region for p in priors],
+                                 width_km=[p.width_km for p in priors])
             per_photo = (time.perf_counter() - t0) / len(ok_ids)
-            for pid, cands, reg in zip(ok_ids, found, regions, strict=True):
-                res = RetrievalResult(pid, cands, region=reg, seconds=per_photo)
+            for pid, cands, prior in zip(ok_ids, found, priors, strict=True):
+                reg = prior.region
+                res = RetrievalResult(pid, cands, region=reg, width_km=prior.width_km,
+                                      seconds=per_photo)
                 if store:
                     res.localization_id = _store(catalog, pid, cands, reg, method, per_photo)
                 results.append(res)

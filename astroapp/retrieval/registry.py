@@ -38,6 +38,11 @@ ASTROLOC_HOW = (
     "AstroLoc's weights were not public at the time of writing: when released, pass the "
     "checkpoint with --weights or copy it to models/{name}.safetensors"
 )
+SIFT_VLAD = "sift-vlad"
+SIFT_VLAD_HOW = (
+    "nothing to obtain: its vocabulary is learned from the index's own tiles at `astroapp index "
+    "build --model sift-vlad` and stored with the index (vocabulary.safetensors)"
+)
 BUNDLED_HOW = (
     "the file ships with astroapp in models/; rebuild it with `astroapp model train` "
     "(or `python -m astroapp.retrieval.train`)"
@@ -53,6 +58,7 @@ class ModelSpec:
     default_files: tuple[str, ...]
     convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] = field(default=lambda s: s)
     aliases: tuple[str, ...] = ()
+    weight_free: bool = False  # needs no file: learns from each index's own tiles
 
 
 def _build_bundled(cfg: dict | None) -> RetrievalModel:
@@ -64,6 +70,12 @@ def _build_bundled(cfg: dict | None) -> RetrievalModel:
     cfg = full
     return SmallRetrievalNet(cfg["widths"], cfg["descriptor_dim"], cfg["input_size"],
                              bool(cfg.get("input_norm", False)))
+
+
+def _build_sift_vlad(cfg: dict | None) -> RetrievalModel:
+    from .sift_vlad import DEFAULT_CONFIG, SiftVlad
+
+    return SiftVlad(**dict(DEFAULT_CONFIG, **(cfg or {})))
 
 
 def _build_earthloc(cfg: dict | None) -> RetrievalModel:
@@ -101,6 +113,16 @@ SPECS: dict[str, ModelSpec] = {
         _build_bundled,
         ("astroapp-small.safetensors",),
         aliases=("bundled", "default"),
+    ),
+    SIFT_VLAD: ModelSpec(
+        SIFT_VLAD,
+        "sift-vlad (RootSIFT + VLAD 64 words + PCA-whitening, 256-D, 512x512 input; vocabulary "
+        "learned from each index's own tiles, rotation invariant)",
+        SIFT_VLAD_HOW,
+        _build_sift_vlad,
+        (),
+        aliases=("vlad",),
+        weight_free=True,
     ),
     "earthloc": ModelSpec(
         "earthloc",
@@ -173,7 +195,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None, dev
     (and the user data dir); "random" builds the architecture with random weights.
     """
     spec = get_spec(name)
-    if isinstance(weights, str) and weights == RANDOM:
+    if (isinstance(weights, str) and weights == RANDOM) or (spec.weight_free and weights is None):
         model = spec.build(None)
     else:
         path = Path(weights) if weights is not None else default_weights(spec.name)

@@ -1,0 +1,221 @@
+"""sift-vlad: a training-free descriptor adapted to each index's own tiles.
+
+RootSIFT features (DoG keypoints, each described at its dominant orientation, so the whole
+descriptor is rotation invariant) are aggregated with VLAD (Jegou et al. 2010): the residuals
+of each feature to its nearest visual word, summed per word, power- and intra-normalised.
+The visual words and a PCA-whitening projection are learned at index build time from a sample
+of the index's own tiles (`fit`), and stored with the index (`vocabulary.safetensors`), so
+the same imagery that the photos are searched in defines the vocabulary: nothing is trained
+elsewhere and nothing is downloaded. Works on any imagery where SIFT finds texture (real
+Sentinel-2 blocks: fields, rivers, relief, coastlines).
+
+    model = load_model("sift-vlad")                # unfitted: no vocabulary yet
+    model.fit(sample_tiles)                        # or model.load_vocabulary(index_dir)
+    desc = model(preprocess(images, model))        # (B, dim), unit norm
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import RetrievalModel
+
+log = logging.getLogger(__name__)
+
+NAME = "sift-vlad"
+VOCABULARY_FILE = "vocabulary.safetensors"
+DEFAULT_CONFIG = {"words": 64, "dim": 256, "input_size": 512, "max_features": 1500}
+FIT_SAMPLE = 400          # tiles sampled to learn the words and the projection
+FIT_FEATURES = 200_000    # local features kept for k-means
+
+
+class VocabularyMissingError(RuntimeError):
+    """The descriptor was used before its vocabulary was learned or loaded."""
+
+
+class SiftVlad(RetrievalModel):
+    """RootSIFT -> VLAD over `words` visual words -> PCA-whitening to `dim` -> L2.
+
+    Input: the usual (B,3,H,W) batch from `preprocess` (mean 0, std 1: pixels / 255), so it
+    plugs into every embedding path; it is turned back into 8-bit grey for SIFT here.
+    """
+
+    rotation_invariant = True   # one pass per tile: the 4 stored rotations share the vector
+
+    def __init__(self, words: int = 64, dim: int = 256, input_size: int = 512,
+                 max_features: int = 1500) -> None:
+        super().__init__()
+        from astroapp.matching.sift import SiftMatcher
+
+        self.name = NAME
+        self.words, self.descriptor_dim = int(words), int(dim)
+        self.input_size = (int(input_size), int(input_size))
+        self.mean = (0.0, 0.0, 0.0)
+        self.std = (1.0, 1.0, 1.0)
+        self.config = {"words": self.words, "dim": self.descriptor_dim,
+                       "input_size": int(input_size), "max_features": int(max_features)}
+        self._sift = SiftMatcher(max_features=int(max_features), clahe=True)
+        full = self.words * 128
+        self.register_buffer("centroids", torch.zeros(self.words, 128))
+        self.register_buffer("pca_mean", torch.zeros(full))
+        self.register_buffer("projection", torch.zeros(self.descriptor_dim, full))
+        self.register_buffer("fitted", torch.zeros(1))
+        self.weights_sha256: str | None = None
+
+    # --- device: a model without parameters ---------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.centroids.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @property
+    def is_fitted(self) -> bool:
+        return bool(self.fitted.item() > 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.embed_numpy(_to_uint8(x)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)
+
+    # --- the descriptor -----------------------------------------------------------------
+    def local_features(self, image: np.ndarray) -> np.ndarray:
+        """(N, 128) RootSIFT descriptors of one RGB uint8 image."""
+        return self._sift.features(image).descriptors
+
+    def raw_vlad(self, desc: np.ndarray, centroids: np.ndarray | None = None) -> np.ndarray:
+        """Power- and intra-normalised VLAD (words x 128 values), L2-normalised."""
+        c = self.centroids.detach().cpu().float().numpy() if centroids is None else centroids
+        k = c.shape[0]
+        v = np.zeros((k, desc.shape[1]), dtype=np.float32)
+        if len(desc):
+            d2 = (desc ** 2).sum(1)[:, None] - 2 * desc @ c.T + (c ** 2).sum(1)[None]
+            nn = d2.argmin(axis=1)
+            np.add.at(v, nn, desc - c[nn])
+        v = np.sign(v) * np.sqrt(np.abs(v))
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        v = v.ravel()
+        return v / max(float(np.linalg.norm(v)), 1e-12)
+
+    def embed_numpy(self, images: Iterable[np.ndarray]) -> np.ndarray:
+        """(B, dim) float32 unit descriptors of RGB uint8 images (any size)."""
+        if not self.is_fitted:
+            raise VocabularyMissingError(
+                "the sift-vlad descriptor has no vocabulary yet: it is learned from an index's "
+                "own tiles when the index is built (`astroapp index build ... --model "
+                "sift-vlad`) and loaded with the index")
+        c = self.centroids.detach().cpu().float().numpy()
+        mean = self.pca_mean.detach().cpu().float().numpy()
+        proj = self.projection.detach().cpu().float().numpy()
+        out = []
+        for img in images:
+            v = (self.raw_vlad(self.local_features(img), c) - mean) @ proj.T
+            out.append(v / max(float(np.linalg.norm(v)), 1e-12))
+        if not out:
+            return np.zeros((0, self.descriptor_dim), dtype=np.float32)
+        return np.stack(out).astype(np.float32)
+
+    # --- learning the vocabulary --------------------------------------------------------
+    def fit(self, images: Iterable[np.ndarray], seed: int = 0) -> None:
+        """Learn the visual words (k-means on RootSIFT) and the PCA-whitening projection
+        (on the sample's VLADs) from tiles of the index being built."""
+        import faiss
+
+        from .base import resize_rgb
+
+        side = self.input_size
+        per_image = [self.local_features(resize_rgb(im, side)) for im in images]
+        per_image = [d for d in per_image if len(d)]
+        if len(per_image) < 2:
+            raise ValueError("too few tiles with texture to learn a sift-vlad vocabulary "
+                             f"({len(per_image)}); the index needs textured imagery")
+        rng = np.random.default_rng(seed)
+        pool = np.concatenate(per_image).astype(np.float32)
+        if len(pool) > FIT_FEATURES:
+            pool = pool[rng.choice(len(pool), FIT_FEATURES, replace=False)]
+        if len(pool) < self.words * 4:
+            raise ValueError(f"too few local features ({len(pool)}) to learn {self.words} "
+                             "visual words; the index needs more (or more textured) tiles")
+        km = faiss.Kmeans(128, self.words, niter=25, seed=seed, verbose=False)
+        km.train(np.ascontiguousarray(pool))
+        c = km.centroids.astype(np.float32)
+        vlads = np.stack([self.raw_vlad(d, c) for d in per_image])
+        mean = vlads.mean(axis=0)
+        _u, s, vt = np.linalg.svd(vlads - mean, full_matrices=False)
+        keep = min(self.descriptor_dim, vt.shape[0])
+        proj = np.zeros((self.descriptor_dim, vt.shape[1]), dtype=np.float32)
+        # whitening with the square root of the spread: equalises the components without
+        # inflating the noisy smallest ones (a sample of a few hundred tiles)
+        scale = 1.0 / np.sqrt(np.maximum(s[:keep], 1e-6) / max(s[0], 1e-6))
+        proj[:keep] = vt[:keep] * scale[:, None]
+        with torch.no_grad():
+            self.centroids.copy_(torch.from_numpy(c))
+            self.pca_mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+            self.projection.copy_(torch.from_numpy(proj))
+            self.fitted.fill_(1.0)
+
+    # --- stored with the index ----------------------------------------------------------
+    def save_vocabulary(self, folder: str | Path) -> Path:
+        """Write the vocabulary atomically into an index folder; returns its path."""
+        from safetensors.torch import save_file
+
+        from astroapp.atomic import atomic_path
+        from astroapp.index.manifest import sha256_file
+
+        path = Path(folder) / VOCABULARY_FILE
+        state = {k: v.detach().cpu().float().contiguous() for k, v in self.state_dict().items()}
+        meta = {"architecture": NAME, "config": json.dumps(self.config)}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata=meta)
+        self.weights_sha256 = sha256_file(path)
+        self.weights_path = str(path)
+        return path
+
+    def load_vocabulary(self, path: str | Path) -> None:
+        """Load a vocabulary file (or the one in an index folder); raises ValueError when it
+        does not fit this configuration."""
+        from safetensors import SafetensorError, safe_open
+
+        from astroapp.index.manifest import sha256_file
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / VOCABULARY_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no sift-vlad vocabulary (the index was built "
+                                    "with another model, or its build never started)")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
+        except (SafetensorError, OSError) as exc:
+            raise ValueError(f"{path}: unreadable sift-vlad vocabulary ({exc})") from exc
+        cfg = json.loads(meta.get("config", "{}"))
+        if meta.get("architecture") != NAME or cfg != self.config:
+            raise ValueError(f"{path}: a vocabulary for {meta.get('architecture')} {cfg}, not "
+                             f"for {NAME} {self.config}")
+        self.load_state_dict(state)
+        self.weights_sha256 = sha256_file(path)
+        self.weights_path = str(path)
+
+
+def _to_uint8(x: torch.Tensor) -> list[np.ndarray]:
+    """A (B,3,H,W) batch of pixels / 255 back to RGB uint8 images."""
+    arr = x.detach().float().cpu().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return list(arr.permute(0, 2, 3, 1).contiguous().numpy())
+
+
+def adapt_to_index(model: object, folder: str | Path) -> None:
+    """Give an index-adapted model (sift-vlad) the vocabulary stored with `folder`'s index;
+    other models are left as they are."""
+    if isinstance(model, SiftVlad):
+        model.load_vocabulary(folder)
