@@ -117,12 +117,14 @@ def _short(text: str | None, n: int = 40) -> str:
     return text if len(text) <= n else text[:n] + f"... ({len(text)} characters)"
 
 
-def _records(lines: list[str], dialect: Any) -> Iterator[tuple[int, list[str] | None, str | None]]:
-    """(line number, fields, None) per CSV record, or (line, None, reason) for a line that is
-    not valid CSV. Lines are parsed one by one (strictly), so one bad quote costs one row,
-    never the rows after it: a quote left open joins the following lines only when that
-    gives a well-formed record (a field legitimately spanning lines)."""
-    i = 0
+def _records(lines: list[str], dialect: Any, start: int = 0, n_fields: int | None = None
+             ) -> Iterator[tuple[int, list[str] | None, str | None]]:
+    """(line number, fields, None) per CSV record from line index `start`, or (line, None,
+    reason) for a line that is not valid CSV. Lines are parsed one by one (strictly), so one
+    bad quote costs one row, never the rows after it: a quote left open joins the following
+    lines only when that gives a well-formed record of exactly `n_fields` fields (a field
+    legitimately spanning lines)."""
+    i = start
     while i < len(lines):
         line_no = i + 1
         if not lines[i].strip():
@@ -130,13 +132,14 @@ def _records(lines: list[str], dialect: Any) -> Iterator[tuple[int, list[str] | 
             continue
         fields, error = _parse(lines[i], dialect)
         used = 1
-        if error == _OPEN_QUOTE:
+        if error == _OPEN_QUOTE and n_fields is not None:
             for extra in range(1, MAX_RECORD_LINES):
                 if i + extra >= len(lines):
                     break
                 joined, err = _parse("".join(lines[i : i + extra + 1]), dialect)
                 if err is None:
-                    fields, error, used = joined, None, extra + 1
+                    if joined is not None and len(joined) == n_fields:
+                        fields, error, used = joined, None, extra + 1
                     break
                 if err != _OPEN_QUOTE:
                     break
@@ -177,26 +180,34 @@ def import_nasa_csv(catalog: Catalog, csv_path: str | Path) -> NasaCsvReport:
     photo untouched; blank cells never overwrite stored values.
     """
     csv_path = Path(csv_path)
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        lines = fh.readlines()
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+            lines = fh.readlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{csv_path} is not UTF-8 text (byte {exc.start}): export or save "
+                         "it as UTF-8 (or ASCII) CSV") from exc
     sample = "".join(lines[:200])[:8192]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    records = _records(lines, dialect)
     headers: list[str] = []
-    for line_no, fields, error in records:
+    for line_no, fields, error in _records(lines, dialect):
         if error is not None:
             raise ValueError(f"line {line_no}: the header is not valid CSV ({error})")
         headers = [h.strip() for h in fields or []]
         break
+    else:
+        line_no = 0
+    records = _records(lines, dialect, line_no, len(headers))
     cols = _map_columns(headers)
     has_mrf = all(k in cols for k in ("mission", "roll", "frame"))
     if "nasa_id" not in cols and not has_mrf:
         raise ValueError(
             f"{csv_path}: no photo id column (expected one of photo_id, MRF, id, ... or "
-            f"mission+roll+frame); columns are: {', '.join(_short(h) for h in headers) or 'none'}"
+            f"mission+roll+frame); columns are: "
+            f"{', '.join(_short(h) for h in headers[:20]) or 'none'}"
+            + (f" and {len(headers) - 20} more" if len(headers) > 20 else "")
         )
     position = {h: j for j, h in enumerate(headers)}
     report = NasaCsvReport()
