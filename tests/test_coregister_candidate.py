@@ -11,7 +11,7 @@ from PIL import Image
 from astroapp.catalog import Catalog
 from astroapp.catalog.importer import import_paths
 from astroapp.geo.sources.base import open_source
-from astroapp.geo.tiles import block_id
+from astroapp.geo.tiles import block_id, mercator_to_lonlat
 from astroapp.pipeline.localize import candidate_surroundings, coregister_candidate
 
 TILE = (6, 26, 34)  # a zoom-6 block over the Sahara: textured, well inside the world
@@ -45,6 +45,11 @@ def test_chosen_candidate_of_a_large_photo_stores_file_pixel_gcps(tmp_path):
     assert photo_after.status == "localized" and stored.method["chosen_by"] == "ana"
     gcps = np.array(stored.gcps)
     assert gcps[:, 0].max() == W and gcps[:, 1].max() == H  # file pixels, not the decode's
+    # the stored homography (photo px -> EPSG:3857 m) takes the photo's corners to the
+    # stored footprint's corners
+    m = np.array([[0, 0, 1], [W, 0, 1], [W, H, 1], [0, H, 1]], float) @ np.array(stored.homography).T
+    lon, lat = mercator_to_lonlat(m[:, 0] / m[:, 2], m[:, 1] / m[:, 2])
+    assert np.abs(np.column_stack([lon, lat]) - np.array(stored.footprint)).max() < 1e-6
     # the photo's corners land on the block it was cut from (within a few percent)
     lon0, lat0 = grid.pixel_to_lonlat(448, 512)
     top_left = gcps[(gcps[:, 0] == 0) & (gcps[:, 1] == 0)][0]
