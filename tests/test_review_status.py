@@ -104,3 +104,35 @@ def test_export_dialog_says_whether_accepted_includes_automatic(qtbot):
     both = [label for label, st in EXPORT_SCOPES if st and set(st) == {"accepted", "localized"}]
     assert both and "auto-accepted" in both[0]
     assert None in scopes.values()
+
+
+def test_v5_refits_old_homographies_to_web_mercator(tmp_path):
+    """Rows written before the stored homography was photo px -> EPSG:3857 get it refitted
+    from their GCPs: the photo's corners then land on the stored footprint."""
+    import numpy as np
+
+    from astroapp.geo.tiles import mercator_to_lonlat
+
+    path = tmp_path / "v3.sqlite"
+    _v3_catalogue(path)
+    w, h = 800, 600
+    truth = np.array([[2e3, 30.0, 1.1e6], [-25.0, -1.9e3, 2.4e6], [1e-5, 2e-5, 1.0]])
+    xs, ys = np.meshgrid(np.linspace(0, w, 5), np.linspace(0, h, 5))
+    m = np.column_stack([xs.ravel(), ys.ravel(), np.ones(25)]) @ truth.T
+    lon, lat = mercator_to_lonlat(m[:, 0] / m[:, 2], m[:, 1] / m[:, 2])
+    gcps = np.column_stack([xs.ravel(), ys.ravel(), lon, lat]).tolist()
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("UPDATE localizations SET homography = ?, gcps = ?, method = ? WHERE photo_id = 1",
+                (json.dumps(np.eye(3).tolist()), json.dumps(gcps), json.dumps({"size": 512})))
+    con.execute("UPDATE localizations SET homography = ? WHERE photo_id = 2",
+                (json.dumps(np.eye(3).tolist()),))  # no GCPs: left as it was
+    con.close()
+    with Catalog(path) as cat:
+        fitted = np.array(cat.latest_localization(1).homography)
+        method = cat.latest_localization(1).method
+        untouched = cat.latest_localization(2)
+    assert method["homography"].endswith("EPSG:3857 m") and method["size"] == 512
+    corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], float)
+    got, want = corners @ fitted.T, corners @ truth.T
+    assert np.abs(got[:, :2] / got[:, 2:] - want[:, :2] / want[:, 2:]).max() < 1e-3  # metres
+    assert untouched.homography == np.eye(3).tolist() and "homography" not in (untouched.method or {})

@@ -210,8 +210,70 @@ def _v4_review_status(con: sqlite3.Connection) -> None:
     )
 
 
+GROUND_HOMOGRAPHY = "photo px (edge coordinates) -> EPSG:3857 m"  # method["homography"]
+
+
+def _v5_ground_homography(con: sqlite3.Connection) -> None:
+    """Stored homographies become photo px -> EPSG:3857 metres (they mapped to a surroundings
+    grid that was never stored). Each is refitted from the row's own GCPs (photo px ->
+    lon/lat, exact under that projective mapping); a row without usable GCPs keeps its
+    matrix and has no `method.homography` note, which says what it is."""
+    import math
+
+    import numpy as np
+
+    rows = con.execute("SELECT id, method, gcps FROM localizations "
+                       "WHERE homography IS NOT NULL AND gcps IS NOT NULL").fetchall()
+    for loc_id, method_text, gcps_text in rows:
+        try:
+            pts = np.asarray([list(g)[:4] for g in json.loads(gcps_text)], dtype=float)
+            method = json.loads(method_text) if method_text else {}
+        except (TypeError, ValueError):
+            continue
+        if (pts.ndim != 2 or pts.shape[1] != 4 or len(pts) < 4 or not np.isfinite(pts).all()
+                or not isinstance(method, dict) or np.abs(pts[:, 3]).max() >= 85.06):
+            continue
+        lon = pts[:, 2] + 360.0 * np.round((pts[0, 2] - pts[:, 2]) / 360.0)  # antimeridian
+        radius = 6378137.0
+        mx = radius * np.radians(lon)
+        my = radius * np.log(np.tan(math.pi / 4 + np.radians(pts[:, 3]) / 2))
+        hmat = _fit_projective(pts[:, :2], np.column_stack([mx, my]))
+        if hmat is None:
+            continue
+        method["homography"] = GROUND_HOMOGRAPHY
+        con.execute("UPDATE localizations SET homography = ?, method = ? WHERE id = ?",
+                    (json.dumps(hmat.tolist()), json.dumps(method), loc_id))
+
+
+def _fit_projective(src: Any, dst: Any) -> Any:
+    """Least-squares homography src -> dst (normalised DLT); None when degenerate."""
+    import numpy as np
+
+    def norm(p: Any) -> Any:
+        shift = p.mean(axis=0)
+        scale = float(np.abs(p - shift).max()) or 1.0
+        return np.array([[1 / scale, 0, -shift[0] / scale], [0, 1 / scale, -shift[1] / scale],
+                         [0, 0, 1.0]])
+
+    ts, td = norm(src), norm(dst)
+    a = (ts @ np.column_stack([src, np.ones(len(src))]).T).T
+    b = (td @ np.column_stack([dst, np.ones(len(dst))]).T).T
+    rows = []
+    for (x, y, _), (u, v, _) in zip(a, b, strict=True):
+        rows.append([-x, -y, -1, 0, 0, 0, u * x, u * y, u])
+        rows.append([0, 0, 0, -x, -y, -1, v * x, v * y, v])
+    _, sing, vt = np.linalg.svd(np.asarray(rows))
+    if sing[-2] < 1e-12:
+        return None
+    hmat = np.linalg.inv(td) @ vt[-1].reshape(3, 3) @ ts
+    if abs(hmat[2, 2]) < 1e-15:
+        return None
+    return hmat / hmat[2, 2]
+
+
 # MIGRATIONS[i] brings a catalogue from user_version i to i + 1. Append only; never edit.
-MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [_V1, _V2, _V3, _v4_review_status]
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    _V1, _V2, _V3, _v4_review_status, _v5_ground_homography]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

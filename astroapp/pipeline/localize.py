@@ -225,8 +225,9 @@ def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, can
     reviewer's chosen candidate. `homography` is photo px -> EPSG:3857 metres, GCPs and
     correspondences are photo px -> lon/lat (EPSG:4326), in the displayed (EXIF-upright)
     frame of the photo file."""
-    method = {**method, "homography": "photo px (edge coordinates) -> EPSG:3857 m",
-              "gcps": "photo px -> EPSG:4326 lon/lat"}
+    from astroapp.catalog.db import GROUND_HOMOGRAPHY
+
+    method = {**method, "homography": GROUND_HOMOGRAPHY, "gcps": "photo px -> EPSG:4326 lon/lat"}
     values: dict[str, Any] = {
         "method": method,
         "timings": timings,
