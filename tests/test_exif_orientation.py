@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image, ImageOps
+from test_matching_coregister import _texture
 
 from astroapp.catalog import Catalog
 from astroapp.catalog.importer import import_paths
@@ -27,17 +28,6 @@ SURR = 1536
 # photo px (edge coordinates) -> surroundings px: scale 0.9, centred
 TRUE_H = np.array([[0.9, 0.0, SURR / 2 - 0.9 * W / 2], [0.0, 0.9, SURR / 2 - 0.9 * H / 2],
                    [0.0, 0.0, 1.0]])
-
-
-def _texture(side: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = np.zeros((side, side, 3), np.float32)
-    for cells, weight in ((6, 1.0), (20, 0.9), (64, 0.7), (200, 0.5)):
-        grid = rng.random((cells, cells, 3), dtype=np.float32)
-        img += weight * cv2.resize(grid, (side, side), interpolation=cv2.INTER_CUBIC)
-    img -= img.min()
-    img *= 255.0 / img.max()
-    return img.astype(np.uint8)
 
 
 def _jpeg_with_orientation(upright: np.ndarray, orientation: int) -> bytes:
