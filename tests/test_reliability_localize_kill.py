@@ -59,6 +59,8 @@ def setup(tmp_path, tiles_folder):  # noqa: F811
 
 def test_sigkill_mid_localize_then_the_next_run_takes_the_photo_up(setup):
     db, ids, cmd = setup
+    with Catalog(db) as cat:
+        cat.set_status(ids[1], "localized")  # one photo to localize: keeps the test short
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 180
     try:
@@ -115,3 +117,28 @@ def test_only_rows_without_a_live_worker_are_released(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_gui_localize_all_takes_up_a_photo_a_dead_worker_left(qtbot, setup):
+    from astroapp.gui.main_window import MainWindow
+    from astroapp.gui.settings import AppSettings
+
+    db, ids, cmd = setup
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with Catalog(db) as cat:
+        cat.set_status(ids[0], "localizing",
+                       f"localizing: pid {dead.pid} (start 1) on {socket.gethostname()}")
+        cat.set_status(ids[1], "localized")
+    weights = cmd[cmd.index("--weights") + 1]
+    index = cmd[cmd.index("--index") + 1]
+    win = MainWindow(db, settings=AppSettings(model="astroapp-small", weights=weights,
+                                              index_dir=index, device="cpu"))
+    qtbot.addWidget(win)
+    win.show()
+    assert win.localize_all() is not None
+    assert win.job_ids == [ids[0]]
+    qtbot.waitUntil(lambda: win.job is None, timeout=300_000)
+    with Catalog(db) as cat:
+        photo = cat.get_photo(ids[0])
+        assert photo.status != "localizing" and cat.latest_localization(ids[0]) is not None
