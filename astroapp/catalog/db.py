@@ -37,8 +37,8 @@ class CatalogReadOnlyError(CatalogError):
 
 
 def _is_readonly(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY", "SQLITE_READONLY_DIRECTORY") \
-        or "readonly database" in str(exc)
+    name = getattr(exc, "sqlite_errorname", "")
+    return name.startswith("SQLITE_READONLY") or "readonly database" in str(exc)
 
 
 def utc_now() -> str:

@@ -110,7 +110,8 @@ class TileStore:
         self.folder = Path(folder)
         self.path = self.folder / TILES_DB
         if not create and not self.path.is_file():
-            raise IndexCorruptError(f"{self.path} is missing: the index folder is incomplete", part="tiles")
+            raise IndexCorruptError(f"{self.path} is missing: the index folder is incomplete",
+                                    part="tiles")
         if create:
             self.folder.mkdir(parents=True, exist_ok=True)
             (self.folder / CHUNKS_DIR).mkdir(exist_ok=True)
@@ -123,7 +124,8 @@ class TileStore:
                 self.db.executescript(SCHEMA)
             self.db.execute("SELECT count(*) FROM tiles").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise IndexCorruptError(f"{self.path} is not a readable tile table: {exc}", part="tiles") from exc
+            raise IndexCorruptError(f"{self.path} is not a readable tile table: {exc}",
+                                    part="tiles") from exc
 
     def close(self) -> None:
         self.db.close()

@@ -94,7 +94,8 @@ def check_faiss_file(path: Path, finfo: dict[str, Any]) -> None:
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise IndexCorruptError(f"{path} is missing: the index is damaged; {REBUILD_HINT}", part="faiss") from None
+        raise IndexCorruptError(f"{path} is missing: the index is damaged; {REBUILD_HINT}",
+                                part="faiss") from None
     if "size_bytes" in finfo and st.st_size != finfo["size_bytes"]:
         raise IndexCorruptError(
             f"{path} has {st.st_size} bytes, the manifest says {finfo['size_bytes']} (truncated "
@@ -129,7 +130,8 @@ def _read_tile_table(folder: Path, manifest: dict[str, Any]) -> tuple[list[tuple
     expected = manifest.get("tiles_sha256")
     if expected and tiles_digest(tiles) != expected:
         raise IndexCorruptError(f"{folder / TILES_DB} does not match the manifest (its tile "
-                                f"rows changed): the index is damaged; {REBUILD_HINT}", part="tiles")
+                                f"rows changed): the index is damaged; {REBUILD_HINT}",
+                                part="tiles")
     return tiles, chunks
 
 
@@ -150,15 +152,18 @@ def verify_index(folder: str | Path) -> dict[str, Any]:
         if expected is not None:
             if info.file not in expected:
                 raise IndexCorruptError(f"descriptor chunk {folder / info.file} is not in the "
-                                        f"manifest: the index is damaged; {REBUILD_HINT}", part="chunks")
+                                        f"manifest: the index is damaged; {REBUILD_HINT}",
+                                        part="chunks")
             try:
                 digest = sha256_file(folder / info.file)
             except OSError as exc:
                 raise IndexCorruptError(f"descriptor chunk {folder / info.file} cannot be read "
-                                        f"({exc.strerror or exc}); {REBUILD_HINT}", part="chunks") from exc
+                                        f"({exc.strerror or exc}); {REBUILD_HINT}",
+                                        part="chunks") from exc
             if digest != expected[info.file]:
                 raise IndexCorruptError(f"descriptor chunk {folder / info.file} does not match "
-                                        f"the manifest (sha256 differs); {REBUILD_HINT}", part="chunks")
+                                        f"the manifest (sha256 differs); {REBUILD_HINT}",
+                                        part="chunks")
         load_chunk(folder, info, dim)
     covered = sum(c.count for c in chunks)
     if manifest["faiss"]["type"] == "ivfpq" and covered != len(tiles):
@@ -169,7 +174,8 @@ def verify_index(folder: str | Path) -> dict[str, Any]:
             make_footprint(json.loads(row[3]))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise IndexCorruptError(f"tile {row[2]} in {folder / TILES_DB} has a damaged "
-                                    f"footprint ({str(exc)[:80]}); {REBUILD_HINT}", part="tiles") from exc
+                                    f"footprint ({str(exc)[:80]}); {REBUILD_HINT}",
+                                    part="tiles") from exc
     return manifest
 
 
@@ -316,7 +322,8 @@ class TileIndex:
             except (ValueError, TypeError, KeyError, IndexError) as exc:
                 raise IndexCorruptError(
                     f"tile {self._tile_id[i]} in {self.folder / TILES_DB} has a damaged "
-                    f"footprint ({str(exc)[:80]}): the index is damaged; {REBUILD_HINT}", part="tiles") from exc
+                    f"footprint ({str(exc)[:80]}): the index is damaged; {REBUILD_HINT}",
+                                        part="tiles") from exc
             self._fp_cache[i] = fp
         return fp
 
