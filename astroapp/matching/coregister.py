@@ -259,10 +259,11 @@ def fit_homography(matches: Matches, max_iters: int = 2000) -> tuple[np.ndarray,
 
 def _iterate(
     photo: PreparedPhoto, k: int, surr: np.ndarray, iterations: int, cancel: Any = None,
-    start: np.ndarray | None = None,
+    start: np.ndarray | None = None, min_first: int = 0,
 ) -> _Attempt:
     """The iterative loop from `start` (view / photo square centres -> surroundings 3S
-    centres; default the central tile)."""
+    centres; default the central tile). A first step with fewer than `min_first` inliers
+    ends the attempt (the next views would follow a chance homography)."""
     size = photo.size
     feats_q = photo.features(k)
     # Start from the central tile: surroundings (3S) -> view is a shift by -S.
@@ -293,6 +294,8 @@ def _iterate(
             return _Attempt(k, 0, None, empty, empty, "no homography found", per_iter)
         h, inl = fit
         per_iter.append(int(inl.sum()))
+        if len(per_iter) == 1 and per_iter[0] < min_first:
+            return _Attempt(k, per_iter[0], None, empty, empty, "too few inliers", per_iter)
         h_total = h_total @ h
         h_total /= h_total[2, 2]
         quad = apply_h(h_total, square)
@@ -332,7 +335,7 @@ def coregister(
     `hints` (focal length, tilt, altitude) and the surroundings' ground width (from `grid`,
     else `surroundings_km`) set the scales the first step searches; without them it
     searches a pyramid of scales. `search=False` starts from the central tile only
-    (EarthMatch's original loop).
+    (EarthMatch's original loop), as do matchers without `match_subsets`.
     """
     from astroapp.matching.calibration import calibration_for
     from astroapp.matching.registry import get_matcher
@@ -364,6 +367,9 @@ def coregister(
             raise ValueError(f"angle must be a multiple of 90 degrees, got {angle}")
         ks = [(int(angle) // 90) % 4]
     attempts: list[_Attempt] = []
+    # The search matches against a hundred windows or more: only for matchers that match
+    # many windows from one descriptor product (SIFT); a learned matcher pays per window.
+    search = search and window_search.searchable(matcher)
     if search:
         ratios = window_search.ratios_for(
             hints.ground_width_km() if hints is not None else None,
@@ -374,7 +380,10 @@ def coregister(
         if seed is not None:
             attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel, start=seed.homography))
     if not any(a.h_square is not None and a.inliers >= calibration.threshold for a in attempts):
-        attempts += [_iterate(prepared, k, surr, iterations, cancel) for k in ks]
+        # EarthMatch's central start, for what the search missed; after a search, a start
+        # whose first step finds less than a seed would is not pursued.
+        first = window_search.MIN_SEED_INLIERS if search else 0
+        attempts += [_iterate(prepared, k, surr, iterations, cancel, min_first=first) for k in ks]
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
 

@@ -52,6 +52,11 @@ class Seed:
     k: int = 0
 
 
+def searchable(matcher: Matcher) -> bool:
+    """Whether the matcher matches many windows from one descriptor product (cheaply)."""
+    return callable(getattr(matcher, "match_subsets", None))
+
+
 def ratios_for(footprint_km: tuple[float, float] | None,
                surroundings_km: float | None) -> tuple[float, ...]:
     """Scale ratios (surroundings width / photo width) to search, coarse to fine."""
@@ -76,14 +81,6 @@ def windows(side: int, ratio: float) -> list[tuple[float, float, float]]:
     n = 1 if w >= side else math.ceil((side - w) / (w / 2)) + 1
     starts = np.linspace(0.0, side - w, n)
     return [(float(x), float(y), w) for y in starts for x in starts]
-
-
-def subset(feats: Features, keep: np.ndarray) -> Features:
-    """The features selected by `keep` (bool mask or indices); per-keypoint extras follow."""
-    n = len(feats)
-    extra = {k: (v[keep] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v)
-             for k, v in feats.extra.items()}
-    return Features(feats.keypoints[keep], feats.descriptors[keep], feats.image_size, extra)
 
 
 def tiled_features(matcher: Matcher, image: np.ndarray, tile: int,
@@ -188,11 +185,5 @@ def search(
 
 def _match_windows(matcher: Matcher, fq: Features, fs: Features,
                    members: list[np.ndarray]) -> list[Matches]:
-    """Matches of the photo against each window's features: in one go when the matcher can
-    (`match_subsets`), else window by window."""
-    many = getattr(matcher, "match_subsets", None)
-    if many is not None:
-        return many(fq, fs, members)
-    empty = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
-    return [matcher.match(fq, subset(fs, idx))
-            if len(idx) >= MIN_MATCHES else empty for idx in members]
+    """Matches of the photo against each window's features, from one descriptor product."""
+    return matcher.match_subsets(fq, fs, members)  # type: ignore[attr-defined]
