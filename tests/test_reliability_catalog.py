@@ -80,6 +80,11 @@ def test_symlink_loop_is_recorded_as_failed_and_the_folder_goes_on(tmp_path):
     proc = cli("--catalog", str(tmp_path / "cat2.sqlite"), "import", str(folder))
     no_traceback(proc)
     assert proc.returncode == 0 and "1 added" in proc.stdout and "3 failed" in proc.stdout
+    proc = cli("--catalog", str(tmp_path / "cat3.sqlite"), "import", str(folder / "a.jpg"),
+               str(folder / "c.jpg"))  # a loop named on the command line: recorded too
+    no_traceback(proc)
+    assert proc.returncode == 0 and "1 added" in proc.stdout and "1 failed" in proc.stdout
+    assert "symbolic link loop" in proc.stderr
 
 
 def test_two_processes_importing_the_same_roll(tmp_path):

@@ -52,7 +52,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     from astroapp.catalog.importer import ImportReport, iter_import
 
-    missing = [str(p) for p in args.paths if not Path(p).expanduser().exists()]
+    missing = [str(p) for p in args.paths
+               if not Path(p).expanduser().exists() and not Path(p).expanduser().is_symlink()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
     with open_catalog(args, write=True) as catalog:
