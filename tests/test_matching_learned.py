@@ -61,6 +61,12 @@ def test_adapters_with_random_weights_give_matcher_shapes(build):
     assert matches.points_b[:, 0].max() < 80.5  # only into the masked-in half
     if not isinstance(matcher, LoftrMatcher):  # sparse: matches are detected keypoints
         assert set(map(tuple, matches.points_a)) <= set(map(tuple, feats.keypoints))
+        # The window search's batch form: one pass, split by window (index or bool members).
+        whole = matcher.match(feats, feats)
+        west = feats.keypoints[:, 0] < 80
+        parts = matcher.match_subsets(feats, feats, [np.flatnonzero(west), ~west])
+        assert sum(len(p) for p in parts) == len(whole) > 0
+        assert parts[0].points_b[:, 0].max() < 80 <= parts[1].points_b[:, 0].min()
     assert matcher.rotation_invariant is False and matcher.settings()
 
 
@@ -136,3 +142,34 @@ def test_weights_that_do_not_fit_are_refused(tmp_path, monkeypatch):
     torch.save(DiskLightGlue(device="cpu").lightglue.state_dict(), tmp_path / "sift_lightglue.pth")
     with pytest.raises(MatcherUnavailable, match="does not fit LightGlue for SIFT"):
         get_matcher("lightglue-sift")
+
+
+def test_loftr_windows_and_tiles():
+    from astroapp.matching.base import Features
+    from astroapp.matching.window_search import tiled_features
+
+    matcher = LoftrMatcher(confidence=0.0, device="cpu")
+    img = _image(128, 128)
+    whole = matcher.features(img)
+    west = whole.keypoints[:, 0] < 60  # a window of cells: the maps stay, its cells restrict
+    left = Features(whole.keypoints[west], whole.descriptors[west], whole.image_size, whole.extra)
+    matches = matcher.match(whole, left)
+    assert len(matches) > 0 and matches.points_b[:, 0].max() < 64
+    tiled = tiled_features(matcher, img, 64, matcher.features)  # merged tiles carry no maps
+    assert len(tiled) > 0 and len(matcher.match(whole, tiled)) == 0
+
+
+@pytest.mark.parametrize("build", [
+    lambda: DiskLightGlue(max_keypoints=128, device="cpu"),
+    lambda: SiftLightGlue(max_keypoints=128, device="cpu"),
+    lambda: LoftrMatcher(device="cpu"),
+], ids=["lightglue-disk", "lightglue-sift", "loftr"])
+def test_coregistration_runs_and_never_auto_accepts_uncalibrated(build):
+    """Window search (LightGlue's one-pass match_subsets; LoFTR's fallback) and the loop."""
+    from astroapp.matching import coregister
+
+    matcher = build()
+    surr = _image(288, 288, seed=2)
+    result = coregister(surr[96:192, 96:192], surr, matcher=matcher, size=96, angle=0)
+    assert result.matcher == matcher.name and result.threshold >= 10**6
+    assert result.accepted is False

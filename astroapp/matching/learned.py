@@ -63,6 +63,11 @@ def _inside(mask: np.ndarray | None, pts: np.ndarray) -> np.ndarray:
     return mask[y, x] > 0
 
 
+def _cells(pts: np.ndarray, stride: int, cols: int) -> np.ndarray:
+    """Index of the coarse grid cell (`stride` px, `cols` per row) nearest to each point."""
+    return (np.rint(pts[:, 1] / stride) * cols + np.rint(pts[:, 0] / stride)).astype(np.int64)
+
+
 def load_weights(module, path: Path, what: str, how_to_get: str,
                  rename: Callable[[dict], dict] | None = None) -> None:
     """Load a published checkpoint into `module` (weights_only), refusing one that does not fit.
@@ -147,15 +152,36 @@ class _LightGlueBase:
                 side[key] = torch.from_numpy(feats.extra[key])[None].to(self.device)
         return side
 
-    def match(self, feats_a: Features, feats_b: Features) -> Matches:
+    def _match_indices(self, feats_a: Features, feats_b: Features) -> np.ndarray:
+        """(M, 2) indices of matched keypoints of a and b."""
         import torch
 
         if len(feats_a) < 2 or len(feats_b) < 2:
-            return Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
+            return np.zeros((0, 2), np.int64)
         with torch.inference_mode():
             out = self.lightglue({"image0": self._side(feats_a), "image1": self._side(feats_b)})
-        idx = out["matches"][0].cpu().numpy()
+        return out["matches"][0].cpu().numpy()
+
+    def match(self, feats_a: Features, feats_b: Features) -> Matches:
+        idx = self._match_indices(feats_a, feats_b)
         return Matches(feats_a.keypoints[idx[:, 0]], feats_b.keypoints[idx[:, 1]])
+
+    def match_subsets(self, feats_a: Features, feats_b: Features,
+                      members: list[np.ndarray]) -> list[Matches]:
+        """Matches of a into each subset (window) of b's keypoints, from one LightGlue pass.
+
+        The window search asks for dozens of windows per scale; a transformer pass per
+        window would cost minutes on a CPU. LightGlue sees whole images anyway (its
+        attention is global), so one pass against all of b, split by window, is its
+        natural form.
+        """
+        idx = self._match_indices(feats_a, feats_b)
+        out = []
+        for sel in members:
+            sel = np.flatnonzero(sel) if sel.dtype == bool else sel
+            inside = idx[np.isin(idx[:, 1], sel)]
+            out.append(Matches(feats_a.keypoints[inside[:, 0]], feats_b.keypoints[inside[:, 1]]))
+        return out
 
 
 class DiskLightGlue(_LightGlueBase):
@@ -204,6 +230,7 @@ class SiftLightGlue(_LightGlueBase):
         super().__init__(filter_threshold, device)
         self.max_keypoints = max_keypoints
         self._sift = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=0.02)
+        self.clahe = True  # equalises itself (coregistration then adds no CLAHE of its own)
         self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))  # haze, as in SiftMatcher
 
     def settings(self) -> dict:
@@ -232,8 +259,12 @@ class SiftLightGlue(_LightGlueBase):
 class LoftrMatcher:
     """LoFTR (outdoor): dense matching on a 1/8 grid refined at 1/2 resolution.
 
-    Detector-free, so `features` caches the backbone's feature maps of the image (the photo's
-    are computed once per coregistration) and reports the coarse grid as its keypoints.
+    Detector-free, so `features` caches the backbone's feature maps of the whole image (the
+    photo's are computed once per coregistration) and reports the coarse grid cells as its
+    keypoints. A subset of those cells (a window of the surroundings) keeps the maps and
+    restricts the matches to its cells. Features merged from tiles cannot carry the maps:
+    matching them gives no matches, so coregistration's window search finds no seed with
+    LoFTR and falls back to EarthMatch's loop from the central tile.
     """
 
     name = "loftr"
@@ -280,14 +311,26 @@ class LoftrMatcher:
         empty = Matches(np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32))
         if len(feats_a) < 2 or len(feats_b) < 2:
             return empty
+        if "maps" not in feats_a.extra or "maps" not in feats_b.extra:
+            return empty  # merged from tiles: no whole-image maps to match (see the class doc)
         with torch.inference_mode():
             out = self.loftr({"features0": feats_a.extra["maps"], "features1": feats_b.extra["maps"]})
         conf = out["confidence"].float().cpu().numpy()
         pa = out["keypoints0"].float().cpu().numpy().astype(np.float32)
         pb = out["keypoints1"].float().cpu().numpy().astype(np.float32)
-        keep = (conf >= self.confidence) & _inside(feats_a.extra.get("mask"), pa) & _inside(
-            feats_b.extra.get("mask"), pb)
+        keep = ((conf >= self.confidence) & _inside(feats_a.extra.get("mask"), pa)
+                & _inside(feats_b.extra.get("mask"), pb)
+                & self._in_cells(feats_a, pa) & self._in_cells(feats_b, pb))
         return Matches(np.ascontiguousarray(pa[keep]), np.ascontiguousarray(pb[keep]))
+
+    def _in_cells(self, feats: Features, pts: np.ndarray) -> np.ndarray:
+        """Which points fall in the coarse cells that `feats` kept (all, for a whole image)."""
+        stride = self.loftr.config["resolution"][0]
+        w, h = feats.image_size
+        cols = -(-w // stride)
+        if len(feats) == cols * -(-h // stride):
+            return np.ones(len(pts), bool)
+        return np.isin(_cells(pts, stride, cols), _cells(feats.keypoints, stride, cols))
 
 
 @dataclass(frozen=True)
