@@ -64,7 +64,8 @@ def test_adapters_with_random_weights_give_matcher_shapes(build):
         # The window search's batch form: one pass, split by window (index or bool members).
         whole = matcher.match(feats, feats)
         west = feats.keypoints[:, 0] < 80
-        parts = matcher.match_subsets(feats, feats, [np.flatnonzero(west), ~west])
+        assert matcher.match_subsets is None  # on a CPU: no window search (see the class)
+        parts = matcher._match_subsets(feats, feats, [np.flatnonzero(west), ~west])
         assert sum(len(p) for p in parts) == len(whole) > 0
         assert parts[0].points_b[:, 0].max() < 80 <= parts[1].points_b[:, 0].min()
     assert matcher.rotation_invariant is False and matcher.settings()
@@ -160,15 +161,17 @@ def test_loftr_windows_and_tiles():
 
 
 @pytest.mark.parametrize("build", [
-    lambda: DiskLightGlue(max_keypoints=128, device="cpu"),
+    lambda: DiskLightGlue(max_keypoints=128, device="cpu", window_search=True),
     lambda: SiftLightGlue(max_keypoints=128, device="cpu"),
     lambda: LoftrMatcher(device="cpu"),
-], ids=["lightglue-disk", "lightglue-sift", "loftr"])
+], ids=["lightglue-disk-search", "lightglue-sift", "loftr"])
 def test_coregistration_runs_and_never_auto_accepts_uncalibrated(build):
-    """Window search (LightGlue's one-pass match_subsets; LoFTR's fallback) and the loop."""
+    """The window search (LightGlue's one-pass match_subsets, forced on here) and the loop."""
     from astroapp.matching import coregister
+    from astroapp.matching.window_search import searchable
 
     matcher = build()
+    assert searchable(matcher) == bool(getattr(matcher, "window_search", False))
     surr = _image(288, 288, seed=2)
     result = coregister(surr[96:192, 96:192], surr, matcher=matcher, size=96, angle=0)
     assert result.matcher == matcher.name and result.threshold >= 10**6

@@ -124,7 +124,8 @@ class _LightGlueBase:
     rotation_invariant = False  # LightGlue was trained on upright views: coregistration tries 4 turns
     features_kind = "disk"
 
-    def __init__(self, filter_threshold: float = 0.1, device: str | None = None) -> None:
+    def __init__(self, filter_threshold: float = 0.1, device: str | None = None,
+                 window_search: bool | None = None) -> None:
         import torch
         from kornia.feature import LightGlue
 
@@ -132,6 +133,7 @@ class _LightGlueBase:
 
         self.device = torch.device(config.pick_device(device))
         self.filter_threshold = filter_threshold
+        self.window_search = self.device.type == "cuda" if window_search is None else window_search
         conf = dict(LIGHTGLUE_CONF[self.features_kind], filter_threshold=filter_threshold)
         self.lightglue = LightGlue(None, **conf).eval().to(self.device)  # None: no download
 
@@ -166,15 +168,22 @@ class _LightGlueBase:
         idx = self._match_indices(feats_a, feats_b)
         return Matches(feats_a.keypoints[idx[:, 0]], feats_b.keypoints[idx[:, 1]])
 
-    def match_subsets(self, feats_a: Features, feats_b: Features,
-                      members: list[np.ndarray]) -> list[Matches]:
-        """Matches of a into each subset (window) of b's keypoints, from one LightGlue pass.
+    @property
+    def match_subsets(self) -> Callable[..., list[Matches]] | None:
+        """The window search's batch matching, offered only where it is affordable.
 
-        The window search asks for dozens of windows per scale; a transformer pass per
-        window would cost minutes on a CPU. LightGlue sees whole images anyway (its
-        attention is global), so one pass against all of b, split by window, is its
-        natural form.
+        One LightGlue pass of the photo against the whole surroundings (thousands of
+        keypoints) takes ~25 s of CPU at 1024 x 8192 keypoints (benchmarks/learned_matchers),
+        and the search makes one per scale and rotation: minutes per pair. So by default it
+        is offered on a GPU only; on a CPU coregistration keeps EarthMatch's central start
+        (coregister searches only with matchers that have `match_subsets`).
         """
+        return self._match_subsets if self.window_search else None
+
+    def _match_subsets(self, feats_a: Features, feats_b: Features,
+                       members: list[np.ndarray]) -> list[Matches]:
+        """Matches of a into each subset (window) of b's keypoints, from one LightGlue pass
+        (LightGlue's attention is global: one pass against all of b, split by window)."""
         idx = self._match_indices(feats_a, feats_b)
         out = []
         for sel in members:
@@ -191,10 +200,10 @@ class DiskLightGlue(_LightGlueBase):
     features_kind = "disk"
 
     def __init__(self, max_keypoints: int = 2048, filter_threshold: float = 0.1,
-                 device: str | None = None) -> None:
+                 device: str | None = None, window_search: bool | None = None) -> None:
         from kornia.feature import DISK
 
-        super().__init__(filter_threshold, device)
+        super().__init__(filter_threshold, device, window_search)
         self.max_keypoints = max_keypoints
         self.disk = DISK().eval().to(self.device)  # the constructor downloads nothing
 
@@ -226,8 +235,8 @@ class SiftLightGlue(_LightGlueBase):
     features_kind = "sift"
 
     def __init__(self, max_keypoints: int = 2048, filter_threshold: float = 0.1,
-                 device: str | None = None) -> None:
-        super().__init__(filter_threshold, device)
+                 device: str | None = None, window_search: bool | None = None) -> None:
+        super().__init__(filter_threshold, device, window_search)
         self.max_keypoints = max_keypoints
         self._sift = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=0.02)
         self.clahe = True  # equalises itself (coregistration then adds no CLAHE of its own)
