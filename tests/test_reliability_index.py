@@ -134,7 +134,7 @@ def test_unreadable_tile_table_or_chunk_is_repaired(copy, reference, model):
 
 def test_old_manifest_without_digests_still_gives_a_clear_footprint_error(copy, model):
     m = manifest(copy)
-    del m["tiles_sha256"]
+    del m["tiles_digest"]
     (copy / "manifest.json").write_text(json.dumps(m))
     with sqlite3.connect(copy / "tiles.sqlite") as con:
         con.execute("UPDATE tiles SET footprint = '[1, 2' ")
@@ -177,3 +177,13 @@ def test_cli_build_repairs_and_force_starts_over(tmp_path, tiles_folder, capsys)
         assert catalog.get_photo(pid).status == "new"  # nothing marked failed
     assert main([*args, "--force"]) == 0
     assert "12 tiles (12 new, 12 embedded" in capsys.readouterr().out
+
+
+def test_damaged_demo_index_is_repaired_on_first_use(tmp_path, model):
+    from astroapp.index.demo import ensure_demo_index
+
+    folder = ensure_demo_index(model, out=tmp_path / "demo", zooms=(3,))
+    expected = top_tiles(folder, model)
+    (folder / "manifest.json").write_bytes(b"\xff\xfe broken")
+    assert ensure_demo_index(model, out=folder, zooms=(3,)) == folder
+    assert top_tiles(folder, model) == expected

@@ -457,7 +457,7 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
         "created_at": created,
         "updated_at": now,
         # what opening (tiles) and `index build` / `index info --verify` (chunks) check
-        "tiles_sha256": tiles_digest(store.tile_rows(n_tiles)),
+        "tiles_digest": tiles_digest(store.tile_rows(n_tiles)),
         "chunks_sha256": {c.file: sha256_file(out / c.file) for c in chunks},
     }
     write_json_atomic(out / MANIFEST_NAME, manifest)

@@ -8,6 +8,7 @@ from typing import Any
 
 from astroapp.config import data_dir
 from astroapp.index.build import ProgressFn, build_index
+from astroapp.index.errors import IndexCorruptError
 from astroapp.index.manifest import (
     MANIFEST_NAME,
     fingerprint_from_manifest,
@@ -47,11 +48,16 @@ def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *
         folder = folder.with_name(folder.name + "-z" + "".join(str(z) for z in zooms))
     source = BlueMarbleSource(zooms) if zooms else BlueMarbleSource()
     if (folder / MANIFEST_NAME).is_file():
-        man = read_manifest(folder)
-        fingerprint_from_manifest(man).check_same(model_fingerprint(model),
-                                                  f"the demo index in {folder}")
-        if man["counts"]["sources"].get(source.source_id) == len(source):
-            return folder
+        try:
+            man = read_manifest(folder)
+        except IndexCorruptError as exc:  # build_index below repairs it
+            log.warning("the demo index is damaged (%s): repairing it", exc)
+            man = None
+        if man is not None:
+            fingerprint_from_manifest(man).check_same(model_fingerprint(model),
+                                                      f"the demo index in {folder}")
+            if man["counts"]["sources"].get(source.source_id) == len(source):
+                return folder
     log.info("building the demo world's index in %s", folder)
     report = build_index([source], model, folder, progress=progress, cancel=cancel,
                          show_progress=show_progress, source_specs=["bluemarble"])

@@ -194,9 +194,9 @@ def _manifest_problems(data: dict[str, Any]) -> list[str]:
     need(isinstance(size, list) and len(size) == 2 and all(_is_int(v) and 0 < v <= 65_536
                                                            for v in size),
          "preprocessing.input_size", size)
-    if "tiles_sha256" in data:
-        need(isinstance(data["tiles_sha256"], str) and bool(_HEX64.fullmatch(data["tiles_sha256"])),
-             "tiles_sha256", data["tiles_sha256"])
+    if "tiles_digest" in data:
+        need(isinstance(data["tiles_digest"], str) and bool(_HEX64.fullmatch(data["tiles_digest"])),
+             "tiles_digest", data["tiles_digest"])
     chunks = data.get("chunks_sha256")
     if chunks is not None:
         need(isinstance(chunks, dict) and all(

@@ -127,7 +127,7 @@ def _read_tile_table(folder: Path, manifest: dict[str, Any]) -> tuple[list[tuple
     if len(tiles) != n_tiles or (tiles and tiles[-1][0] != n_tiles - 1):
         raise IndexCorruptError(f"the tile table of {folder} has {len(tiles)} tiles, the "
                                 f"manifest says {n_tiles}: {REBUILD_HINT}", part="tiles")
-    expected = manifest.get("tiles_sha256")
+    expected = manifest.get("tiles_digest")
     if expected and tiles_digest(tiles) != expected:
         raise IndexCorruptError(f"{folder / TILES_DB} does not match the manifest (its tile "
                                 f"rows changed): the index is damaged; {REBUILD_HINT}",
