@@ -44,7 +44,13 @@ from astroapp.gui.catalog_model import (
     status_label,
 )
 from astroapp.gui.map_view import MapView
-from astroapp.gui.settings import AppSettings, load_settings, save_settings
+from astroapp.gui.settings import (
+    AppSettings,
+    load_settings,
+    load_window_geometry,
+    save_settings,
+    save_window_geometry,
+)
 from astroapp.gui.workers import Job, Progress, callback_job, format_eta
 
 log = logging.getLogger(__name__)
@@ -160,7 +166,7 @@ class MainWindow(QMainWindow):
         self._last_reload = 0.0
         self._job_summary = None
         self.setWindowTitle(f"astroapp — {self.catalog_path}")
-        self.resize(1400, 860)
+        self._restore_geometry()
         self.setAcceptDrops(True)
 
         self.model = PhotoTableModel(self.catalog, self)
@@ -222,6 +228,17 @@ class MainWindow(QMainWindow):
         self.reload()
 
     # ---- UI construction -------------------------------------------------------------
+    def _restore_geometry(self) -> None:
+        """The last session's size and place, else 1400x860 shrunk to fit the screen's
+        available area (a 1000-px screen keeps the status bar, progress and Cancel in view)."""
+        saved = load_window_geometry()
+        if saved is not None and self.restoreGeometry(saved):
+            avail = self.screen().availableGeometry()
+            if self.height() <= avail.height() and self.width() <= avail.width():
+                return
+        avail = self.screen().availableGeometry()
+        self.resize(min(1400, avail.width() - 40), min(860, avail.height() - 60))
+
     def _action(self, text, slot, shortcut=None, icon=None, tip="") -> QAction:
         act = QAction(text, self)
         if icon is not None:
@@ -545,10 +562,13 @@ class MainWindow(QMainWindow):
         self.open_review(self.model.photo_at(index.row()).id)
 
     def open_review(self, photo_id: int | None = None) -> None:
-        if not isinstance(photo_id, int):
+        # QAction.triggered passes `checked` (a bool, which isinstance(.., int) accepts)
+        if isinstance(photo_id, bool) or not isinstance(photo_id, int):
             ids = self.selected_ids()
             photo_id = ids[0] if ids else (self.model.photo_at(0).id if self.model.rowCount() else None)
         if photo_id is None:
+            self.review.clear()
+            self.tabs.setCurrentWidget(self.review)
             return
         self.review.show_photo(photo_id)
         self.tabs.setCurrentWidget(self.review)
@@ -668,6 +688,7 @@ class MainWindow(QMainWindow):
         return None
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        save_window_geometry(bytes(self.saveGeometry()))
         if self.job is not None:
             self.job.request_cancel()
             deadline = time.monotonic() + 5.0

@@ -29,6 +29,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QCheckBox,
     QFormLayout,
+    QFrame,
     QGraphicsItem,
     QGraphicsPixmapItem,
     QGraphicsPolygonItem,
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -52,6 +54,7 @@ from astroapp.geo.tiles import MercatorGrid
 from astroapp.gui import imagery
 from astroapp.gui.catalog_model import STATUS_COLORS, photo_label, status_label
 from astroapp.gui.map_view import MapView, polygon_from_points
+from astroapp.gui.review_text import describe_method, rerank_inliers
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +210,8 @@ class PairView(QGraphicsView):
             item.setPos(offset, 0)
             scene.addItem(item)
             x0 = offset
-        for text, x in ((caption_left, 0.0), (caption_right, x0)):
+        # the right caption sits where the satellite view is (or would be) drawn, never on the left's
+        for text, x in ((caption_left, 0.0), (caption_right, offset if x0 == 0.0 else x0)):
             label = QGraphicsSimpleTextItem(text)
             label.setBrush(QBrush(QColor(230, 230, 230)))
             label.setPos(x, -26)
@@ -327,13 +331,18 @@ class ReviewView(QWidget):
 
         self.info = QFormLayout()
         self.info_labels: dict[str, QLabel] = {}
+        self.info.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        row_names = {"Inliers": "Coregistration inliers"}  # vs the re-ranking inliers per candidate
         for key in ("Status", "Confidence", "Inliers", "Candidate rank", "Tile", "Angle",
                     "Centre", "Area", "Method", "Reviewed"):
             lab = QLabel("—")
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             lab.setWordWrap(True)
             self.info_labels[key] = lab
-            self.info.addRow(key + ":", lab)
+            self.info.addRow(row_names.get(key, key) + ":", lab)
+        self.info_labels["Inliers"].setToolTip(
+            "Inliers of the final coregistration (the iterative homography on the surroundings); "
+            "the candidate list shows the re-ranking inliers of each retrieved tile")
         info_box = QGroupBox("Localization")
         info_box.setLayout(self.info)
 
@@ -344,7 +353,7 @@ class ReviewView(QWidget):
         self.btn_try.setToolTip("Run EarthMatch against the selected candidate; the result becomes "
                                 "the photo's current localization, ready to accept or reject")
         self.btn_try.clicked.connect(self.try_candidate)
-        cand_box = QGroupBox("Candidates (click to view)")
+        cand_box = QGroupBox("Candidates (click to view; inliers: re-ranking)")
         cl = QVBoxLayout(cand_box)
         cl.addWidget(self.candidates)
         cl.addWidget(self.btn_try)
@@ -364,15 +373,24 @@ class ReviewView(QWidget):
         nl.addWidget(self.history)
 
         side = QSplitter(Qt.Orientation.Vertical)
+        side.setChildrenCollapsible(False)  # dragging never hides the mini-map for good
         side.addWidget(self.map)
         side_panel = QWidget()
         sl = QVBoxLayout(side_panel)
         sl.setContentsMargins(0, 0, 0, 0)
         sl.addWidget(info_box)
+        self.candidates.setMinimumHeight(110)
         sl.addWidget(cand_box, 1)
         sl.addWidget(note_box)
-        side.addWidget(side_panel)
-        side.setSizes([330, 500])
+        # rows keep their full height (no clipped digits or underscores): the panel scrolls
+        self.side_scroll = QScrollArea()
+        self.side_scroll.setWidgetResizable(True)
+        self.side_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.side_scroll.setWidget(side_panel)
+        side.addWidget(self.side_scroll)
+        side.setSizes([300, 520])
+        self.side_splitter = side
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.pair)
         split.addWidget(side)
@@ -414,6 +432,8 @@ class ReviewView(QWidget):
         self.map.clear_footprints()
         self.candidates.clear()
         self.history.clear()
+        for lab in self.info_labels.values():
+            lab.setText("—")
         self._update_buttons()
 
     def show_photo(self, photo_id: int) -> None:
@@ -478,8 +498,7 @@ class ReviewView(QWidget):
             lab["Angle"].setText("—" if loc.angle is None else f"{loc.angle}°")
             lab["Centre"].setText("—" if loc.center_lon is None else f"{loc.center_lon:.4f}, {loc.center_lat:.4f} (lon, lat)")
             lab["Area"].setText("—" if loc.area_km2 is None else f"{loc.area_km2:,.0f} km²")
-            method = loc.method or {}
-            lab["Method"].setText(", ".join(f"{k}={v}" for k, v in method.items()) if isinstance(method, dict) else str(method))
+            lab["Method"].setText(describe_method(loc.method))
         decisions = [e for e in d.events if e.action in ("accept", "reject", "undo")]
         lab["Reviewed"].setText(f"{decisions[-1].action} by {decisions[-1].who} at {decisions[-1].at}" if decisions else "never")
         self.history.clear()
@@ -496,14 +515,16 @@ class ReviewView(QWidget):
         if loc is not None:
             item = QListWidgetItem(
                 f"★ localization: rank {'' if loc.rank is None else loc.rank}  {loc.tile_id or ''}  "
-                f"conf {loc.confidence if loc.confidence is not None else float('nan'):.3f}")
+                f"conf {loc.confidence if loc.confidence is not None else float('nan'):.3f}"
+                + (f"  coregistration: {loc.inliers} inliers" if loc.inliers is not None else ""))
             self.candidates.addItem(item)
         # inliers of the geometric re-ranking, one per stored candidate in rank order
-        verified = ((loc.method or {}).get("rerank") or {}).get("inliers") or [] if loc is not None else []
+        verified = rerank_inliers(loc.method) if loc is not None else []
         for i, c in enumerate(self.data.candidates):
             score = "" if c.score is None else f"score {c.score:.3f}"
             angle = "" if c.angle is None else f"{c.angle}°"
-            check = f"  {verified[i]} inliers" if i < len(verified) and verified[i] is not None else ""
+            check = (f"  re-ranking: {verified[i]} inliers" if i < len(verified) and verified[i] is not None
+                     else "")
             mark = "  ◀ used" if loc is not None and c.tile_id == loc.tile_id and c.rank == loc.rank else ""
             self.candidates.addItem(QListWidgetItem(f"#{c.rank}  {c.tile_id}  {angle}  {score}{check}{mark}"))
         self.candidates.setCurrentRow(0 if self.candidate_index is None else self.candidate_index + 1)

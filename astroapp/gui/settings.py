@@ -76,3 +76,15 @@ def save_settings(settings: AppSettings) -> None:
         if key != "localize_options":
             qs.setValue(key, value)
     qs.sync()
+
+
+def load_window_geometry() -> bytes | None:
+    """The main window's geometry as Qt saved it at the last close (None the first time)."""
+    raw = _qsettings().value("window/geometry")
+    return bytes(raw) if raw else None
+
+
+def save_window_geometry(geometry: bytes) -> None:
+    qs = _qsettings()
+    qs.setValue("window/geometry", geometry)
+    qs.sync()
