@@ -225,9 +225,6 @@ def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, can
     reviewer's chosen candidate. `homography` is photo px -> EPSG:3857 metres, GCPs and
     correspondences are photo px -> lon/lat (EPSG:4326), in the displayed (EXIF-upright)
     frame of the photo file."""
-    from astroapp.catalog.db import GROUND_HOMOGRAPHY
-
-    method = {**method, "homography": GROUND_HOMOGRAPHY, "gcps": "photo px -> EPSG:4326 lon/lat"}
     values: dict[str, Any] = {
         "method": method,
         "timings": timings,
@@ -255,8 +252,20 @@ def _store(catalog: Any, photo_id: int, best: CoregResult | None, cand: Any, can
                                  for a, b, c, d in zip(corr[:, 0], corr[:, 1], np.ravel(lon),
                                                        np.ravel(lat), strict=True)],
             )
+    return store_localization(catalog, photo_id, values, cands)
+
+
+def store_localization(catalog: Any, photo_id: int, values: dict[str, Any], cands: Sequence[Any]
+                       ) -> int:
+    """The one store step (automatic, chosen-candidate and manual results): a localizations
+    row of `values` (its method marked with the stored frames) plus its candidates, in one
+    transaction; it becomes the photo's current localization."""
+    from astroapp.catalog.db import GROUND_HOMOGRAPHY
+
+    method = {**(values.get("method") or {}), "homography": GROUND_HOMOGRAPHY,
+              "gcps": "photo px -> EPSG:4326 lon/lat"}
     with catalog.transaction():
-        loc_id = catalog.add_localization(photo_id, **values)
+        loc_id = catalog.add_localization(photo_id, **{**values, "method": method})
         catalog.add_candidates(loc_id, _candidate_rows(cands))
     return loc_id
 
