@@ -113,7 +113,7 @@ def test_two_processes_importing_the_same_roll(tmp_path):
 @pytest.fixture
 def read_only_catalog(tmp_path):
     """A catalogue with one photo that this process cannot write: immutable for root (chmod
-    does not stop root), mode 0444 in a read-only folder otherwise."""
+    does not stop root), mode 0444 otherwise."""
     folder = tmp_path / "ro"
     folder.mkdir()
     db = folder / "cat.sqlite"
