@@ -14,7 +14,12 @@ from astroapp.catalog import Catalog
 from astroapp.export import records_from_catalog, write_geojson
 from astroapp.geo.render import Camera, focal_scale_for, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
-from astroapp.pipeline.manual import fit_tie_points, position_uncertainty_km, store_manual
+from astroapp.pipeline.manual import (
+    fit_tie_points,
+    position_uncertainty_km,
+    store_manual,
+    suspect_pair,
+)
 
 W, H = 480, 320
 
@@ -53,7 +58,8 @@ def test_a_wrong_pair_stands_out_in_the_residuals(rendered):
     lonlat[3] += [0.6, -0.4]  # one map point put at the wrong place
     fit = fit_tie_points(photo, lonlat, (W, H))
     assert fit.rms_px > 3  # least squares spreads the error; leaving each pair out finds it
-    assert int(np.argmax(fit.loo_px)) == 3 and fit.loo_px[3] > 3 * np.median(fit.loo_px)
+    assert suspect_pair(fit) == 3 and fit.rms_without_px[3] < 2.0
+    assert suspect_pair(fit_tie_points(*tie_points(rendered, n=8, seed=1), (W, H))) is None
 
 
 @pytest.mark.parametrize(("photo", "lonlat", "message"), [

@@ -353,10 +353,16 @@ class ReviewView(QWidget):
         self.btn_try.setToolTip("Run EarthMatch against the selected candidate; the result becomes "
                                 "the photo's current localization, ready to accept or reject")
         self.btn_try.clicked.connect(self.try_candidate)
+        self.btn_manual = QPushButton("Georeference manually (G)")
+        self.btn_manual.setToolTip("Click tie points between the photo and the satellite view; "
+                                   "the fitted footprint is stored and accepted")
+        self.btn_manual.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.btn_manual.clicked.connect(self.open_manual)
         cand_box = QGroupBox("Candidates (click to view; inliers: re-ranking)")
         cl = QVBoxLayout(cand_box)
         cl.addWidget(self.candidates)
         cl.addWidget(self.btn_try)
+        cl.addWidget(self.btn_manual)
 
         self.note = QPlainTextEdit()
         self.note.setPlaceholderText("Note for this photo (saved with the next decision, or Save note)")
@@ -409,7 +415,7 @@ class ReviewView(QWidget):
             (("P", "Left"), self.previous), (("+", "=", "Ctrl++"), self.zoom_in),
             (("-", "Ctrl+-"), self.zoom_out), (("Ctrl+Z",), self.undo),
             (("C",), self.chk_lines.toggle), (("W",), self.chk_warp.toggle), (("0",), self.fit),
-            (("T",), self.try_candidate),
+            (("T",), self.try_candidate), (("G",), self.open_manual),
         ):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self, context=ctx)
@@ -466,6 +472,7 @@ class ReviewView(QWidget):
         self.btn_reject.setEnabled(has)
         self.btn_undo.setEnabled(bool(self.undo_stack))
         self.btn_note.setEnabled(has)
+        self.btn_manual.setEnabled(has)
         self.btn_try.setEnabled(has and self.candidate_index is not None and self.main.job is None)
         seq = self.main.review_sequence() if has else []
         pos = seq.index(self.photo_id) if self.photo_id in seq else -1
@@ -548,6 +555,52 @@ class ReviewView(QWidget):
             self.main.statusBar().showMessage("Pick a candidate in the list first.", 4000)
             return
         self.main.start_coregister_candidate(self.photo_id, cand.rank)
+
+    def manual_region(self) -> tuple[list, str | None, str | None]:
+        """What the manual georeferencing view covers: the picked candidate, else the
+        proposed footprint, else the retrieval candidates, else NASA's nadir point (else the
+        world); with the tile source and tile id to read it from."""
+        d = self.data
+        cand = self.selected_candidate()
+        loc = d.localization
+        if cand is not None and cand.footprint:
+            return [cand.footprint], cand.source_id, cand.tile_id
+        if loc is not None and loc.footprint:
+            return [loc.footprint], loc.source_id, loc.tile_id
+        fps = [c.footprint for c in d.candidates[:3] if c.footprint]
+        if fps:
+            return fps, d.candidates[0].source_id, None
+        meta = self.catalog.nasa_metadata(d.photo.id)
+        if meta is not None and meta.nadir_lon is not None and meta.nadir_lat is not None:
+            lon, lat = meta.nadir_lon, max(min(meta.nadir_lat, 80.0), -80.0)
+            return [[[lon - 3, lat + 3], [lon + 3, lat + 3], [lon + 3, lat - 3], [lon - 3, lat - 3]]], None, None
+        return [], None, None
+
+    def open_manual(self):
+        """The manual georeferencing dialog for this photo (non-modal; stored fits refresh)."""
+        if self.data is None or self.photo_id is None:
+            return None
+        from astroapp.gui.manual_georef import ManualGeorefDialog
+
+        region, source_id, tile_id = self.manual_region()
+        try:
+            dlg = ManualGeorefDialog(self.main, self.photo_id, region, source_id, tile_id)
+        except OSError as exc:
+            self.main.statusBar().showMessage(f"Cannot georeference: {exc}", 8000)
+            return None
+        dlg.stored.connect(self._on_manual_stored)
+        dlg.setModal(False)
+        dlg.show()
+        self.manual_dialog = dlg
+        return dlg
+
+    def _on_manual_stored(self, photo_id: int) -> None:
+        self.undo_stack.append(photo_id)
+        self.decisionMade.emit(photo_id)
+        self.main.statusBar().showMessage("Manual georeferencing stored and accepted (Ctrl+Z to undo)", 6000)
+        if photo_id == self.photo_id:
+            self.candidate_index = None
+            self.refresh()
 
     def _on_map_click(self, key) -> None:
         if isinstance(key, tuple) and key and key[0] == "photo":

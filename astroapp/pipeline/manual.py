@@ -47,7 +47,7 @@ class ManualFit:
     residuals_px: np.ndarray  # (N,) distance in the photo between the click and the map point mapped back
     residuals_km: np.ndarray  # (N,) ground distance between the map point and the click mapped forward
     photo_size: tuple[int, int]
-    loo_px: np.ndarray  # (N,) leave-one-out residual in photo px: which pair disagrees with the rest
+    rms_without_px: np.ndarray  # (N,) RMS of the fit without each pair: which one spoils the rest
 
     @property
     def rms_px(self) -> float:
@@ -107,12 +107,13 @@ def fit_tie_points(photo_pts: Any, lonlat: Any, photo_size: tuple[int, int]) -> 
     res_km = np.hypot(*(forward - merc).T) * scale / 1000.0
     res_px = np.hypot(*(back - src).T)
     w, h = photo_size
-    return ManualFit(hmat, src, geo, res_px, res_km, (int(w), int(h)), _leave_one_out_px(src, local))
+    return ManualFit(hmat, src, geo, res_px, res_km, (int(w), int(h)), _rms_without(src, local))
 
 
-def _leave_one_out_px(src: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """Each point's distance from where the fit of the others puts it (NaN with 4 points):
-    a least-squares fit spreads one wrong pair's error over all residuals, this does not."""
+def _rms_without(src: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """The photo-px RMS of the fit of all pairs but one, for each pair (NaN when fewer than 4
+    would remain): a least-squares fit spreads one wrong pair's error over every residual, but
+    only leaving that pair out brings the RMS down."""
     out = np.full(len(src), np.nan)
     if len(src) <= MIN_TIE_POINTS:
         return out
@@ -120,8 +121,19 @@ def _leave_one_out_px(src: np.ndarray, local: np.ndarray) -> np.ndarray:
         keep = np.arange(len(src)) != i
         h_i, _ = cv2.findHomography(src[keep], local[keep], 0)
         if h_i is not None and np.isfinite(h_i).all() and abs(np.linalg.det(h_i)) > 1e-300:
-            out[i] = float(np.hypot(*(_apply(np.linalg.inv(h_i), local[i:i + 1])[0] - src[i])))
+            back = _apply(np.linalg.inv(h_i), local[keep])
+            out[i] = float(np.sqrt(np.mean(np.sum((back - src[keep]) ** 2, axis=1))))
     return out
+
+
+def suspect_pair(fit: ManualFit, factor: float = 0.5) -> int | None:
+    """The pair whose removal cuts the RMS below `factor` times it, if one does (a mistake
+    worth checking), else None."""
+    drop = fit.rms_without_px
+    if not np.isfinite(drop).any():
+        return None
+    i = int(np.nanargmin(drop))
+    return i if drop[i] < factor * fit.rms_px and fit.rms_px > 2.0 else None
 
 
 def _collinear(pts: np.ndarray) -> bool:
