@@ -878,6 +878,40 @@ class Catalog:
                 )
         return int(cur.lastrowid)
 
+    def review_many(self, photo_ids: Iterable[int], who: str, action: str,
+                    note: str | None = None) -> list[int]:
+        """Batch review: accept or reject many photos in one transaction (each gets its own
+        undoable event). Accept skips photos without a footprint (nothing to accept) and
+        those already in the target status; returns the ids whose status changed."""
+        target = {"accept": "accepted", "reject": "rejected"}.get(action)
+        if target is None:
+            raise ValueError(f"batch review action must be accept or reject, not {action!r}")
+        ids = [int(i) for i in photo_ids]
+        changed = []
+        with self.transaction():
+            for pid in ids:
+                photo = self.get_photo(pid)
+                if photo is None or photo.status == target:
+                    continue
+                if action == "accept":
+                    loc = self.latest_localization(pid)
+                    if loc is None or not loc.footprint:
+                        continue
+                self.record_review(pid, who, action, note)
+                changed.append(pid)
+        return changed
+
+    def remove_photos(self, photo_ids: Iterable[int]) -> int:
+        """Delete photos from the catalogue with their localizations, candidates, thumbnails
+        and review history (the files on disk are left alone); returns how many went."""
+        ids = [int(i) for i in photo_ids]
+        if not ids:
+            return 0
+        marks = ", ".join("?" * len(ids))
+        with self.transaction():  # foreign keys cascade to the photo's other rows
+            cur = self._con.execute(f"DELETE FROM photos WHERE id IN ({marks})", ids)
+        return int(cur.rowcount)
+
     def undo_review(self, photo_id: int, who: str = "user") -> ReviewEvent | None:
         """Revert the latest accept/reject not yet undone: the photo gets back its previous
         status. Returns the event undone, None when there is nothing to undo."""

@@ -137,10 +137,39 @@ class PhotoTableModel(QAbstractTableModel):
 
     def reload(self) -> None:
         self.beginResetModel()
-        self._photos = self.catalog.photos(**self.filter.query())
+        self._photos = self._sorted(self.catalog.photos(**self.filter.query()))
         self._row_of = {p.id: i for i, p in enumerate(self._photos)}
         self.endResetModel()
         self.countsChanged.emit(self.counts())
+
+    def sort(self, column: int, order=Qt.SortOrder.AscendingOrder) -> None:
+        """Sort by any column (kept across reloads; N/P in the review follow this order);
+        column -1 is import order. Photos without a value sort last either way."""
+        self._sort = (column, order)
+        self.layoutAboutToBeChanged.emit()
+        self._photos = self._sorted(self._photos)
+        self._row_of = {p.id: i for i, p in enumerate(self._photos)}
+        self.layoutChanged.emit()
+
+    def _sorted(self, photos: list[Photo]) -> list[Photo]:
+        column, order = getattr(self, "_sort", (-1, Qt.SortOrder.AscendingOrder))
+        if column < 0:
+            return sorted(photos, key=lambda p: p.id)
+        status_rank = {s: i for i, s in enumerate(STATUSES)}
+
+        def key(p: Photo):
+            if column == 4:
+                return status_rank.get(p.status, 99)
+            if column == 5:
+                return p.confidence
+            if column == 6:
+                return (p.width or 0) * (p.height or 0) or None
+            return self._display(p, column).lower() or None
+
+        have = [p for p in photos if key(p) is not None]
+        missing = [p for p in photos if key(p) is None]
+        have.sort(key=lambda p: (key(p), p.id), reverse=order == Qt.SortOrder.DescendingOrder)
+        return have + missing
 
     def refresh_photos(self, photo_ids) -> None:
         """Re-read the given photos (status or confidence changed) without a reset."""

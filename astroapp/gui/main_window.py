@@ -180,6 +180,8 @@ class MainWindow(QMainWindow):
         self.table.setAlternatingRowColors(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.setSortingEnabled(True)  # click a header: sort by that column (import order first)
         for col, width in enumerate((190, 190, 80, 150, 90, 90, 90)):
             self.table.setColumnWidth(col, width)
         self.grid = QListView()
@@ -276,6 +278,15 @@ class MainWindow(QMainWindow):
         self.act_review = self._action("&Review", self.open_review, "Ctrl+R", sp.SP_FileDialogContentsView,
                                        "Review the selected photo's localization")
         self.act_refresh = self._action("Re&fresh", self.reload, "F5", sp.SP_BrowserReload)
+        self.act_accept_sel = self._action(
+            "&Accept selected", self.accept_selected, "Ctrl+Shift+A", sp.SP_DialogApplyButton,
+            "Accept every selected photo that has a footprint")
+        self.act_reject_sel = self._action(
+            "Re&ject selected", self.reject_selected, "Ctrl+Shift+R", sp.SP_DialogCancelButton,
+            "Reject every selected photo")
+        self.act_accept_above = self._action(
+            "Accept all &above a confidence…", self.accept_above, None, None,
+            "Accept every automatic result (auto-accepted or to review) at or above a confidence")
         self.act_cancel.setEnabled(False)
 
         bar = self.menuBar()
@@ -291,8 +302,10 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&Localize")
         for a in (self.act_localize_sel, self.act_localize_all, self.act_cancel):
             m.addAction(a)
+        m = bar.addMenu("&Review")
+        for a in (self.act_review, self.act_accept_sel, self.act_reject_sel, self.act_accept_above):
+            m.addAction(a)
         m = bar.addMenu("&View")
-        m.addAction(self.act_review)
         m.addAction(self.act_refresh)
 
         tb = QToolBar("Main")
@@ -306,7 +319,8 @@ class MainWindow(QMainWindow):
                 tb.addAction(a)
         self.addToolBar(tb)
         for view in (self.table, self.grid):  # right-click on photos
-            for a in (self.act_review, self.act_localize_sel, self.act_export):
+            for a in (self.act_review, self.act_accept_sel, self.act_reject_sel, self.act_localize_sel,
+                      self.act_export):
                 view.addAction(a)
 
     def _make_status_bar(self) -> None:
@@ -361,6 +375,8 @@ class MainWindow(QMainWindow):
         self.act_localize_all.setEnabled(not busy and self.model.rowCount() > 0)
         self.act_cancel.setEnabled(busy)
         self.act_review.setEnabled(has_sel or self.review.photo_id is not None)
+        self.act_accept_sel.setEnabled(has_sel)
+        self.act_reject_sel.setEnabled(has_sel)
         self.review._update_buttons()
 
     def open_catalog(self, path: Path) -> None:
@@ -573,6 +589,43 @@ class MainWindow(QMainWindow):
         self.review.show_photo(photo_id)
         self.tabs.setCurrentWidget(self.review)
         self.review.setFocus()
+
+    def accept_selected(self) -> list[int]:
+        return self._review_many(self.selected_ids(), "accept")
+
+    def reject_selected(self) -> list[int]:
+        return self._review_many(self.selected_ids(), "reject")
+
+    def accept_above(self, threshold: float | None = None) -> list[int]:
+        """Accept every automatic result (auto-accepted or to review) at or above a confidence;
+        a person's earlier decisions are left alone."""
+        if threshold is None:
+            from PySide6.QtWidgets import QInputDialog
+
+            value, ok = QInputDialog.getDouble(
+                self, "Accept all above a confidence",
+                "Accept every photo to review or auto-accepted whose confidence is at least:",
+                0.5, 0.0, 1.0, 2)
+            if not ok:
+                return []
+            threshold = value
+        ids = [p.id for p in self.catalog.photos(status=("localized", "review"), min_conf=threshold)]
+        return self._review_many(ids, "accept", note=f"batch: confidence >= {threshold:.2f}")
+
+    def _review_many(self, ids: list[int], action: str, note: str | None = None) -> list[int]:
+        who = self.settings.reviewer_name()
+        changed = self.catalog.review_many(ids, who, action, note)
+        self.model.refresh_photos(changed)
+        self.review.undo_stack.extend(changed)
+        skipped = len(ids) - len(changed)
+        verb = "accepted" if action == "accept" else "rejected"
+        text = f"{len(changed)} photo{'s' if len(changed) != 1 else ''} {verb} by {who}"
+        if skipped:
+            text += f"; {skipped} left as they were (no footprint, or already {verb})"
+        self.statusBar().showMessage(text + "  (Ctrl+Z in the review undoes one at a time)", 10000)
+        if self.review.photo_id in changed:
+            self.review.refresh()
+        return changed
 
     def review_sequence(self) -> list[int]:
         """The photos N/P step through: the catalogue as currently filtered."""

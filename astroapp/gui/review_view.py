@@ -287,6 +287,7 @@ class ReviewView(QWidget):
         self.undo_stack: list[int] = []  # photo ids of decisions, latest last
         self.advance_after_decision = True
         self.last_render: dict = {}
+        self.last_notice = ""
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
         self.title = QLabel("No photo selected")
@@ -322,8 +323,10 @@ class ReviewView(QWidget):
         self.chk_warp.toggled.connect(lambda _on: self._render())
         self.chk_advance.toggled.connect(lambda on: setattr(self, "advance_after_decision", on))
 
+        self.position = QLabel()  # "k of n" in the queue (the table's filter and sort order)
         bar = QHBoxLayout()
-        for w in (self.btn_prev, self.btn_next, self.btn_accept, self.btn_reject, self.btn_undo):
+        for w in (self.btn_prev, self.position, self.btn_next, self.btn_accept, self.btn_reject,
+                  self.btn_undo):
             bar.addWidget(w)
         bar.addStretch(1)
         for w in (self.chk_lines, self.chk_warp, self.chk_advance):
@@ -476,6 +479,8 @@ class ReviewView(QWidget):
         self.btn_try.setEnabled(has and self.candidate_index is not None and self.main.job is None)
         seq = self.main.review_sequence() if has else []
         pos = seq.index(self.photo_id) if self.photo_id in seq else -1
+        self.position.setText(f"{pos + 1} of {len(seq)}" if pos >= 0 else
+                              (f"not in the {len(seq)} listed" if has else ""))
         self.btn_prev.setEnabled(pos > 0 or (pos < 0 and bool(seq)))
         self.btn_next.setEnabled(0 <= pos < len(seq) - 1 or (pos < 0 and bool(seq)))
 
@@ -705,6 +710,17 @@ class ReviewView(QWidget):
             pos = 0 if delta > 0 else len(seq) - 1
         if 0 <= pos < len(seq):
             self.show_photo(seq[pos])
+        else:
+            self._end_of_queue(delta)
+
+    def _end_of_queue(self, delta: int) -> None:
+        seq = self.main.review_sequence()
+        left = sum(1 for pid in seq if (p := self.main.model.photo_at(self.main.model.row_of(pid)))
+                   and p.status in ("review", "localized"))
+        where = "end" if delta > 0 else "start"
+        self.last_notice = (f"{where.capitalize()} of the queue ({len(seq)} photos); "
+                            f"{left} still awaiting a decision (to review or auto-accepted)")
+        self.main.statusBar().showMessage(self.last_notice, 8000)
 
     def next(self) -> None:
         self._step(+1)
@@ -742,6 +758,8 @@ class ReviewView(QWidget):
             self.next()
         else:
             self.refresh()
+            if self.advance_after_decision and pid in seq:
+                self._end_of_queue(+1)
 
     def accept(self) -> None:
         self._decide("accept")
