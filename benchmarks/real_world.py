@@ -1,7 +1,7 @@
 """Real ISS photos among real satellite blocks: retrieval recall and the whole pipeline.
 
     .venv/bin/python -m benchmarks.real_world [--work DIR] [--distractors 1100]
-        [--models sift-vlad astroapp-small] [--no-pipeline]
+        [--models sift-bow astroapp-small] [--no-pipeline]
 
 Built from the real pairs in ../shared/data/real_pairs (a real ISS photo and the 3x3
 Sentinel-2 surroundings that EarthLoc/EarthMatch published for it; their georeference is not
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/astroapp-real-world"))
     ap.add_argument("--distractors", type=int, default=1100)
-    ap.add_argument("--models", nargs="+", default=["sift-vlad", "astroapp-small"])
+    ap.add_argument("--models", nargs="+", default=["sift-bow", "astroapp-small"])
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -57,6 +57,16 @@ def _lonlat(text: str) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- build
+def default_model_for(specs: list[str]) -> str:
+    """The bundled CNN for the bundled world (it was trained on it); sift-bow, learned from the
+    index's own tiles, for real imagery (EarthLoc folders, GeoTIFFs), where the CNN is at
+    chance (benchmarks/real_world.py)."""
+    from astroapp.retrieval.registry import SIFT_BOW
+
+    real = [s for s in specs if str(s).strip().lower() != "bluemarble"]
+    return SIFT_BOW if real else DEFAULT_RETRIEVAL_MODEL
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from astroapp.geo.sources.base import SourceError, open_source
     from astroapp.index import TileIndexError, build_index
@@ -73,7 +83,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     ids = [str(s.source_id) for s in sources]
     if len(set(ids)) != len(ids):
         raise UserError(f"two sources have the same id ({', '.join(ids)}): give each once")
-    model = _load_model(args.model, args.weights, args.device)
+    name = args.model or (DEFAULT_RETRIEVAL_MODEL if args.weights else default_model_for(args.sources))
+    model = _load_model(name, args.weights, args.device)
     try:
         report = build_index(
             sources, model, args.out, weights=args.weights if args.weights != "random" else None,
@@ -237,7 +248,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "(resumes an interrupted build; adds only new tiles)")
     b.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="'bluemarble', a folder of EarthLoc tiles, or a GeoTIFF/VRT")
-    b.add_argument("--model", default=DEFAULT_RETRIEVAL_MODEL, help="retrieval model (default: bundled)")
+    b.add_argument("--model", default=None,
+                   help="retrieval model (default: the bundled CNN for 'bluemarble', sift-bow "
+                        "for real imagery)")
     b.add_argument("--weights", default=None, help="weights file of the model")
     b.add_argument("--out", required=True, type=Path, help="index folder")
     b.add_argument("--batch-size", type=int, default=16, help="tiles per batch (x4 rotations)")

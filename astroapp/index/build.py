@@ -51,6 +51,9 @@ from astroapp.index.tile_index import clear_index_files, index_damage
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]
+# (store, model, pending, todo, batch_size, chunk_size, workers, load_size, dtype, progress,
+#  cancel, show_progress) -> tiles embedded: `_embed` here, a Ray driver in distributed.py
+EmbedFn = Callable[..., int]
 
 
 @dataclass
@@ -96,6 +99,7 @@ def build_index(
     show_progress: bool = True,
     source_specs: Sequence[str | None] | None = None,
     force: bool = False,
+    embed_fn: EmbedFn | None = None,
 ) -> BuildReport:
     """Embed every tile of `sources` at 0/90/180/270 degrees into the index at `out_dir`.
 
@@ -104,7 +108,9 @@ def build_index(
     setting `cancel` stops after the current batch (committed chunks are kept; the report
     says completed=False). A damaged folder (any file not matching the manifest) is repaired:
     rebuilt from the stored descriptors when they are intact, re-embedded otherwise, and
-    `report.repaired` says why; `force` re-embeds everything. Returns a BuildReport.
+    `report.repaired` says why; `force` re-embeds everything. `embed_fn` replaces the local
+    embedding loop (same arguments as `_embed`; the Ray build passes its driver). Returns a
+    BuildReport.
     """
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -166,7 +172,8 @@ def build_index(
 
         # 2. embed the pending tiles, chunk by chunk
         if todo:
-            report.tiles_embedded = _embed(store, model, pending, todo, batch_size, chunk_size,
+            report.tiles_embedded = (embed_fn or _embed)(
+                store, model, pending, todo, batch_size, chunk_size,
                                            workers, load_size, dtype, progress, cancel,
                                            show_progress)
             if cancel is not None and cancel.is_set() and store.embedded_upto() < n_tiles:
@@ -196,13 +203,13 @@ def build_index(
 
 
 def adapt_vocabulary(model: Any, out: Path, sources: Sequence[Any], seed: int = 0) -> None:
-    """Give an index-adapted model (sift-vlad) its vocabulary: the one stored with the index
+    """Give an index-adapted model (sift-bow) its vocabulary: the one stored with the index
     when there is one (a resumed or extended build reuses it), else one learned from an even
     sample of the sources' tiles and written atomically before any tile is embedded. Other
     models are left as they are."""
-    from astroapp.retrieval.sift_vlad import FIT_SAMPLE, VOCABULARY_FILE, SiftVlad
+    from astroapp.retrieval.sift_bow import FIT_SAMPLE, VOCABULARY_FILE, SiftBow
 
-    if not isinstance(model, SiftVlad):
+    if not isinstance(model, SiftBow):
         return
     path = out / VOCABULARY_FILE
     if path.is_file():
@@ -224,7 +231,7 @@ def adapt_vocabulary(model: Any, out: Path, sources: Sequence[Any], seed: int = 
     t0 = time.perf_counter()
     model.fit(images, seed=seed)
     model.save_vocabulary(out)
-    log.info("sift-vlad vocabulary learned from %d tiles in %.1f s", len(images),
+    log.info("sift-bow vocabulary learned from %d tiles in %.1f s", len(images),
              time.perf_counter() - t0)
 
 
@@ -264,15 +271,13 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
 
     dim = int(model.descriptor_dim)
     np_dtype = np.dtype(dtype)
-    # chunks start at fixed ids: the first pending id, then every chunk_size
-    chunk_starts = list(range(todo[0], todo[-1] + 1, chunk_size))
     total = len(todo)
     done = 0
     bar = tqdm(total=total, unit="tile", desc="embedding tiles", disable=not show_progress,
                dynamic_ncols=True, smoothing=0.1)
     stream = None
     try:
-        bounds = [(start, min(start + chunk_size, todo[-1] + 1)) for start in chunk_starts]
+        bounds = chunk_bounds(todo, chunk_size)
         batches = (  # made lazily: only the batches in flight exist at any time
             [(t, *pending[t]) for t in range(b, min(b + batch_size, end))]
             for start, end in bounds for b in range(start, end, batch_size))
@@ -309,6 +314,13 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
         bar.close()
         _release_freed_memory()
     return done
+
+
+def chunk_bounds(todo: Sequence[int], chunk_size: int) -> list[tuple[int, int]]:
+    """[start, end) of the chunks covering the pending ids: chunks start at fixed ids (the
+    first pending id, then every chunk_size), so every build of them cuts the same chunks."""
+    return [(start, min(start + chunk_size, todo[-1] + 1))
+            for start in range(todo[0], todo[-1] + 1, chunk_size)]
 
 
 def _release_freed_memory() -> None:

@@ -55,7 +55,7 @@ def embed_rotations(model: Any, batch: torch.Tensor, channels_last: bool = False
     """(B,3,H,W) -> (B,4,D) float32: descriptors at 0/90/180/270 degrees counter-clockwise.
 
     Rotations are exact tensor rotations (torch.rot90), one forward pass of 4B images. A
-    rotation-invariant model (`rotation_invariant = True`, e.g. sift-vlad) is run once and its
+    rotation-invariant model (`rotation_invariant = True`, e.g. sift-bow) is run once and its
     descriptor stored at all four rotations (the index format keeps four slots per tile).
     """
     device, dtype = model_device_dtype(model)

@@ -50,9 +50,9 @@ def make_footprint(corners: Sequence[Sequence[float]]) -> Any:
 
 
 def _adapt(model: Any, folder: Path, fp: ModelFingerprint) -> None:
-    """An index-adapted model (sift-vlad) takes the vocabulary stored with the index (unless
+    """An index-adapted model (sift-bow) takes the vocabulary stored with the index (unless
     it holds that one already)."""
-    from astroapp.retrieval.sift_vlad import adapt_to_index
+    from astroapp.retrieval.sift_bow import adapt_to_index
 
     if fp.name != getattr(model, "name", None) or fp.weights_sha256 == getattr(
             model, "weights_sha256", None):
@@ -299,7 +299,7 @@ class TileIndex:
         return cls(folder, manifest, searcher, tiles, vectors)
 
     def adapt_model(self, model: Any) -> None:
-        """Give an index-adapted model (sift-vlad) this index's vocabulary; others: no-op."""
+        """Give an index-adapted model (sift-bow) this index's vocabulary; others: no-op."""
         _adapt(model, self.folder, self.fingerprint)
 
     # --- info ----------------------------------------------------------------------------

@@ -38,10 +38,10 @@ ASTROLOC_HOW = (
     "AstroLoc's weights were not public at the time of writing: when released, pass the "
     "checkpoint with --weights or copy it to models/{name}.safetensors"
 )
-SIFT_VLAD = "sift-vlad"
-SIFT_VLAD_HOW = (
+SIFT_BOW = "sift-bow"
+SIFT_BOW_HOW = (
     "nothing to obtain: its vocabulary is learned from the index's own tiles at `astroapp index "
-    "build --model sift-vlad` and stored with the index (vocabulary.safetensors)"
+    "build --model sift-bow` and stored with the index (vocabulary.safetensors)"
 )
 BUNDLED_HOW = (
     "the file ships with astroapp in models/; rebuild it with `astroapp model train` "
@@ -72,10 +72,10 @@ def _build_bundled(cfg: dict | None) -> RetrievalModel:
                              bool(cfg.get("input_norm", False)))
 
 
-def _build_sift_vlad(cfg: dict | None) -> RetrievalModel:
-    from .sift_vlad import DEFAULT_CONFIG, SiftVlad
+def _build_sift_bow(cfg: dict | None) -> RetrievalModel:
+    from .sift_bow import DEFAULT_CONFIG, SiftBow
 
-    return SiftVlad(**dict(DEFAULT_CONFIG, **(cfg or {})))
+    return SiftBow(**dict(DEFAULT_CONFIG, **(cfg or {})))
 
 
 def _build_earthloc(cfg: dict | None) -> RetrievalModel:
@@ -114,14 +114,14 @@ SPECS: dict[str, ModelSpec] = {
         ("astroapp-small.safetensors",),
         aliases=("bundled", "default"),
     ),
-    SIFT_VLAD: ModelSpec(
-        SIFT_VLAD,
-        "sift-vlad (RootSIFT + VLAD 64 words + PCA-whitening, 256-D, 512x512 input; vocabulary "
+    SIFT_BOW: ModelSpec(
+        SIFT_BOW,
+        "sift-bow (RootSIFT bag of 512 words, idf, counts^0.25; 512-D, 512x512 input; vocabulary "
         "learned from each index's own tiles, rotation invariant)",
-        SIFT_VLAD_HOW,
-        _build_sift_vlad,
+        SIFT_BOW_HOW,
+        _build_sift_bow,
         (),
-        aliases=("vlad",),
+        aliases=("bow",),
         weight_free=True,
     ),
     "earthloc": ModelSpec(

@@ -1,0 +1,135 @@
+"""sift-bow: the training-free descriptor learned from an index's own tiles, on real imagery
+(the bundled Blue Marble world's zoom-6 blocks; the real ISS pairs when ../shared is there)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from astroapp.cli import main
+from astroapp.geo.sources.bluemarble import BlueMarbleSource
+from astroapp.geo.sources.earthloc_folder import format_earthloc_name
+from astroapp.retrieval import load_model
+from astroapp.retrieval.sift_bow import VOCABULARY_FILE, SiftBow, VocabularyMissingError
+
+N_TILES = 24
+
+
+@pytest.fixture(scope="module")
+def world_tiles():
+    """Zoom-6 blocks of the bundled world (the ones with SIFT texture), 512 px."""
+    src = BlueMarbleSource(zooms=(6,))
+    refs = list(src.tiles())[:: 235 // N_TILES][:N_TILES]
+    return refs, [src.load(r, size=512) for r in refs]
+
+
+@pytest.fixture(scope="module")
+def fitted(world_tiles):
+    model = SiftBow()
+    model.fit(world_tiles[1])
+    return model, model.embed_numpy(world_tiles[1])
+
+
+def _rotate(image: np.ndarray, deg: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), deg, 1.0)
+    return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_unfitted_model_says_how_to_get_a_vocabulary():
+    model = load_model("sift-bow")  # weight-free: no file needed
+    assert not model.is_fitted and model.descriptor_dim == 512
+    with pytest.raises(VocabularyMissingError, match="index build"):
+        model.embed_numpy([np.zeros((64, 64, 3), np.uint8)])
+
+
+def test_rotation_invariant_and_a_crop_finds_its_tile(world_tiles, fitted):
+    model, db = fitted
+    tiles = world_tiles[1]
+    assert db.shape == (N_TILES, 512)
+    np.testing.assert_allclose(np.linalg.norm(db, axis=1), 1.0, atol=1e-5)
+    hits = 0
+    for i in range(0, N_TILES, 3):
+        turned = model.embed_numpy([np.rot90(tiles[i]).copy(), _rotate(tiles[i], 37.0)])
+        assert (np.argmax(turned @ db.T, axis=1) == i).all()  # the same ground, any way up
+        h = tiles[i].shape[0]
+        crop = _rotate(tiles[i], 120.0)[h // 6: -h // 6, h // 6: -h // 6]  # 2/3 of it, turned
+        scores = db @ model.embed_numpy([crop])[0]
+        hits += int(np.argmax(scores) == i)
+    assert hits >= 6  # of 8 (chance: 1 in 24 each)
+
+
+def test_vocabulary_round_trip(tmp_path, fitted):
+    model, db = fitted
+    model.save_vocabulary(tmp_path)
+    again = SiftBow()
+    again.load_vocabulary(tmp_path)
+    assert again.weights_sha256 == model.weights_sha256
+    loaded = load_model("sift-bow", weights=tmp_path / VOCABULARY_FILE)
+    img = np.ascontiguousarray(np.full((200, 200, 3), 90, np.uint8))
+    img[50:150, 60:120] = 200
+    np.testing.assert_allclose(loaded.embed_numpy([img]), model.embed_numpy([img]), atol=1e-5)
+    other = SiftBow(words=256)
+    with pytest.raises(ValueError, match="not for sift-bow"):
+        other.load_vocabulary(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def earthloc_folder(tmp_path_factory, world_tiles):
+    folder = tmp_path_factory.mktemp("earthloc") / "2021_06"
+    folder.mkdir()
+    for ref, img in zip(*world_tiles, strict=True):
+        name = format_earthloc_name(ref.footprint, ref.tile_id.split("@")[0], 2021)
+        Image.fromarray(img).save(folder / name, quality=92)
+    return folder
+
+
+def test_cli_build_search_and_resume(tmp_path, earthloc_folder, world_tiles, capsys):
+    out = tmp_path / "idx"
+    args = ["index", "build", str(earthloc_folder), "--model", "sift-bow", "--out", str(out), "-q"]
+    assert main(args) == 0
+    assert f"{N_TILES} tiles ({N_TILES} new" in capsys.readouterr().out
+    vocab = (out / VOCABULARY_FILE).read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "sift-bow"
+    # a build that stopped before its manifest resumes with the stored vocabulary
+    (out / "manifest.json").unlink()
+    assert main(args) == 0
+    assert (out / VOCABULARY_FILE).read_bytes() == vocab
+    assert json.loads((out / "manifest.json").read_text())["model"] == manifest["model"]
+    capsys.readouterr()
+    refs, tiles = world_tiles
+    photo = tmp_path / "photo.png"
+    h = tiles[5].shape[0]
+    Image.fromarray(np.ascontiguousarray(np.rot90(tiles[5])[h // 8: -h // 8, h // 8: -h // 8])).save(photo)
+    assert main(["index", "search", str(out), str(photo), "-k", "3", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found[0]["candidates"][0]["tile_id"] == refs[5].tile_id.split("@")[0] + "@2021"
+
+
+def test_real_pairs_photo_finds_its_own_surroundings(shared_dir):
+    pairs = sorted(p for p in (shared_dir / "data" / "real_pairs").iterdir()
+                   if (p / "query.jpg").is_file())
+    if len(pairs) < 3:
+        pytest.skip("fewer than 3 real pairs")
+    blocks, owner = [], []
+    for i, p in enumerate(pairs):
+        s = np.asarray(Image.open(p / "surroundings.jpg").convert("RGB"))
+        n = s.shape[0] // 3
+        for a in range(3):
+            for b in range(3):
+                blocks.append(np.ascontiguousarray(s[a * n:(a + 1) * n, b * n:(b + 1) * n]))
+                owner.append(i)
+    model = SiftBow()
+    model.fit(blocks)
+    db = model.embed_numpy(blocks)
+    firsts = []
+    for i, p in enumerate(pairs):
+        q = np.asarray(Image.open(p / "query.jpg").convert("RGB"))
+        firsts.append(owner[int(np.argmax(db @ model.embed_numpy([q])[0]))] == i)
+    # chance: 1 in len(pairs) per photo
+    assert sum(firsts) >= len(pairs) - 2, firsts
