@@ -27,16 +27,34 @@ STATUS_COLORS = {
 }
 
 THUMB_SIZE = QSize(128, 128)
-# How the filter bar and the table name each status.
+# One vocabulary for the table, status bar, filters, review and export dialog.
 STATUS_LABELS = {
-    "localized": "localized (auto-accepted)",
+    "localized": "auto-accepted",
     "review": "to review",
-    "accepted": "accepted (by a person)",
+    "accepted": "accepted",
+}
+# The legend: what each word means (tooltips of the status bar counts and the status filter).
+STATUS_HELP = {
+    "new": "imported, not localized yet",
+    "localizing": "being localized now",
+    "localized": "the pipeline found it confident (above the matcher's calibrated "
+                 "threshold); no person has decided yet",
+    "review": "localized without confidence (or not at all); a person decides",
+    "accepted": "accepted by a person (in the review, a batch accept or manual georeferencing)",
+    "rejected": "rejected by a person",
+    "failed": "could not be read or localized (see the reason)",
 }
 
 
 def status_label(status: str) -> str:
     return STATUS_LABELS.get(status, status)
+
+
+def status_legend() -> str:
+    """Rich text: each status's colour, word and meaning."""
+    rows = [f"<span style='color:{STATUS_COLORS[s].name()}'>●</span> <b>{status_label(s)}</b>: "
+            f"{STATUS_HELP[s]}" for s in STATUSES]
+    return "<br>".join(rows)
 
 
 @dataclass

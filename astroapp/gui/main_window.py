@@ -38,10 +38,12 @@ from astroapp.catalog.db import STATUSES, Catalog, CatalogError
 from astroapp.gui import backend
 from astroapp.gui.catalog_model import (
     STATUS_COLORS,
+    STATUS_HELP,
     PhotoFilter,
     PhotoTableModel,
     photo_label,
     status_label,
+    status_legend,
 )
 from astroapp.gui.map_view import MapView
 from astroapp.gui.settings import (
@@ -82,6 +84,7 @@ class FilterBar(QWidget):
         self.status.addItem("All statuses", None)
         for s in STATUSES:
             self.status.addItem(status_label(s), s)
+            self.status.setItemData(self.status.count() - 1, STATUS_HELP[s], Qt.ItemDataRole.ToolTipRole)
         self.mission = QComboBox()
         self.mission.addItem("All missions", None)
         self.conf_min = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
@@ -327,6 +330,7 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.counts_label = QLabel()
         self.counts_label.setTextFormat(Qt.TextFormat.RichText)
+        self.counts_label.setToolTip(status_legend())  # the legend
         sb.addPermanentWidget(self.counts_label)  # stays visible beside temporary messages
         self.job_label = QLabel()
         self.progress = QProgressBar()

@@ -92,6 +92,60 @@ def load_photo(path: str | Path, max_side: int = 1600) -> tuple[QImage, float]:
     return image, scale
 
 
+META_ROWS = ("Problem", "File", "Captured (UTC)", "Camera", "Focal length", "Size", "NASA nadir",
+             "NASA centre", "Altitude", "Tilt", "Cloud", "Sun elevation", "Features")
+
+
+def _num(value, fmt: str, unit: str = "") -> str:
+    return "—" if value is None else f"{value:{fmt}}{unit}"
+
+
+def photo_metadata(photo: Photo, nasa) -> dict[str, str]:
+    """The metadata panel's rows: EXIF from the photo record, NASA's catalogue fields (when
+    imported), and the status reason (failure or why it awaits review)."""
+    rows = {
+        "Problem": photo.status_reason or "none",
+        "File": photo.path,
+        "Captured (UTC)": (photo.captured_at or "unknown").replace("T", " "),
+        "Camera": " ".join(x for x in (photo.camera_make, photo.camera_model) if x) or "—",
+        "Focal length": _num(photo.focal_length_mm, ".0f", " mm (EXIF)"),
+        "Size": f"{photo.width} x {photo.height} px" if photo.width else "—",
+    }
+    if nasa is None:
+        rows.update({k: "—" for k in META_ROWS if k not in rows})
+        rows["NASA nadir"] = "no NASA record (import the catalogue CSV)"
+        return rows
+
+    def point(lon, lat) -> str:
+        return "—" if lon is None or lat is None else f"{lat:.2f}, {lon:.2f} (lat, lon)"
+
+    rows.update({
+        "NASA nadir": point(nasa.nadir_lon, nasa.nadir_lat),
+        "NASA centre": point(nasa.center_lon, nasa.center_lat),
+        "Altitude": _num(nasa.altitude_km, ".0f", " km"),
+        "Tilt": (_num(nasa.tilt_deg, ".0f", "°") if nasa.tilt_deg is not None
+                 else (nasa.tilt_code or "—")),
+        "Cloud": _num(nasa.cloud_pct, ".0f", " %"),
+        "Sun elevation": _num(nasa.sun_elevation_deg, ".0f", "°"),
+        "Features": nasa.features or "—",
+    })
+    if nasa.focal_length_mm is not None:
+        rows["Focal length"] = (f"{nasa.focal_length_mm:.0f} mm (NASA)"
+                                + (f", {photo.focal_length_mm:.0f} mm (EXIF)" if photo.focal_length_mm else ""))
+    return rows
+
+
+def fit_quality(catalog, photo_id: int) -> tuple[float | None, float | None]:
+    """(fit RMS in photo px, position uncertainty in m) as the exports compute them; None
+    when the photo has no footprint or no stored matches."""
+    from astroapp.export.records import records_from_catalog
+
+    records, _ = records_from_catalog(catalog, ids=[photo_id])
+    if not records:
+        return None, None
+    return records[0].fit_error_px(), records[0].position_uncertainty_m()
+
+
 @dataclass
 class ReviewData:
     """Everything shown for one photo, read from the catalogue on the UI thread."""
@@ -336,18 +390,36 @@ class ReviewView(QWidget):
         self.info_labels: dict[str, QLabel] = {}
         self.info.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         row_names = {"Inliers": "Coregistration inliers"}  # vs the re-ranking inliers per candidate
-        for key in ("Status", "Confidence", "Inliers", "Candidate rank", "Tile", "Angle",
-                    "Centre", "Area", "Method", "Reviewed"):
+        row_names["Uncertainty"] = "Position uncertainty"
+        for key in ("Status", "Confidence", "Inliers", "Fit RMS", "Uncertainty", "Candidate rank",
+                    "Tile", "Angle", "Centre", "Area", "Method", "Reviewed"):
             lab = QLabel("—")
             lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             lab.setWordWrap(True)
             self.info_labels[key] = lab
             self.info.addRow(row_names.get(key, key) + ":", lab)
+        self.info_labels["Fit RMS"].setToolTip(
+            "RMS distance (photo px) between each stored match and where the fitted homography "
+            "puts its ground point: the figure the GeoTIFF export writes as FIT_ERROR_RMS_PX")
+        self.info_labels["Uncertainty"].setToolTip(
+            "The fit RMS in km on the ground (POSITION_UNCERTAINTY_M in the GeoTIFF export)")
         self.info_labels["Inliers"].setToolTip(
             "Inliers of the final coregistration (the iterative homography on the surroundings); "
             "the candidate list shows the re-ranking inliers of each retrieved tile")
         info_box = QGroupBox("Localization")
         info_box.setLayout(self.info)
+
+        self.meta = QFormLayout()
+        self.meta.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        self.meta_labels: dict[str, QLabel] = {}
+        for key in META_ROWS:
+            lab = QLabel("—")
+            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            lab.setWordWrap(True)
+            self.meta_labels[key] = lab
+            self.meta.addRow(key + ":", lab)
+        meta_box = QGroupBox("Photo (EXIF and NASA catalogue)")
+        meta_box.setLayout(self.meta)
 
         self.candidates = QListWidget()
         self.candidates.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -388,6 +460,7 @@ class ReviewView(QWidget):
         sl = QVBoxLayout(side_panel)
         sl.setContentsMargins(0, 0, 0, 0)
         sl.addWidget(info_box)
+        sl.addWidget(meta_box)
         self.candidates.setMinimumHeight(110)
         sl.addWidget(cand_box, 1)
         sl.addWidget(note_box)
@@ -495,7 +568,8 @@ class ReviewView(QWidget):
         lab["Status"].setText(status_label(p.status)
                               + (f" — {p.status_reason}" if p.status_reason else ""))
         if loc is None:
-            for k in ("Confidence", "Inliers", "Candidate rank", "Tile", "Angle", "Centre", "Area", "Method"):
+            for k in ("Confidence", "Inliers", "Fit RMS", "Uncertainty", "Candidate rank", "Tile", "Angle",
+                      "Centre", "Area", "Method"):
                 lab[k].setText("—")
             lab["Confidence"].setText("not localized yet")
         else:
@@ -505,12 +579,16 @@ class ReviewView(QWidget):
                          else " (above the auto-accept threshold)")
             lab["Confidence"].setText(conf)
             lab["Inliers"].setText("—" if loc.inliers is None else str(loc.inliers))
+            rms, unc = fit_quality(self.catalog, p.id)
+            lab["Fit RMS"].setText("—" if rms is None else f"{rms:.1f} px")
+            lab["Uncertainty"].setText("—" if unc is None else f"± {unc / 1000:.2f} km")
             lab["Candidate rank"].setText("—" if loc.rank is None else f"{loc.rank} of {len(d.candidates) or '?'}")
             lab["Tile"].setText(f"{loc.tile_id or '—'} ({loc.source_id or '?'})")
             lab["Angle"].setText("—" if loc.angle is None else f"{loc.angle}°")
             lab["Centre"].setText("—" if loc.center_lon is None else f"{loc.center_lon:.4f}, {loc.center_lat:.4f} (lon, lat)")
             lab["Area"].setText("—" if loc.area_km2 is None else f"{loc.area_km2:,.0f} km²")
             lab["Method"].setText(describe_method(loc.method))
+        self._fill_meta()
         decisions = [e for e in d.events if e.action in ("accept", "reject", "undo")]
         lab["Reviewed"].setText(f"{decisions[-1].action} by {decisions[-1].who} at {decisions[-1].at}" if decisions else "never")
         self.history.clear()
@@ -519,6 +597,14 @@ class ReviewView(QWidget):
             if e.note:
                 text += f" — {e.note}"
             self.history.addItem(text)
+
+    def _fill_meta(self) -> None:
+        """EXIF and NASA fields, and why the photo failed or awaits review, in plain view."""
+        p = self.data.photo
+        nasa = self.catalog.nasa_metadata(p.id)
+        for key, text in photo_metadata(p, nasa).items():
+            self.meta_labels[key].setText(text)
+        self.meta_labels["Problem"].setStyleSheet("color:#e57373" if p.status == "failed" else "")
 
     def _fill_candidates(self) -> None:
         self.candidates.blockSignals(True)
