@@ -437,8 +437,7 @@ class _SurroundingsFeatures:
             # Tiles of half the side (at least S): the matcher's feature cap then keeps
             # each tile's strongest features, dense enough for windows of any size.
             tile = max(self.tile, (side + 1) // 2)
-            self._cache[side] = window_search.tiled_features(self.matcher, img, tile,
-                                                             self._features)
+            self._cache[side] = window_search.tiled_features(img, tile, self._features)
         return self._cache[side]
 
 

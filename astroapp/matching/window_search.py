@@ -13,7 +13,9 @@ whose homography has most inliers seeds the iterative loop.
 
 The expected footprint comes from the viewing hints (focal length, tilt, altitude ->
 ground width of the frame) and the surroundings' ground width (from their georeference, or
-given); with either unknown, a small pyramid of scales is searched.
+given); with either unknown, a small pyramid of scales is searched. A search matches the photo
+against a hundred windows or more, so it runs only for matchers that match many windows from
+one descriptor product (`match_subsets`, SIFT's); the others keep EarthMatch's central start.
 """
 
 from __future__ import annotations
@@ -83,8 +85,7 @@ def windows(side: int, ratio: float) -> list[tuple[float, float, float]]:
     return [(float(x), float(y), w) for y in starts for x in starts]
 
 
-def tiled_features(matcher: Matcher, image: np.ndarray, tile: int,
-                   features_fn: Any) -> Features:
+def tiled_features(image: np.ndarray, tile: int, features_fn: Any) -> Features:
     """Features of a large image computed tile by tile (tile x tile, 32 px of overlap for
     the detector's border), merged in the image's coordinates."""
     h, w = image.shape[:2]
