@@ -1,0 +1,167 @@
+"""Index builds on a real local Ray cluster (2 CPUs): same index as a local build, a worker
+SIGKILLed mid-build is retried, a driver SIGKILLed mid-build is resumed from its chunks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from test_index_support import BUILD_KW, GeneratedSource, make_model
+
+from astroapp.index import build_index
+from astroapp.index.store import TileStore, load_chunk
+
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+N_TILES = 32          # 4 chunks of 8 tiles
+KW = {k: v for k, v in BUILD_KW.items() if k != "workers"} | {"workers": 1}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster whose workers import the test helpers (GeneratedSource)."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(HERE), str(ROOT), old) if p)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_model(0)
+
+
+@pytest.fixture(scope="module")
+def local_index(tmp_path_factory, model):
+    out = tmp_path_factory.mktemp("local") / "idx"
+    assert build_index([GeneratedSource(N_TILES)], model, out, **KW).completed
+    return out
+
+
+def descriptors(folder: Path) -> np.ndarray:
+    store = TileStore(folder, readonly=True)
+    try:
+        return np.concatenate([np.asarray(load_chunk(folder, c, 256)) for c in store.chunks()])
+    finally:
+        store.close()
+
+
+def assert_same_index(a: Path, b: Path) -> None:
+    """Same tiles, same descriptors (float16 storage: 1e-3), same search results."""
+    ma, mb = (json.loads((f / "manifest.json").read_text()) for f in (a, b))
+    assert ma["counts"] == mb["counts"] and ma["tiles_digest"] == mb["tiles_digest"]
+    assert ma["model"] == mb["model"] and ma["faiss"]["type"] == mb["faiss"]["type"]
+    da, db = descriptors(a), descriptors(b)
+    assert da.shape == db.shape == (N_TILES, 4, 256)
+    np.testing.assert_allclose(da.astype(np.float32), db.astype(np.float32), atol=2e-3)
+    ia = faiss.read_index(str(a / ma["faiss"]["file"]))
+    ib = faiss.read_index(str(b / mb["faiss"]["file"]))
+    queries = da[:, 0].astype(np.float32)
+    _, la = ia.search(queries, 5)
+    _, lb = ib.search(queries, 5)
+    assert (la[:, 0] == lb[:, 0]).all() and (la[:, 0] // 4 == np.arange(N_TILES)).all()
+    assert (la == lb).mean() > 0.95
+
+
+def test_ray_build_equals_local_build(cluster, model, local_index, tmp_path):
+    from astroapp.index.distributed import STAGING_DIR, build_index_ray
+
+    out = tmp_path / "idx"
+    report = build_index_ray([GeneratedSource(N_TILES)], model, out, **KW)
+    assert report.completed and report.tiles_embedded == N_TILES
+    assert report.ray_computed == 4 and report.ray_reused == 0
+    assert not (out / STAGING_DIR).exists()
+    assert_same_index(local_index, out)
+
+
+def _ray_task_pids() -> list[int]:
+    pids = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        if cmd.startswith("ray::_chunk_task"):
+            pids.append(p.info["pid"])
+    return pids
+
+
+def test_worker_killed_mid_build_is_retried(cluster, model, local_index, tmp_path):
+    from astroapp.index.distributed import build_index_ray
+
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def killer() -> None:  # SIGKILL the first worker seen running a chunk
+        while not stop.is_set() and not killed:
+            for pid in _ray_task_pids():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                break
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    try:
+        report = build_index_ray([GeneratedSource(N_TILES, delay=0.1)], model, tmp_path / "idx",
+                                 **KW)
+    finally:
+        stop.set()
+        t.join()
+    assert killed, "no Ray worker was seen running a chunk"
+    assert report.completed and report.tiles_embedded == N_TILES
+    assert_same_index(local_index, tmp_path / "idx")
+
+
+CHILD = """
+import sys
+from test_index_support import BUILD_KW, GeneratedSource, make_model
+from astroapp.index.distributed import build_index_ray
+kw = {k: v for k, v in BUILD_KW.items() if k != "workers"} | {"workers": 1}
+build_index_ray([GeneratedSource(int(sys.argv[2]), delay=0.15)], make_model(0), sys.argv[1],
+                address=sys.argv[3], **kw)
+"""
+
+
+def test_driver_killed_then_resumed_reuses_finished_chunks(cluster, model, local_index,
+                                                           tmp_path):
+    from astroapp.index.distributed import STAGING_DIR, build_index_ray
+
+    out = tmp_path / "idx"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT)]))
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(out), str(N_TILES), cluster],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and child.poll() is None:
+            staged = list((out / STAGING_DIR).glob("chunk_*.json"))
+            committed = list((out / "chunks").glob("chunk_*.npy"))
+            if len(staged) + len(committed) >= 2:
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, child.stdout.read().decode()[-3000:]
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(30)
+    assert not (out / "manifest.json").exists()
+    report = build_index_ray([GeneratedSource(N_TILES)], model, out, **KW)
+    assert report.completed
+    # committed chunks are skipped by build_index, staged ones taken over by the Ray driver
+    assert report.ray_computed <= 2 and report.tiles_embedded <= N_TILES
+    assert_same_index(local_index, out)
