@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QInputDialog
 
 from astroapp.catalog import Catalog
 from astroapp.gui.main_window import MainWindow
@@ -37,6 +38,18 @@ def window(qtbot, tmp_path):
     qtbot.addWidget(win)
     win.show()
     return win, ids
+
+
+def answer_threshold(value):
+    """Type `value` into the next input dialog and press OK, as the user would."""
+    def fill():
+        dlg = QApplication.activeModalWidget()
+        if isinstance(dlg, QInputDialog):
+            dlg.setDoubleValue(value)
+            dlg.accept()
+        else:
+            QTimer.singleShot(20, fill)
+    QTimer.singleShot(30, fill)
 
 
 def names(win):
@@ -85,7 +98,9 @@ def test_accept_and_reject_the_selection_from_the_table(qtbot, window):
 
 def test_accept_all_above_a_confidence(qtbot, window):
     win, ids = window
-    changed = win.accept_above(0.75)
+    answer_threshold(0.75)
+    win.act_accept_above.trigger()  # the menu action asks for the threshold
+    changed = [pid for pid in ids.values() if win.catalog.review_events(pid)]
     cat = win.catalog
     # b (auto-accepted 0.95) accepted by a person; d has no footprint; e was rejected by a person
     assert changed == [ids["b.jpg"]]

@@ -269,13 +269,13 @@ class MainWindow(QMainWindow):
         self.act_export = self._action("&Export…", self.export_dialog, "Ctrl+E", sp.SP_DialogSaveButton,
                                        "Export footprints (GeoJSON, GeoTIFF, HTML map, CSV)")
         self.act_settings = self._action("&Settings…", self.settings_dialog, "Ctrl+,")
-        self.act_quit = self._action("&Quit", self.close, "Ctrl+Q")
+        self.act_quit = self._action("&Quit", self.request_quit, "Ctrl+Q")
         self.act_localize_sel = self._action(
             "Localize &selected", self.localize_selected, "Ctrl+L", sp.SP_MediaPlay,
             "Retrieve and coregister the selected photos in the background")
         self.act_localize_all = self._action(
             "Localize &all new", self.localize_all, "Ctrl+Shift+L", sp.SP_MediaSeekForward,
-            "Localize every photo not yet localized")
+            "Localize every new photo (failed ones are retried only when selected)")
         self.act_cancel = self._action("&Cancel", self.cancel_job, "Esc", sp.SP_MediaStop,
                                        "Stop the running job; finished photos are kept")
         self.act_review = self._action("&Review", self.open_review, "Ctrl+R", sp.SP_FileDialogContentsView,
@@ -287,6 +287,10 @@ class MainWindow(QMainWindow):
         self.act_reject_sel = self._action(
             "Re&ject selected", self.reject_selected, "Ctrl+Shift+R", sp.SP_DialogCancelButton,
             "Reject every selected photo")
+        self.act_remove = self._action(
+            "Re&move from catalogue…", self.remove_selected, "Del", sp.SP_TrashIcon,
+            "Remove the selected photos and their localizations from the catalogue (files stay on disk)")
+        self.act_remove.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)  # Del in the table/grid only
         self.act_accept_above = self._action(
             "Accept all &above a confidence…", self.accept_above, None, None,
             "Accept every automatic result (auto-accepted or to review) at or above a confidence")
@@ -298,6 +302,7 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m.addSeparator()
         m.addAction(self.act_open_catalog)
+        m.addAction(self.act_remove)
         m.addAction(self.act_export)
         m.addAction(self.act_settings)
         m.addSeparator()
@@ -323,7 +328,7 @@ class MainWindow(QMainWindow):
         self.addToolBar(tb)
         for view in (self.table, self.grid):  # right-click on photos
             for a in (self.act_review, self.act_accept_sel, self.act_reject_sel, self.act_localize_sel,
-                      self.act_export):
+                      self.act_export, self.act_remove):
                 view.addAction(a)
 
     def _make_status_bar(self) -> None:
@@ -380,6 +385,7 @@ class MainWindow(QMainWindow):
         self.act_cancel.setEnabled(busy)
         self.act_review.setEnabled(has_sel or self.review.photo_id is not None)
         self.act_accept_sel.setEnabled(has_sel)
+        self.act_remove.setEnabled(has_sel and not busy)
         self.act_reject_sel.setEnabled(has_sel)
         self.review._update_buttons()
 
@@ -554,11 +560,17 @@ class MainWindow(QMainWindow):
         from astroapp.catalog.leases import release_stale_localizing
 
         release_stale_localizing(self.catalog)  # left by a killed run: localized again now
-        ids = [p.id for p in self.catalog.photos(status=("new", "failed"))]
+        ids = [p.id for p in self.catalog.photos(status="new")]
+        failed = self.catalog.counts_by_status().get("failed", 0)
+        note = (f"; {failed} failed photo{'s' if failed != 1 else ''} not retried "
+                "(select them and Localize selected to retry)") if failed else ""
         if not ids:
-            self.statusBar().showMessage("Nothing to localize: every photo is localized.", 5000)
+            self.statusBar().showMessage("Nothing new to localize" + note + ".", 8000)
             return None
-        return self.start_localize(ids)
+        job = self.start_localize(ids)
+        if job is not None and note:
+            self.statusBar().showMessage(f"Localizing {len(ids)} new photos" + note, 8000)
+        return job
 
     def start_localize(self, ids: list[int]) -> Job | None:
         if not ids:
@@ -600,9 +612,9 @@ class MainWindow(QMainWindow):
     def reject_selected(self) -> list[int]:
         return self._review_many(self.selected_ids(), "reject")
 
-    def accept_above(self, threshold: float | None = None) -> list[int]:
+    def accept_above(self, _checked: bool = False, *, threshold: float | None = None) -> list[int]:
         """Accept every automatic result (auto-accepted or to review) at or above a confidence;
-        a person's earlier decisions are left alone."""
+        a person's earlier decisions are left alone. The action asks for the threshold."""
         if threshold is None:
             from PySide6.QtWidgets import QInputDialog
 
@@ -630,6 +642,36 @@ class MainWindow(QMainWindow):
         if self.review.photo_id in changed:
             self.review.refresh()
         return changed
+
+    def remove_selected(self, _checked: bool = False, *, confirm: bool = True) -> int:
+        """Remove the selected photos from the catalogue (asks first; files stay on disk)."""
+        ids = self.selected_ids()
+        if not ids or self.job is not None:
+            return 0
+        if confirm:
+            answer = QMessageBox.question(
+                self, "Remove photos",
+                f"Remove {len(ids)} photo{'s' if len(ids) != 1 else ''} from the catalogue, with "
+                "their localizations and review history? The files on disk are not touched.")
+            if answer != QMessageBox.StandardButton.Yes:
+                return 0
+        if self.review.photo_id in ids:
+            self.review.clear()
+        self.review.undo_stack = [pid for pid in self.review.undo_stack if pid not in ids]
+        removed = self.catalog.remove_photos(ids)
+        self.reload()
+        self.statusBar().showMessage(f"Removed {removed} photo{'s' if removed != 1 else ''} from the catalogue", 8000)
+        return removed
+
+    def request_quit(self) -> bool:
+        """Ctrl+Q: while a job runs, ask before cancelling it and quitting."""
+        if self.job is not None:
+            answer = QMessageBox.question(
+                self, "Quit while a job runs?",
+                f"{self.job.title} is still running. Cancel it (finished photos are kept) and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        return self.close()
 
     def review_sequence(self) -> list[int]:
         """The photos N/P step through: the catalogue as currently filtered."""
