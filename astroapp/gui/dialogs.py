@@ -255,3 +255,59 @@ class ExportDialog(QDialog):
             "status": None if scope in (None, "selected") else list(scope),
             "ids": self.selected_ids if scope == "selected" else None,
         }
+
+
+# Keys of the review and of manual georeferencing (QShortcuts, not menu actions).
+REVIEW_KEYS = (
+    ("A", "Accept the photo's localization"), ("R", "Reject it"), ("N / Right", "Next photo"),
+    ("P / Left", "Previous photo"), ("Ctrl+Z", "Undo the last decision"),
+    ("C", "Correspondences on/off"), ("W", "Warp the satellite view into the photo's frame"),
+    ("+ / -", "Zoom in / out"), ("0", "Fit the view"), ("T", "Coregister with the picked candidate"),
+    ("G", "Georeference manually (tie points)"),
+)
+MANUAL_KEYS = (
+    ("Click", "Place a tie point (photo, then satellite view, or the other way round)"),
+    ("Drag a marker", "Move that tie point"), ("Del / Backspace", "Delete the selected pair"),
+    ("Wheel / drag", "Zoom / pan"),
+)
+
+
+class ShortcutsDialog(QDialog):
+    """The keyboard cheat sheet: the window's actions, the review keys, manual georeferencing."""
+
+    def __init__(self, actions, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        rows = [("Catalogue and menus", [(" / ".join(k.toString() for k in a.shortcuts()),
+                                          a.text().replace("&", "").rstrip("…")) for a in actions])]
+        rows += [("Review tab", list(REVIEW_KEYS)), ("Manual georeferencing", list(MANUAL_KEYS))]
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["Key", "Does"])
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        for section, keys in rows:
+            r = self.table.rowCount()
+            self.table.insertRow(r)
+            head = QTableWidgetItem(section)
+            f = head.font()
+            f.setBold(True)
+            head.setFont(f)
+            self.table.setItem(r, 0, head)
+            self.table.setSpan(r, 0, 1, 2)
+            for key, what in keys:
+                r = self.table.rowCount()
+                self.table.insertRow(r)
+                self.table.setItem(r, 0, QTableWidgetItem(key))
+                self.table.setItem(r, 1, QTableWidgetItem(what))
+        self.table.resizeColumnsToContents()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.table)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+        lay.addWidget(close)
+        self.resize(560, 620)
+
+    def keys(self) -> list[str]:
+        return [self.table.item(r, 0).text() for r in range(self.table.rowCount())
+                if self.table.item(r, 1) is not None]

@@ -48,8 +48,10 @@ from astroapp.gui.catalog_model import (
 from astroapp.gui.map_view import MapView
 from astroapp.gui.settings import (
     AppSettings,
+    last_dir,
     load_settings,
     load_window_geometry,
+    remember_dir,
     save_settings,
     save_window_geometry,
 )
@@ -252,6 +254,8 @@ class MainWindow(QMainWindow):
             act.setShortcut(QKeySequence(shortcut))
         if tip:
             act.setStatusTip(tip)
+        name = text.replace("&", "").rstrip("…")
+        act.setToolTip((tip or name) + (f"  ({QKeySequence(shortcut).toString()})" if shortcut else ""))
         act.triggered.connect(slot)
         return act
 
@@ -281,6 +285,9 @@ class MainWindow(QMainWindow):
         self.act_review = self._action("&Review", self.open_review, "Ctrl+R", sp.SP_FileDialogContentsView,
                                        "Review the selected photo's localization")
         self.act_refresh = self._action("Re&fresh", self.reload, "F5", sp.SP_BrowserReload)
+        self.act_help = self._action("&Keyboard shortcuts", self.show_help, "F1", sp.SP_DialogHelpButton,
+                                     "Every shortcut of the catalogue, the review and manual georeferencing")
+        self.act_help.setShortcuts([QKeySequence("F1"), QKeySequence("?")])
         self.act_accept_sel = self._action(
             "&Accept selected", self.accept_selected, "Ctrl+Shift+A", sp.SP_DialogApplyButton,
             "Accept every selected photo that has a footprint")
@@ -315,6 +322,8 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m = bar.addMenu("&View")
         m.addAction(self.act_refresh)
+        m = bar.addMenu("&Help")
+        m.addAction(self.act_help)
 
         tb = QToolBar("Main")
         tb.setObjectName("main-toolbar")
@@ -523,15 +532,17 @@ class MainWindow(QMainWindow):
 
     # ---- import ----------------------------------------------------------------------
     def import_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Import a folder of photos")
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of photos", last_dir("import"))
         if path:
+            remember_dir("import", Path(path) / "x")  # the folder itself, not its parent
             self.start_import([Path(path)])
 
     def import_files_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Import photos or a zipped roll", "",
+            self, "Import photos or a zipped roll", last_dir("import"),
             "Photos and rolls (*.jpg *.jpeg *.png *.tif *.tiff *.zip);;All files (*)")
         if paths:
+            remember_dir("import", paths[0])
             self.start_import([Path(p) for p in paths])
 
     def start_import(self, paths: list[Path]) -> Job | None:
@@ -719,9 +730,13 @@ class MainWindow(QMainWindow):
     def export_dialog(self) -> None:
         from astroapp.gui.dialogs import ExportDialog
 
-        dlg = ExportDialog(self, selected_ids=self.selected_ids(), start_dir=self.catalog_path.parent)
+        dlg = ExportDialog(self, selected_ids=self.selected_ids(),
+                           start_dir=Path(last_dir("export") or self.catalog_path.parent))
         if dlg.exec():
-            self.start_export(**dlg.value())
+            value = dlg.value()
+            if str(value["out"]).strip():
+                remember_dir("export", value["out"])
+            self.start_export(**value)
 
     def start_export(self, fmt: str, out: Path, status=None, ids=None) -> Job | None:
         """Export in the background; the finished job reports what was written and skipped."""
@@ -753,6 +768,15 @@ class MainWindow(QMainWindow):
         if result.cancelled:
             text += " (cancelled)"
         self.statusBar().showMessage(text, 15000)
+
+    def show_help(self) -> None:
+        """The keyboard cheat sheet (F1 or ?), non-modal so it can stay open beside the work."""
+        from astroapp.gui.dialogs import ShortcutsDialog
+
+        actions = [a for a in self.findChildren(QAction) if not a.shortcut().isEmpty()]
+        dlg = ShortcutsDialog(actions, self)
+        dlg.show()
+        self.help_dialog = dlg
 
     def settings_dialog(self) -> None:
         from astroapp.gui.dialogs import SettingsDialog
@@ -796,6 +820,11 @@ class MainWindow(QMainWindow):
             while self.job is not None and time.monotonic() < deadline:
                 QApplication.processEvents()
                 time.sleep(0.01)
+        self.filters._debounce.stop()  # a search typed just before closing must not query a closed catalogue
+        try:
+            self.filters.changed.disconnect(self.model.set_filter)
+        except (RuntimeError, TypeError):  # closed before: already disconnected
+            pass
         self.catalog.close()
         super().closeEvent(event)
 

@@ -88,3 +88,18 @@ def save_window_geometry(geometry: bytes) -> None:
     qs = _qsettings()
     qs.setValue("window/geometry", geometry)
     qs.sync()
+
+
+def last_dir(kind: str) -> str:
+    """The folder a file dialog of this kind ("import", "export") last used ("" the first time)."""
+    value = _qsettings().value(f"dirs/{kind}")
+    return str(value) if value and Path(str(value)).is_dir() else ""
+
+
+def remember_dir(kind: str, path: str | Path) -> None:
+    """Remember the folder of a chosen file or folder for the next dialog of this kind."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    qs = _qsettings()
+    qs.setValue(f"dirs/{kind}", str(folder))
+    qs.sync()
