@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QListView,
     QMainWindow,
     QMessageBox,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QStyle,
@@ -216,6 +217,10 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.grid, "Grid")
         self.tabs.addTab(self.review, "Review")
         self.tabs.addTab(self.overview, "Map")
+        self.log_view = QPlainTextEdit()  # job summaries and per-photo outcomes that stay
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        self.tabs.addTab(self.log_view, "Log")
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.filters = FilterBar()
@@ -229,6 +234,8 @@ class MainWindow(QMainWindow):
 
         self._make_actions()
         self._make_status_bar()
+        self._eta_timer = QTimer(self, interval=1000)
+        self._eta_timer.timeout.connect(self._tick_eta)
         self.model.countsChanged.connect(self._show_counts)
         self.model.modelReset.connect(self._update_actions)
         self.table.selectionModel().selectionChanged.connect(self._update_actions)
@@ -441,6 +448,7 @@ class MainWindow(QMainWindow):
             return None
         job = Job(func, title)
         self.job, self.job_kind, self.job_ids = job, kind, list(ids or [])
+        self.log(f"{title}: started")
         job.worker.yielded.connect(functools.partial(self._on_progress, job))
         job.worker.returned.connect(functools.partial(self._on_job_returned, job))
         job.worker.errored.connect(functools.partial(self._on_job_error, job))
@@ -452,7 +460,27 @@ class MainWindow(QMainWindow):
         self.cancel_button.setEnabled(True)
         self._update_actions()
         job.start()
+        self._eta_timer.start()
         return job
+
+    def _tick_eta(self) -> None:
+        """Once a second while a job runs: the ETA moves between reports too."""
+        job = self.job
+        if job is None:
+            self._eta_timer.stop()
+        elif job.last.total > 0:
+            self.progress.setFormat(f"%v / %m  {format_eta(job.eta_seconds(job.last))}")
+
+    def log(self, text: str) -> None:
+        self.log_view.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
+
+    def _named(self, text: str, photo_id: int | None) -> str:
+        """A core message about "photo 12" with the photo's NASA id or file name instead."""
+        if photo_id is None or not text.startswith(f"photo {photo_id}"):
+            return text
+        row = self.model.row_of(photo_id)
+        photo = self.model.photo_at(row) if row is not None else self.catalog.get_photo(photo_id)
+        return text if photo is None else photo_label(photo) + text[len(f"photo {photo_id}"):]
 
     def _on_progress(self, job: Job, p: Progress) -> None:
         if job is not self.job:
@@ -463,8 +491,11 @@ class MainWindow(QMainWindow):
             self.progress.setValue(min(p.done, p.total))
             self.progress.setFormat(f"%v / %m  {format_eta(job.eta_seconds(p))}")
         msg = p.message or (str(p.item) if p.item is not None and not isinstance(p.item, dict) else "")
-        self.job_label.setText(f"{job.title}: {msg}"[:90] if msg else job.title)
         photo_id = _photo_id_of(p)
+        msg = self._named(msg, photo_id)
+        self.job_label.setText(f"{job.title}: {msg}"[:90] if msg else job.title)
+        if getattr(p.message, "outcome", None) is not None:  # a photo finished: keep its line
+            self.log("  " + msg)
         if self.job_kind == "import":
             now = time.monotonic()
             if now - self._last_reload > 1.0 or p.done == p.total:
@@ -509,7 +540,9 @@ class MainWindow(QMainWindow):
         cancelled = job.cancel.is_set()
         elapsed = time.monotonic() - job.started_at
         self.statusBar().showMessage(
-            f"{job.title} {'cancelled' if cancelled else 'finished'} after {elapsed:.1f} s", 10000)
+            f"{job.title} {'cancelled' if cancelled else 'finished'} after {elapsed:.1f} s"
+            + (f": {describe_summary(kind, summary)}" if summary is not None else "")
+            + "  (details in the Log tab)", 15000)
         self.reload()
         if self.review.photo_id is not None:
             if kind == "coregister" and self.review.photo_id in ids:
@@ -518,11 +551,26 @@ class MainWindow(QMainWindow):
         if self.tabs.currentWidget() is self.overview:
             self.refresh_overview()
         self._update_actions()
+        self.log(f"{job.title} {'cancelled' if cancelled else 'finished'} after {elapsed:.1f} s"
+                 + (f": {describe_summary(kind, summary)}" if summary is not None else ""))
         if kind == "import" and summary is not None and not isinstance(summary, Exception):
             self._show_import_failures(summary)
+            self._select_new(getattr(summary, "added_ids", []) or [])
         if kind == "export" and summary is not None and not isinstance(summary, Exception):
             self._show_export_result(summary)
         self.jobFinished.emit(kind, summary)
+
+    def _select_new(self, ids: list[int]) -> None:
+        """Newly imported photos selected and scrolled to (those the filter shows)."""
+        rows = [r for r in (self.model.row_of(i) for i in ids) if r is not None]
+        if not rows:
+            return
+        sel = self.table.selectionModel()
+        sel.clearSelection()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for r in rows:
+            sel.select(self.model.index(r, 0), flags)
+        self.table.scrollTo(self.model.index(min(rows), 0))
 
     def cancel_job(self) -> None:
         if self.job is not None:
@@ -839,6 +887,20 @@ def _photo_id_of(p: Progress) -> int | None:
         if isinstance(value, int):
             return value
     return None
+
+
+def describe_summary(kind: str, summary) -> str:
+    """One line for the status bar and the log: what a finished job did."""
+    if isinstance(summary, Exception):
+        return f"failed: {type(summary).__name__}: {summary}"
+    if kind == "import" and hasattr(summary, "added"):
+        return (f"{summary.added} added, {summary.duplicates} duplicates of catalogued photos, "
+                f"{summary.already} already catalogued, {summary.failed} failed")
+    if hasattr(summary, "describe"):
+        return summary.describe()
+    if kind == "export" and hasattr(summary, "written"):
+        return f"{len(summary.written)} files written, {len(summary.skipped)} photos without a footprint skipped"
+    return ""
 
 
 def import_failures(summary) -> list[tuple[str, str]]:
