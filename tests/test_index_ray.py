@@ -12,9 +12,11 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import faiss
 import numpy as np
 import pytest
+import torch
 from test_index_support import BUILD_KW, GeneratedSource, make_model
 
 from astroapp.index import build_index
@@ -165,3 +167,55 @@ def test_driver_killed_then_resumed_reuses_finished_chunks(cluster, model, local
     # committed chunks are skipped by build_index, staged ones taken over by the Ray driver
     assert report.ray_computed <= 2 and report.tiles_embedded <= N_TILES
     assert_same_index(local_index, out)
+
+
+def test_sift_bow_vocabulary_learned_once_and_shipped(cluster, tmp_path):
+    """sift-bow learns its words from the index's tiles on the driver; the Ray workers embed
+    with that vocabulary: same vocabulary file, same descriptors as a local build."""
+    from astroapp.index.distributed import build_index_ray
+    from astroapp.retrieval.sift_bow import VOCABULARY_FILE, SiftBow
+
+    def make() -> SiftBow:
+        return SiftBow(words=32, input_size=128, max_features=300)
+
+    kw = KW | {"show_progress": False}
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    build_index([GeneratedSource(16)], make(), local, **kw)
+    report = build_index_ray([GeneratedSource(16)], make(), remote, **kw)
+    assert report.completed and report.ray_computed == 2
+    from safetensors.numpy import load_file
+
+    vl, vr = load_file(local / VOCABULARY_FILE), load_file(remote / VOCABULARY_FILE)
+    assert vl.keys() == vr.keys() and all(np.array_equal(vl[k], vr[k]) for k in vl)
+    dl, dr = (np.concatenate([np.asarray(load_chunk(f, c, 32))
+                              for c in TileStore(f, readonly=True).chunks()])
+              for f in (local, remote))
+    assert dl.shape == (16, 4, 32) and np.abs(dl).sum() > 0
+    np.testing.assert_allclose(dl.astype(np.float32), dr.astype(np.float32), atol=2e-3)
+
+
+def test_cli_build_with_ray_equals_local_cli_build(cluster, tmp_path, capsys):
+    """`index build FOLDER --ray ADDRESS`: the workers reopen the folder from its spec."""
+    from astroapp.cli import main
+    from astroapp.geo.sources.earthloc_folder import format_earthloc_name
+    from astroapp.index.manifest import MANIFEST_NAME
+
+    folder = tmp_path / "2021_08"
+    folder.mkdir()
+    src = GeneratedSource(12)
+    for ref in src.tiles():
+        name = format_earthloc_name(ref.footprint, ref.tile_id.split("@")[0], 2021)
+        cv2.imwrite(str(folder / name), cv2.cvtColor(src.image(ref.tile_id), cv2.COLOR_RGB2BGR))
+    base = ["index", "build", str(folder), "--model", "astroapp-small", "--weights", "random",
+            "--chunk-size", "8", "--batch-size", "4", "-q", "--device", "cpu"]
+    torch.manual_seed(0)
+    assert main([*base, "--out", str(tmp_path / "local")]) == 0
+    torch.manual_seed(0)
+    assert main([*base, "--out", str(tmp_path / "ray"), "--ray", cluster]) == 0
+    assert "12 tiles (12 new" in capsys.readouterr().out
+    ml, mr = (json.loads((tmp_path / d / MANIFEST_NAME).read_text()) for d in ("local", "ray"))
+    assert ml["model"] == mr["model"] and ml["tiles_digest"] == mr["tiles_digest"]
+    dl, dr = (np.concatenate([np.asarray(load_chunk(tmp_path / d, c, 256))
+                              for c in TileStore(tmp_path / d, readonly=True).chunks()])
+              for d in ("local", "ray"))
+    np.testing.assert_allclose(dl.astype(np.float32), dr.astype(np.float32), atol=2e-3)

@@ -85,13 +85,21 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise UserError(f"two sources have the same id ({', '.join(ids)}): give each once")
     name = args.model or (DEFAULT_RETRIEVAL_MODEL if args.weights else default_model_for(args.sources))
     model = _load_model(name, args.weights, args.device)
+    from astroapp.index.distributed import RayUnavailableError, build_index_ray
+
+    build = build_index
+    if args.ray is not None:  # same build, tiles embedded by Ray tasks (index.distributed)
+        from functools import partial
+
+        build = partial(build_index_ray, address=None if args.ray == "local" else args.ray,
+                        num_cpus=args.ray_cpus)
     try:
-        report = build_index(
+        report = build(
             sources, model, args.out, weights=args.weights if args.weights != "random" else None,
             batch_size=args.batch_size, chunk_size=args.chunk_size, workers=args.workers,
             index_type=args.index_type, show_progress=not args.quiet,
             source_specs=[str(s) for s in args.sources], force=args.force)
-    except TileIndexError as exc:
+    except (TileIndexError, RayUnavailableError) as exc:
         raise UserError(str(exc)) from exc
     if report.repaired and report.repaired != "--force":
         print(f"damaged: {report.repaired}: rebuilt", file=sys.stderr)
@@ -264,6 +272,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--force", action="store_true",
                    help="start over: discard the folder's index files and embed every tile "
                    "again (a damaged index is repaired without it)")
+    b.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="embed the tiles on a Ray cluster: ADDRESS of its head ('auto' for the "
+                   "one `ray start` runs here), or a local one when omitted (needs "
+                   "astroapp[distributed]); resumable, same index as without")
+    b.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of the local Ray cluster that --ray starts (default: all)")
     b.set_defaults(func=_cmd_build)
 
     i = sub.add_parser("info", help="describe an index (model, counts, faiss type)")

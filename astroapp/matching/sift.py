@@ -40,10 +40,22 @@ class SiftMatcher:
         self.root = root
         self.clahe = clahe
         self.contrast_threshold = contrast_threshold
+        self._make_detectors()
+
+    def _make_detectors(self) -> None:
         self._sift = cv2.SIFT_create(
-            nfeatures=max_features, contrastThreshold=contrast_threshold
+            nfeatures=self.max_features, contrastThreshold=self.contrast_threshold
         )
-        self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)) if clahe else None
+        self._clahe = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)) if self.clahe else None
+
+    def __getstate__(self) -> dict:
+        """Picklable (OpenCV's detectors are not): a model holding a matcher, e.g. sift-bow,
+        travels to Ray workers and the detectors are made again there."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_sift", "_clahe")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._make_detectors()
 
     def settings(self) -> dict:
         return {
