@@ -205,7 +205,10 @@ class FlatSearcher:
 
 
 def faiss_gpus() -> int:
-    return int(faiss.get_num_gpus()) if hasattr(faiss, "get_num_gpus") else 0
+    """GPUs a CUDA build of faiss can use; 0 with faiss-cpu (no StandardGpuResources)."""
+    if not hasattr(faiss, "StandardGpuResources") or not hasattr(faiss, "get_num_gpus"):
+        return 0
+    return int(faiss.get_num_gpus())
 
 
 class IVFPQSearcher:
