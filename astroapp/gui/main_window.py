@@ -207,6 +207,9 @@ class MainWindow(QMainWindow):
             view.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.overview = MapView()
         self.overview.footprintClicked.connect(self._on_overview_click)
+        self.overview.footprintSelected.connect(self._on_overview_select)
+        self.overview.set_legend([("accepted", "accepted"), ("neighbour", "auto-accepted or to review"),
+                                  ("rejected", "rejected"), ("current", "selected (double-click: review)")])
 
         from astroapp.gui.review_view import ReviewView
 
@@ -238,7 +241,9 @@ class MainWindow(QMainWindow):
         self._eta_timer.timeout.connect(self._tick_eta)
         self.model.countsChanged.connect(self._show_counts)
         self.model.modelReset.connect(self._update_actions)
+        self.model.modelReset.connect(self._refresh_overview_if_shown)  # filters apply to the map at once
         self.table.selectionModel().selectionChanged.connect(self._update_actions)
+        self.table.selectionModel().selectionChanged.connect(self._highlight_selection_on_map)
         self.reload()
 
     # ---- UI construction -------------------------------------------------------------
@@ -756,6 +761,7 @@ class MainWindow(QMainWindow):
             "AND l.footprint IS NOT NULL"
         ).fetchall()
         self.overview.clear_footprints()
+        drawn = 0
         rect = QRectF()
         for pid, fp, status in rows:
             if pid not in shown:
@@ -765,10 +771,30 @@ class MainWindow(QMainWindow):
             self.overview.add_footprint(("photo", pid), json.loads(fp), style,
                                         tooltip=f"{photo_label(photo)} [{status}]")
             rect = rect.united(self.overview.footprint_rect(("photo", pid)))
+            drawn += 1
+        if not shown:
+            self.overview.show_message("No photo matches the filter")
+        elif not drawn:
+            self.overview.show_message(f"None of the {len(shown)} photos shown has a footprint yet")
+        else:
+            self.overview.show_message("")
+        self._highlight_selection_on_map()
         if rect.isEmpty():
             self.overview.show_world()
         else:
             self.overview.zoom_to(rect, margin=1.3)
+
+    def _refresh_overview_if_shown(self) -> None:
+        if self.tabs.currentWidget() is self.overview:
+            self.refresh_overview()
+
+    def _highlight_selection_on_map(self, *_args) -> None:
+        self.overview.highlight(("photo", pid) for pid in self.selected_ids())
+
+    def _on_overview_select(self, key) -> None:
+        """A single click on the map selects that photo in the table (and highlights it)."""
+        if isinstance(key, tuple) and key[0] == "photo":
+            self.select_photo(key[1])
 
     def _on_overview_click(self, key) -> None:
         if isinstance(key, tuple) and key[0] == "photo":

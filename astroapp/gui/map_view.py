@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QGraphicsPolygonItem,
     QGraphicsScene,
     QGraphicsView,
+    QLabel,
 )
 
 
@@ -71,7 +72,8 @@ STYLES = {
 class MapView(QGraphicsView):
     """Zoomable, pannable world map; scene units are degrees (x = lon, y = -lat)."""
 
-    footprintClicked = Signal(object)  # the key given to add_footprint
+    footprintClicked = Signal(object)  # the key given to add_footprint (double-click)
+    footprintSelected = Signal(object)  # single click: the key under the cursor, None on empty map
 
     MAX_SCALE = 2000.0  # view pixels per degree
 
@@ -95,6 +97,45 @@ class MapView(QGraphicsView):
         self._wanted: QRectF | None = QRectF(-180, -90, 360, 180)  # re-fitted on resize
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._styles: dict[object, str] = {}
+        self._highlighted: set = set()
+        self._press = None
+        # overlays, fixed in the view's corners: legend, cursor coordinates, a message
+        self.legend = self._overlay()
+        self.legend.hide()
+        self.readout = self._overlay()
+        self.readout.hide()
+        self.message = self._overlay()
+        self.message.setStyleSheet(self.message.styleSheet() + "font-size:15px;padding:10px;")
+        self.message.hide()
+        self.viewport().setMouseTracking(True)
+
+    def _overlay(self) -> QLabel:
+        label = QLabel(self)
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setStyleSheet("background:rgba(10,12,20,190);color:#e6e6e6;padding:4px 6px;border-radius:3px;")
+        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        return label
+
+    def set_legend(self, entries: Sequence[tuple[str, str]]) -> None:
+        """(style name, label) rows drawn in the top-left corner in their outline colours."""
+        rows = [f"<span style='color:{STYLES[style][0].name()}'>■</span> {text}" for style, text in entries]
+        self.legend.setText("<br>".join(rows))
+        self.legend.adjustSize()
+        self.legend.setVisible(bool(rows))
+        self._place_overlays()
+
+    def show_message(self, text: str) -> None:
+        """A centred note over the map (e.g. the filter matches nothing); empty hides it."""
+        self.message.setText(text)
+        self.message.adjustSize()
+        self.message.setVisible(bool(text))
+        self._place_overlays()
+
+    def _place_overlays(self) -> None:
+        self.legend.move(8, 8)
+        self.readout.move(8, self.height() - self.readout.height() - 8)
+        self.message.move((self.width() - self.message.width()) // 2, (self.height() - self.message.height()) // 2)
 
     # ---- footprints -----------------------------------------------------------------
     def clear_footprints(self) -> None:
@@ -102,18 +143,15 @@ class MapView(QGraphicsView):
             for item in items:
                 self.scene().removeItem(item)
         self._items.clear()
+        self._styles.clear()
+        self._highlighted = set()
 
     def add_footprint(self, key, footprint, style: str = "neighbour", tooltip: str = "") -> None:
-        pen_color, brush_color, width = STYLES.get(style, STYLES["neighbour"])
-        pen = QPen(pen_color, width)
-        pen.setCosmetic(True)  # constant screen width at any zoom
         items = []
         for ring in footprint_rings(footprint):
             poly = QPolygonF([QPointF(lon, -lat) for lon, lat in ring])
             item = QGraphicsPolygonItem(poly)
-            item.setPen(pen)
-            item.setBrush(QBrush(brush_color))
-            item.setZValue(10 if style == "current" else 1)
+            _style_item(item, style)
             item.setData(0, key)
             item.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, False)
             if tooltip:
@@ -121,6 +159,19 @@ class MapView(QGraphicsView):
             self.scene().addItem(item)
             items.append(item)
         self._items.setdefault(key, []).extend(items)
+        self._styles[key] = style
+
+    def highlight(self, keys: Iterable[object]) -> None:
+        """Draw these footprints as the current one (selection), the others in their own style."""
+        wanted = {k for k in keys if k in self._items}
+        for key in self._highlighted ^ wanted:
+            style = "current" if key in wanted else self._styles.get(key, "neighbour")
+            for item in self._items[key]:
+                _style_item(item, style)
+        self._highlighted = wanted
+
+    def highlighted(self) -> set:
+        return set(self._highlighted)
 
     def show_footprints(
         self,
@@ -166,6 +217,7 @@ class MapView(QGraphicsView):
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
+        self._place_overlays()
         if self._wanted is not None:  # a view laid out after zoom_to: fit again
             self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
 
@@ -197,6 +249,36 @@ class MapView(QGraphicsView):
             self.zoom(1.25**steps)
         event.accept()
 
+    def key_at(self, view_pos) -> object | None:
+        for item in self.items(view_pos):
+            key = item.data(0)
+            if key is not None:
+                return key
+        return None
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self._press = event.position()
+        super().mousePressEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        super().mouseReleaseEvent(event)
+        press, self._press = self._press, None
+        if (press is not None and event.button() == Qt.MouseButton.LeftButton
+                and (event.position() - press).manhattanLength() <= 4):  # a click, not a pan
+            self.footprintSelected.emit(self.key_at(event.position().toPoint()))
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        super().mouseMoveEvent(event)
+        lon, lat = self.lonlat_at(int(event.position().x()), int(event.position().y()))
+        if -90 <= lat <= 90 and -180 <= lon <= 180:
+            self.readout.setText(f"{abs(lat):.3f}° {'N' if lat >= 0 else 'S'}, "
+                                 f"{abs(lon):.3f}° {'E' if lon >= 0 else 'W'}")
+            self.readout.adjustSize()
+            self.readout.show()
+            self._place_overlays()
+        else:
+            self.readout.hide()
+
     def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
         for item in self.items(event.position().toPoint()):
             key = item.data(0)
@@ -208,6 +290,15 @@ class MapView(QGraphicsView):
     def lonlat_at(self, view_x: int, view_y: int) -> tuple[float, float]:
         p = self.mapToScene(view_x, view_y)
         return p.x(), -p.y()
+
+
+def _style_item(item: QGraphicsPolygonItem, style: str) -> None:
+    pen_color, brush_color, width = STYLES.get(style, STYLES["neighbour"])
+    pen = QPen(pen_color, width)
+    pen.setCosmetic(True)  # constant screen width at any zoom
+    item.setPen(pen)
+    item.setBrush(QBrush(brush_color))
+    item.setZValue(10 if style == "current" else 1)
 
 
 def polygon_from_points(points: Sequence[tuple[float, float]]) -> QPolygonF:

@@ -353,6 +353,8 @@ class ReviewView(QWidget):
         self.map = MapView()
         self.map.footprintClicked.connect(self._on_map_click)
         self.map.setMinimumHeight(220)
+        self.map.set_legend([("current", "this photo"), ("candidate", "retrieved tiles"),
+                             ("neighbour", "other photos"), ("accepted", "accepted"), ("rejected", "rejected")])
 
         self.btn_accept = QPushButton("Accept (A)")
         self.btn_reject = QPushButton("Reject (R)")

@@ -1,0 +1,76 @@
+"""The overview map in the real window (offscreen, real SQLite): a single click selects and
+highlights a photo, the table's selection is highlighted on the map, a legend, a coordinate
+readout under the cursor, and a message when the filter matches nothing."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+from astroapp.catalog import Catalog
+from astroapp.gui.main_window import MainWindow
+from astroapp.gui.settings import AppSettings
+
+
+def _box(lon, lat, d=3.0):
+    return [[lon - d, lat + d], [lon + d, lat + d], [lon + d, lat - d], [lon - d, lat - d]]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    ids = {}
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        for i, (name, lon, lat, status) in enumerate((("nile.jpg", 31.0, 26.0, "accepted"),
+                                                      ("andes.jpg", -70.0, -20.0, "review"),
+                                                      ("new.jpg", None, None, "new"))):
+            ids[name] = cat.add_photo(path=tmp_path / name, sha256=f"{i:064d}")
+            if lon is not None:
+                cat.add_localization(ids[name], footprint=_box(lon, lat), confidence=0.5)
+            cat.set_status(ids[name], status)
+    win = MainWindow(tmp_path / "c.sqlite", settings=AppSettings())
+    qtbot.addWidget(win)
+    win.resize(1000, 700)
+    win.show()
+    win.tabs.setCurrentWidget(win.overview)
+    qtbot.wait(50)
+    return win, ids
+
+
+def view_pos(view, lon, lat):
+    p = view.mapFromScene(QPointF(lon, -lat))
+    return QPoint(p.x(), p.y())
+
+
+def test_click_selects_and_selection_highlights(qtbot, window):
+    win, ids = window
+    m = win.overview
+    assert m.legend.isVisible() and "accepted" in m.legend.text() and "to review" in m.legend.text()
+    qtbot.mouseClick(m.viewport(), Qt.MouseButton.LeftButton, pos=view_pos(m, -70.0, -20.0))
+    assert win.selected_ids() == [ids["andes.jpg"]]
+    assert m.highlighted() == {("photo", ids["andes.jpg"])}
+    assert win.tabs.currentWidget() is m  # a single click does not leave the map
+    win.select_photo(ids["nile.jpg"])  # selected in the table: highlighted on the map
+    assert m.highlighted() == {("photo", ids["nile.jpg"])}
+    qtbot.mouseDClick(m.viewport(), Qt.MouseButton.LeftButton, pos=view_pos(m, 31.0, 26.0))
+    assert win.tabs.currentWidget() is win.review and win.review.photo_id == ids["nile.jpg"]
+
+
+def test_coordinate_readout(qtbot, window):
+    win, _ = window
+    m = win.overview
+    qtbot.mouseMove(m.viewport(), view_pos(m, 31.0, 26.0))
+    qtbot.wait(20)
+    text = m.readout.text()
+    assert m.readout.isVisible() and "N" in text and "E" in text
+    lat = float(text.split("°")[0])
+    assert abs(lat - 26.0) < 0.5
+
+
+def test_message_when_the_filter_matches_nothing(qtbot, window):
+    win, _ = window
+    m = win.overview
+    assert not m.message.isVisible()
+    win.filters.status.setCurrentIndex(win.filters.status.findData("new"))  # the map follows the filter
+    assert m.message.isVisible() and "has a footprint yet" in m.message.text()
+    win.filters.search.setText("no such photo")
+    qtbot.waitUntil(lambda: m.message.text() == "No photo matches the filter", timeout=3000)
