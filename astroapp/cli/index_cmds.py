@@ -85,6 +85,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise UserError(f"two sources have the same id ({', '.join(ids)}): give each once")
     name = args.model or (DEFAULT_RETRIEVAL_MODEL if args.weights else default_model_for(args.sources))
     model = _load_model(name, args.weights, args.device)
+    model.precision = args.precision  # read by index.embed.autocast
     from astroapp.index.distributed import RayUnavailableError, build_index_ray
 
     build = build_index
@@ -276,6 +277,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="embed the tiles on a Ray cluster: ADDRESS of its head ('auto' for the "
                    "one `ray start` runs here), or a local one when omitted (needs "
                    "astroapp[distributed]); resumable, same index as without")
+    b.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="arithmetic of the descriptor network: fp16/bf16 autocast roughly "
+                   "doubles a GPU's tiles/s (descriptors within cosine 0.99 of fp32)")
     b.add_argument("--ray-cpus", type=int, default=None, metavar="N",
                    help="CPUs of the local Ray cluster that --ray starts (default: all)")
     b.set_defaults(func=_cmd_build)
