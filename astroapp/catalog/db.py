@@ -901,6 +901,35 @@ class Catalog:
                 changed.append(pid)
         return changed
 
+    def missions(self) -> list[str]:
+        """The distinct missions of the catalogued photos, sorted."""
+        rows = self._con.execute(
+            "SELECT DISTINCT mission FROM photos WHERE mission IS NOT NULL ORDER BY mission").fetchall()
+        return [r[0] for r in rows]
+
+    def current_footprints(self, near: tuple[float, float, float] | None = None,
+                           exclude: int | None = None, limit: int | None = None
+                           ) -> list[tuple[int, list, str]]:
+        """(photo id, footprint corners, status) of every photo whose current localization has
+        a footprint; `near` = (lon, lat, radius in degrees) keeps those centred within it
+        (longitudes across the antimeridian too, at twice the radius)."""
+        sql = ("SELECT l.photo_id, l.footprint, p.status FROM localizations l "
+               "JOIN photos p ON p.id = l.photo_id "
+               "WHERE l.id IN (SELECT MAX(id) FROM localizations GROUP BY photo_id) "
+               "AND l.footprint IS NOT NULL")
+        params: list[Any] = []
+        if exclude is not None:
+            sql += " AND l.photo_id != ?"
+            params.append(int(exclude))
+        if near is not None:
+            lon, lat, radius = near
+            sql += (" AND abs(l.center_lat - ?) < ? AND abs(((l.center_lon - ? + 540) % 360) - 180) < ?")
+            params += [lat, radius, lon, 2 * radius]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [(int(pid), _loads(fp), status) for pid, fp, status in self._con.execute(sql, params)]
+
     def remove_photos(self, photo_ids: Iterable[int]) -> int:
         """Delete photos from the catalogue with their localizations, candidates, thumbnails
         and review history (the files on disk are left alone); returns how many went."""

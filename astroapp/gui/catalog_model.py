@@ -297,7 +297,4 @@ class PhotoTableModel(QAbstractTableModel):
             self._thumb_timer.start()
 
     def missions(self) -> list[str]:
-        rows = self.catalog.connection.execute(
-            "SELECT DISTINCT mission FROM photos WHERE mission IS NOT NULL ORDER BY mission"
-        ).fetchall()
-        return [r[0] for r in rows]
+        return self.catalog.missions()

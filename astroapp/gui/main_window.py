@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from pathlib import Path
@@ -754,12 +753,7 @@ class MainWindow(QMainWindow):
     def refresh_overview(self) -> None:
         """Every current footprint of the photos shown (filters apply), coloured by status."""
         shown = set(self.model.photo_ids())
-        rows = self.catalog.connection.execute(
-            "SELECT l.photo_id, l.footprint, p.status FROM localizations l "
-            "JOIN photos p ON p.id = l.photo_id "
-            "WHERE l.id IN (SELECT MAX(id) FROM localizations GROUP BY photo_id) "
-            "AND l.footprint IS NOT NULL"
-        ).fetchall()
+        rows = self.catalog.current_footprints()
         self.overview.clear_footprints()
         drawn = 0
         rect = QRectF()
@@ -768,7 +762,7 @@ class MainWindow(QMainWindow):
                 continue
             style = status if status in ("accepted", "rejected") else "neighbour"
             photo = self.model.photo_at(self.model.row_of(pid))
-            self.overview.add_footprint(("photo", pid), json.loads(fp), style,
+            self.overview.add_footprint(("photo", pid), fp, style,
                                         tooltip=f"{photo_label(photo)} [{status}]")
             rect = rect.united(self.overview.footprint_rect(("photo", pid)))
             drawn += 1

@@ -8,7 +8,6 @@ reviewer's name and time, and can be undone (`Catalog.undo_review`).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,16 +164,8 @@ def read_review_data(catalog, photo_id: int) -> ReviewData | None:
     cands = catalog.candidates(loc.id) if loc is not None else []
     data = ReviewData(photo, loc, cands, events=catalog.review_events(photo_id))
     if loc is not None and loc.center_lon is not None and loc.center_lat is not None:
-        rows = catalog.connection.execute(
-            "SELECT l.photo_id, l.footprint, p.status FROM localizations l "
-            "JOIN photos p ON p.id = l.photo_id "
-            "WHERE l.id IN (SELECT MAX(id) FROM localizations GROUP BY photo_id) "
-            "AND l.footprint IS NOT NULL AND l.photo_id != ? "
-            "AND abs(l.center_lat - ?) < ? AND abs(((l.center_lon - ? + 540) % 360) - 180) < ? "
-            "LIMIT 300",
-            (photo_id, loc.center_lat, NEIGHBOUR_RADIUS_DEG, loc.center_lon, NEIGHBOUR_RADIUS_DEG * 2),
-        ).fetchall()
-        data.neighbours = [(int(pid), json.loads(fp), status) for pid, fp, status in rows]
+        data.neighbours = catalog.current_footprints(
+            near=(loc.center_lon, loc.center_lat, NEIGHBOUR_RADIUS_DEG), exclude=photo_id, limit=300)
     return data
 
 
