@@ -99,3 +99,28 @@ def test_faiss_gpu_feature_detection():
         index = faiss.IndexFlatIP(8)
         index.add(np.eye(8, dtype=np.float32))
         assert FlatSearcher(index).backend in ("faiss", "torch")
+
+
+def test_kornia_ransac_rerank_path_agrees_with_opencv():
+    """Re-ranking's verification with kornia's RANSAC (the GPU option) on a real SIFT pair:
+    a tile turned 90 degrees and scaled is verified with OpenCV's inlier count (+-15%) and
+    the same angle; an unrelated tile is not."""
+    pytest.importorskip("kornia")
+    from astroapp.matching.kornia_ransac import homography_fitter
+    from astroapp.pipeline.rerank import Reranker, verify
+
+    src = GeneratedSource(2)
+    a, other = (cv2.resize(src.load(r), (256, 256), interpolation=cv2.INTER_CUBIC)
+                for r in src.tiles())
+    photo = np.ascontiguousarray(np.rot90(cv2.resize(a, (300, 300))[22:278, 22:278]))
+    rr = Reranker(ransac="kornia", size=256)
+    assert rr.ransac == "kornia"
+    fp, ft, fo = rr.features(photo), rr.features(a), rr.features(other)
+    cv_v = verify(rr.matcher, fp, ft, 256, homography_fitter("opencv"))
+    k_v = verify(rr.matcher, fp, ft, 256, homography_fitter("kornia", device="cpu"))
+    assert cv_v.inliers >= 30 and cv_v.angle is not None
+    assert abs(k_v.inliers - cv_v.inliers) <= 0.15 * cv_v.inliers
+    assert k_v.angle == cv_v.angle
+    assert verify(rr.matcher, fp, fo, 256, homography_fitter("kornia")).inliers < 15
+    with pytest.raises(ValueError, match="RANSAC backend must be one of opencv, kornia"):
+        Reranker(ransac="magic")

@@ -56,13 +56,15 @@ def homography_angle(h: np.ndarray, size: int) -> int:
     return int(round(up / 90.0)) % 4 * 90
 
 
-def verify(matcher: Matcher, photo: Features, tile: Features, size: int) -> Verification:
+def verify(matcher: Matcher, photo: Features, tile: Features, size: int,
+           fit_fn: Callable[..., Any] = fit_homography) -> Verification:
     """Inliers of the best photo -> tile homography (0 when none, or when it folds or
-    mirrors the photo), and the tile rotation it implies."""
+    mirrors the photo), and the tile rotation it implies. `fit_fn`: OpenCV's MAGSAC, or
+    kornia's RANSAC on a GPU (matching.kornia_ransac.homography_fitter)."""
     matches = matcher.match(photo, tile)
     if len(matches) < MIN_MATCHES:
         return Verification(0, None)
-    fit = fit_homography(matches, max_iters=1000)
+    fit = fit_fn(matches, max_iters=1000)
     if fit is None:
         return Verification(0, None)
     h, inl = fit
@@ -124,7 +126,11 @@ class Reranker:
 
     def __init__(self, matcher: Matcher | None = None, size: int = DEFAULT_SIZE,
                  shortlist: int = DEFAULT_SHORTLIST, min_inliers: int = MIN_INLIERS,
-                 stop_inliers: int | None = STOP_INLIERS, cache_tiles: int = 512) -> None:
+                 stop_inliers: int | None = STOP_INLIERS, cache_tiles: int = 512,
+                 ransac: str = "opencv") -> None:
+        from astroapp.matching.kornia_ransac import homography_fitter
+
+        self.ransac, self._fit = ransac, homography_fitter(ransac)  # "kornia": on the GPU
         if matcher is None:
             from astroapp.matching.registry import get_matcher
 
@@ -186,7 +192,7 @@ class Reranker:
                 out[i] = Verification(0, None)
                 continue
             feats, side = photo(i) if callable(photo) else (photo, self.size)
-            out[i] = v = verify(self.matcher, feats, tile, side)
+            out[i] = v = verify(self.matcher, feats, tile, side, self._fit)
             if self.stop_inliers and v.inliers >= self.stop_inliers:
                 break
         return out
