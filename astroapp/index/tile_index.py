@@ -36,6 +36,8 @@ from astroapp.index.store import (
 # A zoom fits a photo when its blocks are at most this factor wider or narrower than the
 # photo's expected ground width (EarthLoc's zooms are a factor 2 apart: 1-2 zooms fit).
 ZOOM_FIT = 2.5
+# Metadata that puts the photo further than this from every zoom's block size is ignored.
+MAX_SCALE_GAP = 8.0
 # Below this many allowed vectors a region query is answered exactly by a direct scan of them.
 SUBSET_SCAN_MAX = 400_000
 
@@ -350,7 +352,9 @@ class TileIndex:
                       tiles: np.ndarray | None = None) -> set[int] | None:
         """The zooms (among `tiles`, default all) whose blocks fit a photo `width_km` wide:
         block width within a factor ZOOM_FIT of the range, else the single closest zoom.
-        None when the tiles have no zoom (then no zoom is excluded)."""
+        None (no zoom excluded) when the tiles have no zoom, or when even the closest zoom is
+        more than MAX_SCALE_GAP off (a database not at the photo's scale, e.g. the demo world,
+        whose renders carry nominal focal lengths)."""
         tiles = np.nonzero(self._valid)[0] if tiles is None else tiles
         zooms = self._zoom_array[tiles]
         have = zooms >= 0
@@ -367,7 +371,9 @@ class TileIndex:
             gap = abs(np.log(w / np.sqrt(lo * hi)))
             if best is None or gap < best[0]:
                 best = (gap, int(z))
-        return out or ({best[1]} if best is not None else None)
+        if best is None or best[0] > np.log(MAX_SCALE_GAP):
+            return None  # no block near the photo's scale: the hint does not fit this database
+        return out or {best[1]}
 
     # --- search --------------------------------------------------------------------------
     def search(self, descriptors: np.ndarray, k: int = 10,

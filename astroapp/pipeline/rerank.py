@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from astroapp.index.tile_index import MAX_SCALE_GAP
 from astroapp.matching.base import Features, Matcher
 from astroapp.matching.coregister import MIN_MATCHES, fit_homography
 from astroapp.matching.geometry import apply_h, edge_corners, is_convex, quad_area
@@ -108,10 +109,13 @@ def tile_width_km(cand: Any) -> float | None:
 def scale_sides(size: int, photo_km: float | None, tile_km: float | None) -> tuple[int, int]:
     """(photo side, tile side) in px that put a photo `photo_km` wide and a tile `tile_km`
     wide at about the same ground resolution: the finer one is enlarged (up to MAX_SCALE
-    times `size`, in half-`size` steps so features are shared), never shrunk below `size`."""
+    times `size`, in half-`size` steps so features are shared), never shrunk below `size`;
+    unchanged when the two are more than MAX_SCALE_GAP apart (a hint that does not fit)."""
     if not photo_km or not tile_km:
         return size, size
     r = photo_km / tile_km
+    if not 1.0 / MAX_SCALE_GAP <= r <= MAX_SCALE_GAP:
+        return size, size  # the hint does not fit the tiles (see tile_index.MAX_SCALE_GAP)
 
     def side(f: float) -> int:
         f = min(max(f, 1.0), MAX_SCALE)
