@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Callable
 
+import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import (
@@ -146,7 +147,7 @@ class ManualGeorefDialog(QDialog):
     stored = Signal(int)  # photo id, after Accept stored the fit
 
     def __init__(self, main_window, photo_id: int, region: list, source_id: str | None,
-                 tile_id: str | None = None) -> None:
+                 tile_id: str | None = None, proposal: list | None = None) -> None:
         super().__init__(main_window)
         from astroapp.gui.review_view import load_photo
 
@@ -185,6 +186,12 @@ class ManualGeorefDialog(QDialog):
         self.btn_accept = QPushButton("Accept and store")
         self.btn_accept.setToolTip("Store this fit as the photo's localization and accept it")
         self.btn_accept.clicked.connect(self.accept_fit)
+        self.proposal = proposal
+        self.btn_seed = QPushButton("Start from the proposed footprint")
+        self.btn_seed.setToolTip("Four tie points where the current localization puts the photo's "
+                                 "corners; drag their map markers to nudge the footprint")
+        self.btn_seed.setEnabled(bool(proposal))
+        self.btn_seed.clicked.connect(self.seed_from_proposal)
         self.btn_cancel = QPushButton("Cancel")
         self.btn_cancel.clicked.connect(self.reject)
         QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self, activated=self.delete_selected)
@@ -210,7 +217,7 @@ class ManualGeorefDialog(QDialog):
         split.addWidget(right)
         buttons = QHBoxLayout()
         buttons.addWidget(self.rms_label, 1)
-        for b in (self.btn_delete, self.btn_cancel, self.btn_accept):
+        for b in (self.btn_seed, self.btn_delete, self.btn_cancel, self.btn_accept):
             buttons.addWidget(b)
         lay = QVBoxLayout(self)
         lay.addWidget(help_text)
@@ -281,6 +288,20 @@ class ManualGeorefDialog(QDialog):
         self._on_photo_click(QPointF(x * self.scale, y * self.scale))
         px, py = self.grid.lonlat_to_pixel(*lonlat)
         self._on_map_click(QPointF(float(px), float(py)))
+
+    def seed_from_proposal(self) -> None:
+        """Nudge a proposed footprint: pairs at the photo's inset corners where the proposal
+        puts them on the ground (the analyst then drags the map markers to the right places)."""
+        if not self.proposal or self.grid is None:
+            return
+        w, h = self.photo_size
+        corners = np.array([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
+        proposed = fit_tie_points(corners, np.asarray(self.proposal, dtype=float), self.photo_size)
+        inset = np.array([[0.12, 0.12], [0.88, 0.12], [0.88, 0.88], [0.12, 0.88]]) * [w, h]
+        lon, lat = proposed.pixel_to_lonlat(inset[:, 0], inset[:, 1])
+        for (x, y), lo, la in zip(inset, lon, lat, strict=True):
+            self.add_pair((float(x), float(y)), (float(lo), float(la)))
+        self.btn_seed.setEnabled(False)
 
     def _on_marker_moved(self, marker: Marker) -> None:
         for i, (pm, mm) in enumerate(self.markers):

@@ -667,8 +667,10 @@ class ReviewView(QWidget):
         from astroapp.gui.manual_georef import ManualGeorefDialog
 
         region, source_id, tile_id = self.manual_region()
+        loc = self.data.localization
+        proposal = loc.footprint if loc is not None and loc.footprint else None
         try:
-            dlg = ManualGeorefDialog(self.main, self.photo_id, region, source_id, tile_id)
+            dlg = ManualGeorefDialog(self.main, self.photo_id, region, source_id, tile_id, proposal)
         except OSError as exc:
             self.main.statusBar().showMessage(f"Cannot georeference: {exc}", 8000)
             return None
