@@ -10,7 +10,14 @@ import pytest
 
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.index import Candidate
-from astroapp.pipeline.rerank import MIN_INLIERS, Reranker, verified_order
+from astroapp.pipeline.rerank import (
+    MIN_INLIERS,
+    VERIFY_ALL,
+    Reranker,
+    scale_sides,
+    tile_width_km,
+    verified_order,
+)
 
 SIZE = 256
 
@@ -88,3 +95,36 @@ def test_only_the_shortlist_is_verified_and_bad_tiles_are_skipped(tiles):
 def test_reranker_refuses_silly_settings():
     with pytest.raises(ValueError, match="shortlist"):
         Reranker(shortlist=0)
+
+
+def test_scale_sides_and_verification_budget():
+    # a 1150 mm photo (13 km) against a 63 km block: the block is enlarged (at most 4x)
+    assert scale_sides(256, 13.0, 63.0) == (256, 1024)
+    assert scale_sides(256, 100.0, 50.0) == (512, 256)
+    assert scale_sides(256, None, 50.0) == (256, 256)
+    # a hint 30x off every block (the demo world's nominal focal lengths) changes nothing
+    assert scale_sides(256, 20.0, 625.0) == (256, 256)
+    reranker = Reranker(shortlist=100)
+    assert reranker.budget(40) == 100 and reranker.budget(VERIFY_ALL) == VERIFY_ALL
+    assert reranker.budget(VERIFY_ALL + 1) == 100
+
+
+def test_a_photo_of_a_quarter_of_a_tile_verifies_at_its_scale():
+    source = BlueMarbleSource(zooms=(6,))
+    refs = list(source.tiles())
+    picks = [refs[i] for i in np.linspace(0, len(refs) - 1, 5).round().astype(int)]
+    truth = picks[2]
+    big = source.load(truth, 1024)
+    photo = cv2.resize(big[384:640, 384:640], (400, 400), interpolation=cv2.INTER_AREA)
+    cands = _cands(picks)
+    width = tile_width_km(cands[2])
+    assert width is not None and width > 100
+
+    def read(c, side=SIZE):
+        return source.load(next(r for r in picks if r.tile_id == c.tile_id), side)
+
+    reranker = Reranker(shortlist=5, stop_inliers=None)
+    plain = reranker.rerank(photo, cands, read)
+    scaled = reranker.rerank(photo, cands, read, photo_width_km=width / 4)
+    assert scaled[0].tile_id == truth.tile_id and scaled[0].inliers >= MIN_INLIERS
+    assert scaled[0].inliers > next(c.inliers for c in plain if c.tile_id == truth.tile_id)
