@@ -124,3 +124,26 @@ def test_kornia_ransac_rerank_path_agrees_with_opencv():
     assert verify(rr.matcher, fp, fo, 256, homography_fitter("kornia")).inliers < 15
     with pytest.raises(ValueError, match="RANSAC backend must be one of opencv, kornia"):
         Reranker(ransac="magic")
+
+
+def test_gpu_check_quick_runs_every_path_on_cpu():
+    """benchmarks/gpu_check.py --quick: a real subprocess, every row measured (GPU rows say
+    'not measured' without CUDA), well within a CI minute."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--quick",
+                           "--seconds", "0.1"], cwd=root, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    rows = [ln for ln in lines if ln.split()[:1] and ln.split()[0] in ("embed", "search", "match")]
+    measured = [ln for ln in rows if "not measured" not in ln]
+    for needle in ("cpu x1              fp32", "cpu x1              bf16", "faiss cpu",
+                   "torch cpu", "opencv cpu", "kornia cpu"):
+        hit = [ln for ln in measured if needle in ln]
+        assert hit and float(hit[0].split()[-2]) > 0, (needle, proc.stdout)
+    if not torch.cuda.is_available():
+        assert any("cuda" in ln and "not measured" in ln for ln in rows)
