@@ -74,3 +74,17 @@ def test_message_when_the_filter_matches_nothing(qtbot, window):
     assert m.message.isVisible() and "has a footprint yet" in m.message.text()
     win.filters.search.setText("no such photo")
     qtbot.waitUntil(lambda: m.message.text() == "No photo matches the filter", timeout=3000)
+
+
+def test_no_empty_strip_beyond_the_world_edge(qtbot):
+    from PySide6.QtCore import QRectF
+
+    from astroapp.gui.map_view import MapView
+
+    m = MapView()
+    qtbot.addWidget(m)
+    m.resize(900, 400)
+    m.show()
+    m.zoom_to(QRectF(165, -40, 12, 30), margin=1.3)  # footprints near the antimeridian, wide view
+    shown = m.mapToScene(m.viewport().rect()).boundingRect()
+    assert shown.right() <= 180.5 and shown.left() >= -180.5 and shown.contains(QRectF(165, -40, 12, 30))

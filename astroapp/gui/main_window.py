@@ -375,6 +375,8 @@ class MainWindow(QMainWindow):
     def _show_counts(self, counts: dict) -> None:
         parts = []
         for status in STATUSES:
+            if not counts.get(status) and status not in ("review", "accepted"):
+                continue  # compact: the legend (tooltip) names every status
             color = STATUS_COLORS[status].name()
             parts.append(f"<span style='color:{color}'>●</span> {status_label(status)} "
                          f"{counts.get(status, 0)}")

@@ -213,18 +213,37 @@ class MapView(QGraphicsView):
 
     def _fit(self, rect: QRectF) -> None:
         self._wanted = rect
-        self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
+        self._fit_wanted()
+
+    def _fit_wanted(self) -> None:
+        """Fit the wanted rect, then slide the view back onto the world where the fit's extra
+        width or height would show the empty scene beyond the image's edges."""
+        self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
+        shown = self.mapToScene(self.viewport().rect()).boundingRect()
+        c = shown.center()
+        x, y = c.x(), c.y()
+        for lo, hi, half, axis in ((-180.0, 180.0, shown.width() / 2, "x"), (-90.0, 90.0, shown.height() / 2, "y")):
+            v = x if axis == "x" else y
+            if 2 * half >= hi - lo:
+                v = (lo + hi) / 2
+            else:
+                v = min(max(v, lo + half), hi - half)
+            if axis == "x":
+                x = v
+            else:
+                y = v
+        self.centerOn(QPointF(x, y))
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
         self._place_overlays()
         if self._wanted is not None:  # a view laid out after zoom_to: fit again
-            self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
+            self._fit_wanted()
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
         if self._wanted is not None:
-            self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
+            self._fit_wanted()
 
     def scale_factor(self) -> float:
         return self.transform().m11()

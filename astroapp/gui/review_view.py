@@ -24,6 +24,7 @@ from PySide6.QtGui import (
     QPen,
     QPixmap,
     QShortcut,
+    QTransform,
 )
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -259,10 +260,12 @@ class PairView(QGraphicsView):
         for text, x in ((caption_left, 0.0), (caption_right, offset if x0 == 0.0 else x0)):
             label = QGraphicsSimpleTextItem(text)
             label.setBrush(QBrush(QColor(230, 230, 230)))
-            label.setPos(x, -26)
+            label.setPos(x, -4)
             f = label.font()
-            f.setPointSize(12)
+            f.setPointSize(10)
             label.setFont(f)
+            label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)  # readable at any zoom
+            label.setTransform(QTransform.fromTranslate(0, -label.boundingRect().height()))
             scene.addItem(label)
         if quad is not None and satellite is not None:
             poly = QGraphicsPolygonItem(polygon_from_points([(x0 + x * ss, y * ss) for x, y in quad]))
@@ -754,7 +757,9 @@ class ReviewView(QWidget):
         n = len(photo_pts)
         left = f"photo {d.photo.width}x{d.photo.height}"
         if n:
-            left += f" — {n} inlier correspondences"
+            total = loc.inliers if loc is not None and loc.inliers else n
+            left += (f" — {n} inlier correspondences" if total <= n
+                     else f" — {n} of the {total} coregistration inliers (stored sample)")
         self.pair.show_pair(photo_img, sat, photo_pts, view_pts, quad, left, right)
         self.last_render = {"lines": self.pair.line_count, "source": source_id, "satellite": sat is not None}
         self._render_map(focus_corners)

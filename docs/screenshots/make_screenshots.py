@@ -1,10 +1,13 @@
 """Regenerate the screenshots in this folder from the real app (offscreen Qt or Xvfb).
 
-    .venv/bin/python docs/screenshots/make_screenshots.py [--weights FILE|random] [--index DIR]
+    xvfb-run -s "-screen 0 1920x1200x24" env QT_QPA_PLATFORM=xcb \
+        .venv/bin/python docs/screenshots/make_screenshots.py [--weights FILE|random] [--index DIR]
 
 Imports the bundled demo roll into a fresh catalogue, localizes it in the background (as the
-user would with "Localize all"), records a few review decisions, and grabs the main window
-(table), the thumbnail grid, the map and the review view.
+user would with "Localize all new"), records a few review decisions, and grabs the main window
+(table), the thumbnail grid, the map, the review view and the manual georeferencing dialog at
+each size of --sizes (default 1024x700 and 1600x1000; files of the first size get a
+"_1024x700" suffix). Without an X server it renders offscreen.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def main() -> int:
     ap.add_argument("--index", default="")
     ap.add_argument("--photos", type=int, default=24)
     ap.add_argument("--max-candidates", type=int, default=3)
+    ap.add_argument("--sizes", default="1024x700,1600x1000",
+                    help="window sizes; the last one gets the plain file names")
     args = ap.parse_args()
     sys.path.insert(0, str(HERE.parents[1]))
     import torch
@@ -55,7 +60,8 @@ def main() -> int:
     demo = prepare_demo(n_photos=max(args.photos, 24))
 
     win = MainWindow(work / "catalog.sqlite", settings=settings)
-    win.resize(1500, 940)
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+    win.resize(*sizes[-1])
     win.show()
 
     def pump(seconds: float = 0.3) -> None:
@@ -73,35 +79,74 @@ def main() -> int:
     win.localize_all()
     wait_job()
     # a few decisions, as a reviewer would make them
-    localized = [p for p in win.catalog.photos(status="localized")]
-    confident = [p for p in localized if not p.status_reason]
+    confident = win.catalog.photos(status="localized")
+    doubtful = win.catalog.photos(status="review")
     for p in confident[:3]:
         win.catalog.record_review(p.id, settings.reviewer_name(), "accept", "checked coastline")
-    doubtful = [p for p in localized if p.status_reason]
     for p in doubtful[:1]:
         win.catalog.record_review(p.id, settings.reviewer_name(), "reject", "clouds: no match")
     win.reload()
-    win.tabs.setCurrentWidget(win.table)
-    win.select_photo(confident[3].id if len(confident) > 3 else localized[0].id)
-    pump(0.8)
-    win.grab().save(str(HERE / "main_window.png"))
-    win.tabs.setCurrentWidget(win.grid)
-    pump(0.8)
-    win.grab().save(str(HERE / "grid.png"))
-    win.tabs.setCurrentWidget(win.overview)
-    pump(0.8)
-    win.grab().save(str(HERE / "map.png"))
-    target = confident[3] if len(confident) > 3 else (confident or localized)[0]
-    win.open_review(target.id)
-    win.review.note.setPlainText("river delta lines up; accepting")
-    pump(0.8)
-    win.grab().save(str(HERE / "review.png"))
-    win.review.chk_warp.setChecked(True)
-    pump(0.8)
-    win.grab().save(str(HERE / "review_warped.png"))
+    target = (confident[3:] or confident or doubtful)[0]
+    # the manual georeferencing shot: a photo to review, else another photo (nudging its footprint)
+    to_review = next((p for p in doubtful[1:] + confident[:3] if p.id != target.id), None)
+
+    for i, (w, h) in enumerate(sizes):
+        suffix = "" if i == len(sizes) - 1 else f"_{w}x{h}"
+        win.resize(w, h)
+        pump(0.5)
+
+        def shot(name: str, widget=None, suffix: str = suffix) -> None:
+            pump(0.8)
+            (widget or win).grab().save(str(HERE / f"{name}{suffix}.png"))
+
+        win.tabs.setCurrentWidget(win.table)
+        win.select_photo(target.id)
+        shot("main_window")
+        win.tabs.setCurrentWidget(win.grid)
+        shot("grid")
+        win.tabs.setCurrentWidget(win.overview)
+        shot("map")
+        win.open_review(target.id)
+        win.review.note.setPlainText("river delta lines up; accepting")
+        shot("review")
+        win.review.chk_warp.setChecked(True)
+        shot("review_warped")
+        win.review.chk_warp.setChecked(False)
+        if to_review is not None:
+            win.open_review(to_review.id)
+            shot("review_to_review")
+            dlg = win.review.open_manual()
+            if dlg is not None:
+                dlg.resize(min(w, 1400), min(h, 900))
+                t0 = time.time()
+                while not dlg.view_ready and time.time() - t0 < 30:
+                    pump(0.1)
+                place_tie_points(dlg, demo, to_review)
+                shot("manual_georef", dlg)
+                dlg.reject()
+        win.review.note.clear()
     print(win.catalog.counts_by_status())
     win.close()
     return 0
+
+
+def place_tie_points(dlg, demo, photo) -> None:
+    """Five tie points where the demo's ground truth puts them, as an analyst would click."""
+    import numpy as np
+
+    from astroapp.geo.render import Camera
+
+    truth = next((t for t in demo.truth()["photos"] if t.get("file") and photo.path.endswith(t["file"])), None)
+    if truth is None or "camera" not in truth:
+        return
+    cam = Camera.from_dict(truth["camera"])
+    w, h = dlg.photo_size
+    xs = np.array([0.15, 0.85, 0.5, 0.2, 0.8]) * w
+    ys = np.array([0.15, 0.2, 0.5, 0.85, 0.8]) * h
+    lon, lat, hit = cam.pixel_to_lonlat(xs, ys, w, h)
+    for x, y, lo, la, ok in zip(xs, ys, lon, lat, hit, strict=True):
+        if ok:
+            dlg.add_pair((float(x), float(y)), (float(lo), float(la)))
 
 
 if __name__ == "__main__":
