@@ -140,6 +140,7 @@ def search(
 
     best: Seed | None = None
     for ratio in ratios:
+        ratio_best = 0
         full = min(surr_side, native_side or surr_side, MAX_SEARCH_SURROUNDINGS)
         side = int(np.clip(round(full / ratio), MIN_PHOTO_SIDE, SEARCH_SIDE))
         # Two resolutions of the surroundings: full, or half when the footprint stays at
@@ -170,6 +171,7 @@ def search(
                     continue
                 h, inl = got
                 n = int(inl.sum())
+                ratio_best = max(ratio_best, n)
                 if n < MIN_SEED_INLIERS or (best is not None and n <= best.inliers):
                     continue
                 quad = apply_h(h, square)
@@ -179,8 +181,9 @@ def search(
                 scale = surr_side / s_side
                 best = Seed(to_surr @ h @ from_square, n, float(ratio),
                             (x0 * scale, y0 * scale, w * scale), k)
-        if best is not None and best.inliers >= STRONG_SEED_INLIERS:
-            break
+        if best is not None and (best.inliers >= STRONG_SEED_INLIERS or (
+                best.ratio < ratio and ratio_best * 2 < best.inliers >= 2 * MIN_SEED_INLIERS)):
+            break  # a sure window, or past the scale where the photo showed (less than half)
     return best
 
 
