@@ -174,6 +174,7 @@ def test_match_cli_hints(source, tmp_path, capsys):
     for flags, words in ((["--focal-mm", "0"], "--focal-mm"), (["--focal-mm", "-50"], "--focal-mm"),
                          (["--tilt-deg", "85"], "--tilt-deg"), (["--tilt-deg", "-3"], "--tilt-deg"),
                          (["--altitude-km", "5"], "--altitude-km"),
+                         (["--altitude-km", "0"], "--altitude-km"),
                          (["--surroundings-km", "0"], "--surroundings-km")):
         run = subprocess.run([sys.executable, "-m", "astroapp", "match", str(q), str(s), *flags],
                              capture_output=True, text=True, timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -27,6 +28,9 @@ def _cmd_match(args: argparse.Namespace) -> int:
     from astroapp.matching import coregister
     from astroapp.matching.imageio import ImageReadError, read_rgb
 
+    hints = _hints(args)
+    if args.surroundings_km is not None and not args.surroundings_km > 0:
+        raise UserError(f"--surroundings-km must be > 0, got {args.surroundings_km:g}")
     try:
         photo = read_rgb(args.query)
         surroundings = read_rgb(args.surroundings)
@@ -34,9 +38,6 @@ def _cmd_match(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from exc
     if args.angle is not None and args.angle % 90 != 0:
         raise UserError(f"--angle must be 0, 90, 180 or 270, got {args.angle}")
-    hints = _hints(args)
-    if args.surroundings_km is not None and not args.surroundings_km > 0:
-        raise UserError(f"--surroundings-km must be > 0, got {args.surroundings_km:g}")
     matcher = _matcher(args.matcher)
     result = coregister(photo, surroundings, matcher=matcher, angle=args.angle, size=args.size,
                         iterations=args.iterations, hints=hints,
@@ -62,7 +63,10 @@ def _hints(args: argparse.Namespace) -> Any:
     if args.focal_mm is None and args.tilt_deg is None and args.altitude_km is None:
         return None
     try:
-        return ViewingHints.create(args.focal_mm, args.tilt_deg, args.altitude_km)
+        hints = ViewingHints.create(args.focal_mm, args.tilt_deg)
+        if args.altitude_km is not None:  # checked as given (create takes 0 for "unknown")
+            hints = dataclasses.replace(hints, altitude_km=args.altitude_km)
+        return hints
     except ValueError as exc:
         flag = ("--focal-mm" if "focal" in str(exc) else "--tilt-deg" if "tilt" in str(exc)
                 else "--altitude-km")
