@@ -73,9 +73,9 @@ def test_photo_to_review_reads_right(qtbot, setup):
     win.open_review(ids[1])  # awaiting review, no footprint: nothing to accept
     assert "[to review]" in rv.title.text() and "[localized" not in rv.title.text()
     assert not rv.btn_accept.isEnabled() and rv.btn_reject.isEnabled()
-    captions = [i for i in rv.pair.scene().items() if hasattr(i, "text") and callable(i.text)]
-    xs = [c.pos().x() for c in captions]
-    assert len(captions) == 2 and len(set(xs)) == 2  # side by side, not drawn over each other
+    # captions in labels above the view, side by side (never drawn over each other)
+    assert rv.caption_left.text().startswith("photo 90x60") and rv.caption_right.text() == "no localization yet"
+    assert rv.caption_left.geometry().right() < rv.caption_right.geometry().left()
     win.open_review(ids[0])
     assert rv.btn_accept.isEnabled()
     method = rv.info_labels["Method"].text()

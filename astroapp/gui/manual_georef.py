@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QGraphicsSimpleTextItem,
     QGraphicsView,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QSplitter,
@@ -180,6 +181,7 @@ class ManualGeorefDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.setMaximumHeight(190)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.rms_label = QLabel()
         self.btn_delete = QPushButton("Delete point (Del)")
         self.btn_delete.clicked.connect(self.delete_selected)
@@ -215,6 +217,7 @@ class ManualGeorefDialog(QDialog):
         split.setChildrenCollapsible(False)
         split.addWidget(left)
         split.addWidget(right)
+        split.setSizes([1, 1])  # photo and satellite view share the width
         buttons = QHBoxLayout()
         buttons.addWidget(self.rms_label, 1)
         for b in (self.btn_seed, self.btn_delete, self.btn_cancel, self.btn_accept):

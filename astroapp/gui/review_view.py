@@ -24,7 +24,6 @@ from PySide6.QtGui import (
     QPen,
     QPixmap,
     QShortcut,
-    QTransform,
 )
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -34,7 +33,6 @@ from PySide6.QtWidgets import (
     QGraphicsPixmapItem,
     QGraphicsPolygonItem,
     QGraphicsScene,
-    QGraphicsSimpleTextItem,
     QGraphicsView,
     QGroupBox,
     QHBoxLayout,
@@ -212,6 +210,8 @@ class CorrespondenceItem(QGraphicsItem):
 class PairView(QGraphicsView):
     """The photo (left) and the matched satellite view (right) with inlier lines between."""
 
+    captionsChanged = Signal(str, str)  # what the left and right images show
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setScene(QGraphicsScene(self))
@@ -219,6 +219,7 @@ class PairView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
         self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
         self.setBackgroundBrush(QBrush(QColor(18, 20, 26)))
+        self.captions = ("", "")
         self.lines: CorrespondenceItem | None = None
         self.lines_visible = True
         self.line_count = 0
@@ -257,16 +258,9 @@ class PairView(QGraphicsView):
             scene.addItem(item)
             x0 = offset
         # the right caption sits where the satellite view is (or would be) drawn, never on the left's
-        for text, x in ((caption_left, 0.0), (caption_right, offset if x0 == 0.0 else x0)):
-            label = QGraphicsSimpleTextItem(text)
-            label.setBrush(QBrush(QColor(230, 230, 230)))
-            label.setPos(x, -4)
-            f = label.font()
-            f.setPointSize(10)
-            label.setFont(f)
-            label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)  # readable at any zoom
-            label.setTransform(QTransform.fromTranslate(0, -label.boundingRect().height()))
-            scene.addItem(label)
+        # captions go in a label above the view (readable at any size, never over each other)
+        self.captions = (caption_left, caption_right)
+        self.captionsChanged.emit(caption_left, caption_right)
         if quad is not None and satellite is not None:
             poly = QGraphicsPolygonItem(polygon_from_points([(x0 + x * ss, y * ss) for x, y in quad]))
             pen = QPen(QColor(255, 210, 0), 2)
@@ -344,6 +338,11 @@ class ReviewView(QWidget):
         f.setBold(True)
         self.title.setFont(f)
         self.pair = PairView()
+        self.caption_left = QLabel()
+        self.caption_right = QLabel()
+        for lab in (self.caption_left, self.caption_right):
+            lab.setWordWrap(True)
+        self.pair.captionsChanged.connect(self._show_captions)
         self.map = MapView()
         self.map.footprintClicked.connect(self._on_map_click)
         self.map.setMinimumHeight(220)
@@ -469,8 +468,18 @@ class ReviewView(QWidget):
         side.addWidget(self.side_scroll)
         side.setSizes([300, 520])
         self.side_splitter = side
+        pair_box = QWidget()
+        pl = QVBoxLayout(pair_box)
+        pl.setContentsMargins(0, 0, 0, 0)
+        caps = QHBoxLayout()
+        caps.addWidget(QLabel("<b>Left:</b>"))
+        caps.addWidget(self.caption_left, 1)
+        caps.addWidget(QLabel("<b>Right:</b>"))
+        caps.addWidget(self.caption_right, 1)
+        pl.addLayout(caps)
+        pl.addWidget(self.pair, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self.pair)
+        split.addWidget(pair_box)
         split.addWidget(side)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
@@ -512,6 +521,7 @@ class ReviewView(QWidget):
         self.history.clear()
         for lab in self.info_labels.values():
             lab.setText("—")
+        self._show_captions("", "")
         self._update_buttons()
 
     def show_photo(self, photo_id: int) -> None:
@@ -690,6 +700,10 @@ class ReviewView(QWidget):
         if photo_id == self.photo_id:
             self.candidate_index = None
             self.refresh()
+
+    def _show_captions(self, left: str, right: str) -> None:
+        self.caption_left.setText(left)
+        self.caption_right.setText(right)
 
     def _on_map_click(self, key) -> None:
         if isinstance(key, tuple) and key and key[0] == "photo":

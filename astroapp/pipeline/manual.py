@@ -111,11 +111,11 @@ def fit_tie_points(photo_pts: Any, lonlat: Any, photo_size: tuple[int, int]) -> 
 
 
 def _rms_without(src: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """The photo-px RMS of the fit of all pairs but one, for each pair (NaN when fewer than 4
+    """The photo-px RMS of the fit of all pairs but one, for each pair (NaN when fewer than 5
     would remain): a least-squares fit spreads one wrong pair's error over every residual, but
     only leaving that pair out brings the RMS down."""
     out = np.full(len(src), np.nan)
-    if len(src) <= MIN_TIE_POINTS:
+    if len(src) <= MIN_TIE_POINTS + 1:  # the others must over-determine their fit to tell anything
         return out
     for i in range(len(src)):
         keep = np.arange(len(src)) != i
