@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -131,6 +132,20 @@ def test_worker_killed_mid_build_is_retried(cluster, model, local_index, tmp_pat
     assert_same_index(local_index, tmp_path / "idx")
 
 
+def finished_chunks(out: Path, staging: str) -> set[int]:
+    """First ids of the chunks done for good: committed in the tile table, or staged with
+    their sidecar (written after the chunk file)."""
+    done = {int(p.stem.split("_")[1]) for p in (out / staging).glob("chunk_*.json")}
+    db = out / "tiles.sqlite"
+    if db.is_file():
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                done |= {r[0] for r in con.execute("SELECT first_id FROM chunks")}
+        except sqlite3.Error:
+            pass
+    return done
+
+
 CHILD = """
 import sys
 from test_index_support import BUILD_KW, GeneratedSource, make_model
@@ -152,9 +167,7 @@ def test_driver_killed_then_resumed_reuses_finished_chunks(cluster, model, local
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and child.poll() is None:
-            staged = list((out / STAGING_DIR).glob("chunk_*.json"))
-            committed = list((out / "chunks").glob("chunk_*.npy"))
-            if len(staged) + len(committed) >= 2:
+            if len(finished_chunks(out, STAGING_DIR)) >= 2:
                 break
             time.sleep(0.05)
         assert child.poll() is None, child.stdout.read().decode()[-3000:]
