@@ -97,6 +97,10 @@ class FilterBar(QWidget):
         self.date_to = QDateEdit(calendarPopup=True, displayFormat="yyyy-MM-dd")
         self.date_from.setDate(QDate(2000, 1, 1))
         self.date_to.setDate(QDate.currentDate())
+        self.search.setMinimumWidth(110)  # the bar fits a 1024-px window
+        for combo in (self.status, self.mission):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(9)
         for w in (self.search,):
             lay.addWidget(w, 2)
         lay.addWidget(self.status)
@@ -187,7 +191,7 @@ class MainWindow(QMainWindow):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         self.table.setSortingEnabled(True)  # click a header: sort by that column (import order first)
-        for col, width in enumerate((190, 190, 80, 150, 90, 90, 90)):
+        for col, width in enumerate((190, 190, 80, 150, 110, 90, 90)):
             self.table.setColumnWidth(col, width)
         self.grid = QListView()
         self.grid.setModel(self.model)
@@ -547,8 +551,7 @@ class MainWindow(QMainWindow):
         elapsed = time.monotonic() - job.started_at
         self.statusBar().showMessage(
             f"{job.title} {'cancelled' if cancelled else 'finished'} after {elapsed:.1f} s"
-            + (f": {describe_summary(kind, summary)}" if summary is not None else "")
-            + "  (details in the Log tab)", 15000)
+            + (f": {describe_summary(kind, summary)}" if summary is not None else ""), 15000)
         self.reload()
         if self.review.photo_id is not None:
             if kind == "coregister" and self.review.photo_id in ids:
