@@ -13,6 +13,7 @@ from PIL import Image
 from astroapp.cli import main
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.geo.sources.earthloc_folder import format_earthloc_name
+from astroapp.index import TileIndex
 from astroapp.retrieval import load_model
 from astroapp.retrieval.sift_bow import VOCABULARY_FILE, SiftBow, VocabularyMissingError
 
@@ -102,6 +103,12 @@ def test_cli_build_search_and_resume(tmp_path, earthloc_folder, world_tiles, cap
     assert (out / VOCABULARY_FILE).read_bytes() == vocab
     assert json.loads((out / "manifest.json").read_text())["model"] == manifest["model"]
     capsys.readouterr()
+    # metadata-driven search: zoom-6 blocks (~2,000 km) fit a photo that wide; a 20 km photo
+    # fits no block of this index within 8x, so its hint excludes nothing
+    index = TileIndex.open(out, model=load_model("sift-bow"))
+    assert index.fitting_zooms((1500.0, 2500.0)) == {6}
+    assert index.fitting_zooms((20.0, 25.0)) is None
+    assert len(index.tiles_in_region(None, (20.0, 25.0))) == N_TILES
     refs, tiles = world_tiles
     photo = tmp_path / "photo.png"
     h = tiles[5].shape[0]

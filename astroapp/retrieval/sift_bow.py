@@ -163,6 +163,7 @@ class SiftBow(RetrievalModel):
         meta = {"architecture": NAME, "config": json.dumps(self.config)}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
+            tmp.chmod(0o644)  # safetensors writes a new file, without atomic_path's mode
         self.weights_sha256 = sha256_file(path)
         self.weights_path = str(path)
         return path
