@@ -149,6 +149,8 @@ def _worker_model(model_blob: Any) -> Any:
         model = ray.get(model_blob) if isinstance(model_blob, ray.ObjectRef) else model_blob
         if ray.get_gpu_ids() and torch.cuda.is_available():
             model = model.to("cuda")
+        elif any(p.dtype == torch.float16 for p in model.parameters()):
+            model = model.float()  # a driver on CUDA ships fp16 weights; CPUs want fp32
         _worker_cache.clear()
         _worker_cache[key] = model
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
