@@ -296,5 +296,10 @@ class PhotoTableModel(QAbstractTableModel):
         if self._pending:
             self._thumb_timer.start()
 
+    def stop_loading(self) -> None:
+        """Drop thumbnails still to load (the catalogue is about to close)."""
+        self._thumb_timer.stop()
+        self._pending = []
+
     def missions(self) -> list[str]:
         return self.catalog.missions()

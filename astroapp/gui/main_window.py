@@ -893,7 +893,11 @@ class MainWindow(QMainWindow):
             while self.job is not None and time.monotonic() < deadline:
                 QApplication.processEvents()
                 time.sleep(0.01)
-        self.filters._debounce.stop()  # a search typed just before closing must not query a closed catalogue
+        # nothing queued may query the catalogue once it is closed: a search typed just before,
+        # thumbnails still to load, the ETA tick
+        self.filters._debounce.stop()
+        self.model.stop_loading()
+        self._eta_timer.stop()
         try:
             self.filters.changed.disconnect(self.model.set_filter)
         except (RuntimeError, TypeError):  # closed before: already disconnected

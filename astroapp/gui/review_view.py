@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QLineF, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -468,6 +468,9 @@ class ReviewView(QWidget):
         self.side_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.side_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.side_scroll.setWidget(side_panel)
+        self.side_panel = side_panel
+        self.side_scroll.viewport().installEventFilter(self)  # rows keep their wrapped height
+        self.side_scroll.setMinimumWidth(280)
         side.addWidget(self.side_scroll)
         side.setSizes([300, 520])
         self.side_splitter = side
@@ -549,6 +552,7 @@ class ReviewView(QWidget):
         self._fill_candidates()
         self._render()
         self._update_buttons()
+        self._fit_side_panel()
 
     def _update_buttons(self) -> None:
         has = self.data is not None
@@ -703,6 +707,19 @@ class ReviewView(QWidget):
         if photo_id == self.photo_id:
             self.candidate_index = None
             self.refresh()
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if obj is self.side_scroll.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_side_panel()
+        return super().eventFilter(obj, event)
+
+    def _fit_side_panel(self) -> None:
+        """A scroll area sizes its widget by size hints, which ignore how tall word-wrapped
+        rows get at the current width: ask the layout (height for width) instead."""
+        width = self.side_scroll.viewport().width()
+        layout = self.side_panel.layout()
+        if width > 0 and layout is not None and layout.hasHeightForWidth():
+            self.side_panel.setMinimumHeight(layout.totalHeightForWidth(width))
 
     def _show_captions(self, left: str, right: str) -> None:
         self.caption_left.setText(left)
