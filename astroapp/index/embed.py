@@ -56,8 +56,8 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 
 def autocast(model: Any, precision: str | None = None) -> contextlib.AbstractContextManager:
     """The context a forward pass runs in: fp32 as the weights are, or torch.autocast to
-    fp16/bf16 on the model's device (tensor cores on CUDA: about twice the tiles/s; bf16 is
-    what CPUs with AMX/AVX512-BF16 speed up). `precision` defaults to the model's own
+    fp16/bf16 on the model's device (tensor cores on CUDA; bf16 is what CPUs with
+    AMX/AVX512-BF16 speed up: 1.6x fp32 per core in benchmarks/gpu_check.py). `precision` defaults to the model's own
     `precision` attribute (set by `index build --precision`), else fp32. Descriptors are
     returned in float32 and L2-normalised either way."""
     precision = precision or getattr(model, "precision", None) or "fp32"
