@@ -88,3 +88,14 @@ def test_no_empty_strip_beyond_the_world_edge(qtbot):
     m.zoom_to(QRectF(165, -40, 12, 30), margin=1.3)  # footprints near the antimeridian, wide view
     shown = m.mapToScene(m.viewport().rect()).boundingRect()
     assert shown.right() <= 180.5 and shown.left() >= -180.5 and shown.contains(QRectF(165, -40, 12, 30))
+
+
+def test_switching_tabs_keeps_the_selection(qtbot, window):
+    win, ids = window
+    win.open_review(ids["andes.jpg"])
+    win.tabs.setCurrentWidget(win.table)  # back from the review: the reviewed photo is selected
+    assert win.selected_ids() == [ids["andes.jpg"]]
+    win.select_photo(ids["nile.jpg"])
+    win.tabs.setCurrentWidget(win.grid)  # table -> grid -> map: the selection stays
+    win.tabs.setCurrentWidget(win.overview)
+    assert win.selected_ids() == [ids["nile.jpg"]] and win.overview.highlighted() == {("photo", ids["nile.jpg"])}

@@ -187,6 +187,7 @@ class MainWindow(QMainWindow):
         self.table.verticalHeader().setDefaultSectionSize(44)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)  # long camera names elide rather than spill over three lines
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
@@ -227,6 +228,7 @@ class MainWindow(QMainWindow):
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(5000)
         self.tabs.addTab(self.log_view, "Log")
+        self._last_tab = self.table
         self.tabs.currentChanged.connect(self._on_tab_changed)
 
         self.filters = FilterBar()
@@ -750,10 +752,12 @@ class MainWindow(QMainWindow):
 
     def _on_tab_changed(self, index: int) -> None:
         widget = self.tabs.widget(index)
+        left_review = self._last_tab is self.review
+        self._last_tab = widget
+        if left_review and widget is not self.review and self.review.photo_id is not None:
+            self.select_photo(self.review.photo_id)  # back from the review: the photo reviewed last
         if widget is self.overview:
             self.refresh_overview()
-        elif widget is not self.review and self.review.photo_id is not None:
-            self.select_photo(self.review.photo_id)
 
     def refresh_overview(self) -> None:
         """Every current footprint of the photos shown (filters apply), coloured by status."""
