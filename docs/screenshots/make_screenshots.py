@@ -114,7 +114,8 @@ def main() -> int:
         win.review.chk_warp.setChecked(False)
         if to_review is not None:
             win.open_review(to_review.id)
-            shot("review_to_review")
+            if to_review.status == "review":
+                shot("review_to_review")
             dlg = win.review.open_manual()
             if dlg is not None:
                 dlg.resize(min(w, 1400), min(h, 900))
