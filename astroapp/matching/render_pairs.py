@@ -200,21 +200,29 @@ def condition_pair(source, cond: Condition, rng: np.random.Generator, side: int 
     return pair, cam
 
 
-def shifted_wrong_pair(source, pair: RenderedPair, rng: np.random.Generator) -> RenderedPair:
-    """The same photo against surroundings of the same size far from its footprint (a
-    different place: certainly wrong)."""
-    from astroapp.geo.tiles import MercatorGrid
+def shifted_wrong_pair(source, pair: RenderedPair, rng: np.random.Generator) -> RenderedPair | None:
+    """The same photo against surroundings of the same size that do not contain any of its
+    footprint (tested in Mercator, across the antimeridian): certainly wrong. None when 200
+    random places all overlap it (surroundings a large part of the world wide)."""
+    from astroapp.geo.tiles import WORLD, MercatorGrid
 
     xmin, ymin, xmax, ymax = pair.grid.bounds_3857
     width = xmax - xmin
-    for _ in range(100):
+    lons = [c[0] for c in pair.truth.corners]
+    lats = [c[1] for c in pair.truth.corners]
+    tx, ty = lonlat_to_mercator(np.array(lons), np.array(lats))
+    for _ in range(200):
         lon = float(rng.uniform(-180, 180))
         lat = float(rng.uniform(-40, 40))
         cx, cy = (float(v[0]) for v in lonlat_to_mercator(np.array([lon]), np.array([lat])))
         box = (cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2)
+        apart = all(
+            tx.max() + shift < box[0] or tx.min() + shift > box[2] or ty.max() < box[1]
+            or ty.min() > box[3] for shift in (-2 * WORLD, 0.0, 2 * WORLD))
+        if not apart:
+            continue
         grid = MercatorGrid(box, pair.grid.width, pair.grid.height)
-        if not grid.footprint().intersects(pair.truth):
-            surr = source.read_mercator(box, grid.width, grid.height)
-            if float(surr.std()) > 12.0:  # not open ocean
-                return RenderedPair(pair.photo, pair.truth, 0, 0, 0, surr, grid, False, 0)
-    raise RuntimeError("no far-away land surroundings found")
+        surr = source.read_mercator(box, grid.width, grid.height)
+        if float(surr.std()) > 12.0:  # not open ocean
+            return RenderedPair(pair.photo, pair.truth, 0, 0, 0, surr, grid, False, 0)
+    return None
