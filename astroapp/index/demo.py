@@ -25,7 +25,9 @@ def demo_index_dir(model: Any) -> Path:
     from astroapp.geo.sources.bluemarble import BLOCKS_VERSION
 
     fp = model_fingerprint(model)
-    return data_dir() / "indexes" / f"bluemarble-v{BLOCKS_VERSION}-{fp.name}-{fp.weights_sha256[:12]}"
+    # a model that learns its vocabulary from the index (sift-bow) has no weights of its own
+    tag = "own-vocabulary" if getattr(model, "learns_from_index", False) else fp.weights_sha256[:12]
+    return data_dir() / "indexes" / f"bluemarble-v{BLOCKS_VERSION}-{fp.name}-{tag}"
 
 
 def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *,
@@ -54,6 +56,9 @@ def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *
             log.warning("the demo index is damaged (%s): repairing it", exc)
             man = None
         if man is not None:
+            from astroapp.index.build import adapt_vocabulary
+
+            adapt_vocabulary(model, folder, [source])  # sift-bow: the index's own vocabulary
             fingerprint_from_manifest(man).check_same(model_fingerprint(model),
                                                       f"the demo index in {folder}")
             if man["counts"]["sources"].get(source.source_id) == len(source):

@@ -50,6 +50,7 @@ class SiftBow(RetrievalModel):
     """
 
     rotation_invariant = True   # one pass per tile: the 4 stored rotations share the vector
+    learns_from_index = True    # its vocabulary comes from the index it is used with
 
     def __init__(self, words: int = 512, input_size: int = 512, max_features: int = 1500,
                  power: float = 0.25) -> None:
