@@ -170,6 +170,9 @@ def test_model_cli_info_list_and_errors(capsys, tmp_path):
     assert main(["model", "list"]) == 0
     out = capsys.readouterr().out
     assert "astroapp-small" in out and "earthloc" in out and "astroloc-tiny" in out
+    # a weight-free model is not reported as missing its weights
+    bow = out.split("sift-bow ", 1)[1].split("\n", 2)[1]
+    assert "none needed" in bow and "not found" not in bow
     assert main(["model", "info", "bundled", "--weights", "random"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["name"] == "astroapp-small" and info["descriptor_dim"] == 256

@@ -20,11 +20,16 @@ def _load(name: str, weights: str | None, device: str | None):
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from astroapp.retrieval import DEFAULT_MODEL, default_weights, describe_models
+    from astroapp.retrieval.registry import get_spec
 
     for name, what in describe_models().items():
-        path = default_weights(name)
         mark = "*" if name == DEFAULT_MODEL else " "
-        print(f"{mark} {name:<14} {what}\n    weights: {path if path else 'not found (see `astroapp model info ' + name + '`)'}")
+        if get_spec(name).weight_free:
+            where = "none needed (learned from each index's own tiles at `index build`)"
+        else:
+            path = default_weights(name)
+            where = str(path) if path else f"not found (see `astroapp model info {name}`)"
+        print(f"{mark} {name:<14} {what}\n    weights: {where}")
     _list_published()
     return 0
 
