@@ -140,3 +140,35 @@ def test_real_pairs_photo_finds_its_own_surroundings(shared_dir):
         firsts.append(owner[int(np.argmax(db @ model.embed_numpy([q])[0]))] == i)
     # chance: 1 in len(pairs) per photo
     assert sum(firsts) >= len(pairs) - 2, firsts
+
+
+def test_app_localizes_with_a_sift_bow_index_when_no_model_is_named(tmp_path, earthloc_folder,
+                                                                    world_tiles):
+    """The app's settings name no model: the index's own (sift-bow) is used, not refused as a
+    mismatch with the bundled CNN."""
+    import threading
+
+    from astroapp.catalog import Catalog
+    from astroapp.catalog.importer import import_paths
+    from astroapp.gui import backend
+    from astroapp.gui.settings import AppSettings
+
+    out = tmp_path / "idx"
+    assert main(["index", "build", str(earthloc_folder), "--model", "sift-bow", "--out", str(out),
+                 "-q"]) == 0
+    refs, tiles = world_tiles
+    photo = tmp_path / "photo.png"
+    h = tiles[5].shape[0]
+    Image.fromarray(np.ascontiguousarray(tiles[5][h // 8: -h // 8, h // 8: -h // 8])).save(photo)
+    cat_path = tmp_path / "cat.sqlite"
+    with Catalog(cat_path) as catalog:
+        import_paths(catalog, [photo])
+        pid = catalog.photos()[0].id
+    settings = AppSettings(index_dir=str(out), model="", verify_shortlist=0,
+                           localize_options={"k": 1})
+    backend.localize(cat_path, [pid], settings, lambda *a: None, threading.Event())
+    with Catalog(cat_path) as catalog:
+        photo_row = catalog.get_photo(pid)
+        assert photo_row.status != "failed", photo_row.status_reason
+        loc = catalog.latest_localization(pid)
+        assert loc is not None and loc.tile_id.split("@")[0] == refs[5].tile_id.split("@")[0]

@@ -52,8 +52,12 @@ def localize(
     """
     from astroapp.pipeline.localize import localize_photos
 
-    model = load_retrieval_model(settings)
     index_dir = settings.index_dir or None
+    # With an index and no model named, the index's own model (localize reads its manifest):
+    # an index built with another model than the bundled one is then used, not refused.
+    model = None
+    if index_dir is None or settings.model or settings.weights:
+        model = load_retrieval_model(settings)
     if index_dir is None:  # the bundled default: the demo world's index, built on first use
         from astroapp.index.demo import ensure_demo_index
 
