@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -36,7 +37,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from superqt.utils import create_worker
 
 from astroapp.geo.tiles import WORLD, MercatorGrid
 from astroapp.gui import imagery
@@ -53,6 +53,20 @@ log = logging.getLogger(__name__)
 VIEW_PX = 1024  # satellite view resolution
 CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not a pan
 COLUMNS = ("#", "Photo x", "Photo y", "Lon", "Lat", "Residual (px)", "Residual (km)", "RMS if deleted (px)")
+
+
+class _ViewLoader(QObject):
+    """Carries the satellite view from its reading thread to the dialog (queued signals)."""
+
+    loaded = Signal(object)
+    failed = Signal(object)
+
+
+def _emit(signal, value) -> None:
+    try:
+        signal.emit(value)
+    except RuntimeError:  # the dialog was closed meanwhile
+        pass
 
 
 class Marker(QGraphicsEllipseItem):
@@ -237,10 +251,21 @@ class ManualGeorefDialog(QDialog):
         else:  # nothing proposed: the whole world, to be zoomed in by the analyst
             bounds = (-WORLD, -WORLD, WORLD, WORLD)
         self.pending_grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
-        self.worker = create_worker(imagery.read_satellite, self.source_id, bounds, VIEW_PX, VIEW_PX)
-        self.worker.returned.connect(self._on_view_loaded)
-        self.worker.errored.connect(self._on_view_error)
-        self.worker.start()
+        loader = _ViewLoader(self)
+        loader.loaded.connect(self._on_view_loaded)
+        loader.failed.connect(self._on_view_error)
+        source_id = self.source_id
+
+        def work() -> None:  # a plain thread: signals from it reach the dialog queued
+            try:
+                result = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
+            except Exception as exc:  # noqa: BLE001 - shown in the dialog
+                _emit(loader.failed, exc)
+            else:
+                _emit(loader.loaded, result)
+
+        self._loader = loader
+        threading.Thread(target=work, name="astroapp-satellite-view", daemon=True).start()
 
     def _on_view_loaded(self, result) -> None:
         from astroapp.gui.review_view import numpy_to_qimage
