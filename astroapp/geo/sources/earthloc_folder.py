@@ -210,10 +210,14 @@ class EarthLocFolderSource:
         zooms = self.zooms
         if not zooms:
             return out
-        # Finest zoom needed: the coarsest one at least as fine as the output.
-        finest = next((z for z in zooms if tile_resolution_m(z) <= res_out), zooms[-1])
+        # Finest zoom needed: the coarsest one at least as fine as the output (a relative
+        # tolerance: a block read at half its pixels is exactly the next zoom's resolution).
+        finest = next((z for z in zooms if tile_resolution_m(z) <= res_out * (1 + 1e-9)),
+                      zooms[-1])
         for zoom in zooms:
-            if zoom > finest:
+            # Finer zooms only where nothing coarser covers the box: a database holding an
+            # area at zoom 11 alone (a partial download) is otherwise read as black.
+            if zoom > finest and out.max(axis=2).all():
                 break
             for row, col in self._blocks_in(bounds, zoom):
                 ids = self._by_block[(zoom, row, col)]
