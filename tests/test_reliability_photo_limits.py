@@ -5,7 +5,6 @@ clear error, no multi-GB allocation), and decode large JPEGs at a reduced scale.
 from __future__ import annotations
 
 import io
-import os
 import struct
 import subprocess
 import sys
@@ -48,14 +47,22 @@ def jpeg_bomb(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+# Started from a small launcher, not forked from pytest: Linux carries a forked process's
+# peak RSS (pytest's, GBs late in a full run) over into the child's ru_maxrss across exec.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.stdout)
+"""
+
+
 def run_measured(args: list[str]) -> tuple[int, str, int]:
     """(exit code, stderr, peak resident memory in KB) of a real `astroapp` process."""
-    proc = subprocess.Popen([sys.executable, "-m", "astroapp", *args], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, "-m", "astroapp",
+                           *args], cwd=REPO, capture_output=True, text=True, check=True)
+    code, rss = (int(v) for v in proc.stdout.split())
+    return code, proc.stderr, rss
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg"])
