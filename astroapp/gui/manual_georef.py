@@ -17,16 +17,14 @@ from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QKeySequence, QPainter, QPen, QPixmap, QShortcut
+from PySide6.QtGui import QBrush, QColor, QKeySequence, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QGraphicsEllipseItem,
     QGraphicsItem,
     QGraphicsPixmapItem,
-    QGraphicsScene,
     QGraphicsSimpleTextItem,
-    QGraphicsView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -40,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from astroapp.geo.tiles import WORLD, MercatorGrid
 from astroapp.gui import imagery
+from astroapp.gui.zoom_view import ZoomView
 from astroapp.pipeline.manual import (
     MIN_TIE_POINTS,
     ManualFit,
@@ -96,7 +95,7 @@ class Marker(QGraphicsEllipseItem):
         self.moved(self)
 
 
-class TiePointView(QGraphicsView):
+class TiePointView(ZoomView):
     """An image with markers; a click (not a drag) on the background emits `clicked` in
     scene coordinates."""
 
@@ -104,14 +103,8 @@ class TiePointView(QGraphicsView):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
-        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setBackgroundBrush(QBrush(QColor(18, 20, 26)))
         self.image_item: QGraphicsPixmapItem | None = None
         self._press = None
-        self._user_zoomed = False
 
     def set_image(self, pixmap: QPixmap) -> None:
         if self.image_item is not None:
@@ -141,18 +134,6 @@ class TiePointView(QGraphicsView):
             pos = self.mapToScene(event.position().toPoint())
             if self.image_item.boundingRect().contains(pos):
                 self.clicked.emit(pos)
-
-    def wheelEvent(self, event) -> None:  # noqa: N802
-        steps = event.angleDelta().y() / 120.0
-        if steps:
-            self._user_zoomed = True
-            self.scale(1.2**steps, 1.2**steps)
-        event.accept()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        if not self._user_zoomed:
-            self.fit()
 
 
 class ManualGeorefDialog(QDialog):

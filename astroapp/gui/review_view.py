@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
-    QBrush,
     QColor,
     QImage,
     QImageReader,
@@ -32,8 +31,6 @@ from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPixmapItem,
     QGraphicsPolygonItem,
-    QGraphicsScene,
-    QGraphicsView,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -53,6 +50,7 @@ from astroapp.gui import imagery
 from astroapp.gui.catalog_model import STATUS_COLORS, photo_label, status_label
 from astroapp.gui.map_view import MapView, polygon_from_points
 from astroapp.gui.review_text import describe_method, rerank_inliers
+from astroapp.gui.zoom_view import ZoomView
 
 log = logging.getLogger(__name__)
 
@@ -207,23 +205,17 @@ class CorrespondenceItem(QGraphicsItem):
             painter.drawPoints(dots)
 
 
-class PairView(QGraphicsView):
+class PairView(ZoomView):
     """The photo (left) and the matched satellite view (right) with inlier lines between."""
 
     captionsChanged = Signal(str, str)  # what the left and right images show
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
-        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setBackgroundBrush(QBrush(QColor(18, 20, 26)))
         self.captions = ("", "")
         self.lines: CorrespondenceItem | None = None
         self.lines_visible = True
         self.line_count = 0
-        self._user_zoomed = False
 
     def show_pair(
         self,
@@ -287,31 +279,6 @@ class PairView(QGraphicsView):
         self.lines_visible = visible
         if self.lines is not None:
             self.lines.setVisible(visible)
-
-    def fit(self) -> None:
-        rect = self.scene().itemsBoundingRect()
-        if not rect.isEmpty():
-            self.fitInView(rect, Qt.AspectRatioMode.KeepAspectRatio)
-
-    def zoom(self, factor: float) -> None:
-        self._user_zoomed = True
-        self.scale(factor, factor)
-
-    def wheelEvent(self, event) -> None:  # noqa: N802
-        steps = event.angleDelta().y() / 120.0
-        if steps:
-            self.zoom(1.2**steps)
-        event.accept()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        if not self._user_zoomed:
-            self.fit()
-
-    def showEvent(self, event) -> None:  # noqa: N802
-        super().showEvent(event)
-        if not self._user_zoomed:
-            self.fit()
 
 
 class ReviewView(QWidget):
