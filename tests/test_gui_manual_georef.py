@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from manual_fixtures import H, W, rendered_photo
 from PIL import Image
 from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
 from PySide6.QtGui import QMouseEvent
@@ -17,20 +18,13 @@ from PySide6.QtWidgets import QApplication
 from shapely.geometry import shape
 
 from astroapp.catalog import Catalog
-from astroapp.geo.render import Camera, focal_scale_for, render_photo
-from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.gui.main_window import MainWindow
 from astroapp.gui.settings import AppSettings
-
-W, H = 480, 320
 
 
 @pytest.fixture(scope="module")
 def rendered():
-    src = BlueMarbleSource()
-    cam = Camera(lon=31.0, lat=30.0, focal_mm=1600.0, tilt_deg=5.0, heading_deg=30.0,
-                 focal_scale=focal_scale_for(src))
-    return render_photo(src, cam, (W, H))
+    return rendered_photo()
 
 
 def _window(qtbot, tmp_path, rendered, proposal=None):

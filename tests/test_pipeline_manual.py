@@ -8,12 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from manual_fixtures import H, W, rendered_photo
 from shapely.geometry import shape
 
 from astroapp.catalog import Catalog
 from astroapp.export import records_from_catalog, write_geojson
-from astroapp.geo.render import Camera, focal_scale_for, render_photo
-from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.pipeline.manual import (
     fit_tie_points,
     position_uncertainty_km,
@@ -21,15 +20,10 @@ from astroapp.pipeline.manual import (
     suspect_pair,
 )
 
-W, H = 480, 320
-
 
 @pytest.fixture(scope="module")
 def rendered():
-    src = BlueMarbleSource()
-    cam = Camera(lon=31.0, lat=30.0, focal_mm=1600.0, tilt_deg=5.0, heading_deg=30.0,
-                 focal_scale=focal_scale_for(src))
-    return render_photo(src, cam, (W, H))
+    return rendered_photo()
 
 
 def tie_points(render, n=6, seed=0):
