@@ -21,3 +21,16 @@ def shared_dir() -> Path:
 def _isolated_home(tmp_path, monkeypatch):
     """Never touch the user's real data dir from a test."""
     monkeypatch.setenv("ASTROAPP_HOME", str(tmp_path / "astroapp_home"))
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The app's main window, shown, over a new empty catalogue (test files whose window needs
+    photos define their own)."""
+    from astroapp.gui.main_window import MainWindow
+    from astroapp.gui.settings import AppSettings
+
+    win = MainWindow(tmp_path / "catalog.sqlite", settings=AppSettings())
+    qtbot.addWidget(win)
+    win.show()
+    return win

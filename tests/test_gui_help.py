@@ -3,21 +3,10 @@ sheet, toolbar/menu tooltips name their shortcuts, the export dialog remembers i
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 from astroapp.gui.dialogs import ExportDialog, ShortcutsDialog
-from astroapp.gui.main_window import MainWindow
-from astroapp.gui.settings import AppSettings
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(tmp_path / "c.sqlite", settings=AppSettings())
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def test_f1_and_question_mark_open_the_cheat_sheet(qtbot, window):

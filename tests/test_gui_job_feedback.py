@@ -9,11 +9,8 @@ import shutil
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
-from astroapp.gui.main_window import MainWindow
-from astroapp.gui.settings import AppSettings
 from astroapp.gui.workers import callback_job
 from astroapp.pipeline.localize import LocalizeOutcome, _report
 
@@ -23,14 +20,6 @@ def _jpeg(path, seed):
     Image.fromarray(np.random.default_rng(seed).integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(buf, "JPEG")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(buf.getvalue())
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(tmp_path / "c.sqlite", settings=AppSettings())
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def test_import_log_duplicates_and_selection(qtbot, window, tmp_path):

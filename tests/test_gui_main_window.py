@@ -13,7 +13,6 @@ from PySide6.QtGui import QDropEvent
 
 from astroapp.catalog import Catalog
 from astroapp.gui.dialogs import FailuresDialog, SettingsDialog
-from astroapp.gui.main_window import MainWindow
 from astroapp.gui.settings import AppSettings, load_settings, save_settings
 
 
@@ -34,14 +33,6 @@ def roll(tmp_path):
     _jpeg(roll / "a" / "b" / "ISS050-E-70536.JPG", 3, "2017:02:01 00:00:00")
     (roll / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     return roll
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    win = MainWindow(tmp_path / "catalog.sqlite", settings=AppSettings())
-    qtbot.addWidget(win)
-    win.show()
-    return win
 
 
 def wait_idle(qtbot, win, timeout=30_000):
