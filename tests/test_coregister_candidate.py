@@ -12,7 +12,8 @@ from astroapp.catalog import Catalog
 from astroapp.catalog.importer import import_paths
 from astroapp.geo.sources.base import open_source
 from astroapp.geo.tiles import block_id, mercator_to_lonlat
-from astroapp.pipeline.localize import candidate_surroundings, coregister_candidate
+from astroapp.pipeline.localize import coregister_candidate
+from astroapp.pipeline.tiles import candidate_surroundings
 
 TILE = (6, 26, 34)  # a zoom-6 block over the Sahara: textured, well inside the world
 W, H = 4800, 3600

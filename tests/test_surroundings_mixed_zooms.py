@@ -11,7 +11,7 @@ from PIL import Image
 
 from astroapp.geo.sources.earthloc_folder import EarthLocFolderSource, format_earthloc_name
 from astroapp.geo.tiles import block_bounds, block_footprint
-from astroapp.pipeline.localize import candidate_surroundings
+from astroapp.pipeline.tiles import candidate_surroundings
 
 
 def _block(folder, zoom, row, col, color):

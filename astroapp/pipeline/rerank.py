@@ -30,6 +30,7 @@ from astroapp.matching.base import Features, Matcher
 from astroapp.matching.coregister import MIN_MATCHES, fit_homography
 from astroapp.matching.geometry import apply_h, edge_corners, is_convex, quad_area
 from astroapp.matching.imageio import resize_square
+from astroapp.pipeline.tiles import SourceCache, candidate_tile
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ def tile_reader(sources: Any, size: int) -> Callable[..., np.ndarray]:
     (`read_tile(cand, side)` reads it at another side).
 
     `sources`: the index's `SourceCache` (or the index itself, whose sources are then opened)."""
-    from astroapp.pipeline.localize import SourceCache, candidate_tile
-
     if not isinstance(sources, SourceCache):
         sources = SourceCache(sources)
     return lambda cand, side=size: candidate_tile(sources.get(cand.source_id), cand, side)
