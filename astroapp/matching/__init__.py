@@ -2,7 +2,8 @@
 
 from astroapp.matching.base import Features, Matcher, MatcherUnavailable, Matches
 from astroapp.matching.calibration import Calibration, calibration_path, fit_calibration
-from astroapp.matching.coregister import CoregCancelled, CoregResult, PreparedPhoto, coregister
+from astroapp.matching.cancel import CoregCancelled
+from astroapp.matching.coregister import CoregResult, PreparedPhoto, coregister
 from astroapp.matching.registry import available_matchers, get_matcher, matcher_names
 
 __all__ = [

@@ -27,6 +27,7 @@ import numpy as np
 
 from astroapp.matching import window_search
 from astroapp.matching.base import Features, Matcher, Matches
+from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import (
     CENTRE_TO_EDGE,
     EDGE_TO_CENTRE,
@@ -51,10 +52,6 @@ DEFAULT_SIZE = 512
 DEFAULT_ITERATIONS = 4
 RANSAC_THRESHOLD_PX = 3.0
 MIN_MATCHES = 8
-
-
-class CoregCancelled(Exception):
-    """Raised between iterations when the caller's cancel event is set."""
 
 
 class PreparedPhoto:
@@ -280,8 +277,7 @@ def _iterate(
         return _Attempt(k, 0, None, empty, empty, "too few features in the photo", per_iter)
     pts_q = pts_s = empty
     for _ in range(iterations):
-        if cancel is not None and cancel.is_set():
-            raise CoregCancelled()
+        check_cancel(cancel)
         to_view = np.linalg.inv(h_total)
         view = cv2.warpPerspective(surr, to_view, (size, size), flags=cv2.INTER_LINEAR)
         mask = _view_mask(to_view, surr.shape[0], size)

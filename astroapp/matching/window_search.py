@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from astroapp.matching.base import Features, Matcher, Matches
+from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import apply_h, is_convex, quad_area, scale_centres
 
 WINDOW_FACTOR = 1.75  # window side / expected footprint side
@@ -136,8 +137,6 @@ def search(
     `native_side`: the surroundings' own resolution (features are never computed on more
     pixels than the surroundings have).
     """
-    from astroapp.matching.coregister import CoregCancelled
-
     best: Seed | None = None
     for ratio in ratios:
         ratio_best = 0
@@ -157,8 +156,7 @@ def search(
             fq = photo_features(side, k)
             if len(fq) < MIN_MATCHES:
                 continue
-            if cancel is not None and cancel.is_set():
-                raise CoregCancelled()
+            check_cancel(cancel)
             wins = windows(s_side, ratio)
             members = [np.flatnonzero((kp[:, 0] >= x0) & (kp[:, 0] < x0 + w) & (kp[:, 1] >= y0)
                                       & (kp[:, 1] < y0 + w)) for x0, y0, w in wins]
