@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 
+from astroapp.evaluation.index_recall import demo_queries, retrieval_recall
 from astroapp.index import TileIndex
 from astroapp.index.demo import ensure_demo_index
-from astroapp.index.evaluate import demo_queries, retrieval_recall
 from astroapp.pipeline.rerank import STOP_INLIERS, Reranker
 from astroapp.retrieval import load_model
 

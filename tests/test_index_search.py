@@ -191,7 +191,7 @@ def test_recall_evaluation_on_known_footprints(index, model, source, tmp_path):
 
     import cv2
 
-    from astroapp.index.evaluate import Query, demo_queries, retrieval_recall
+    from astroapp.evaluation.index_recall import Query, demo_queries, retrieval_recall
 
     refs = list(source.tiles())
     queries = [Query(np.ascontiguousarray(np.rot90(source.image(r.tile_id), i % 4)), r.footprint,

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from astroapp.evaluation.model_recall import evaluate_reranked
 from astroapp.geo.footprint import Footprint
 from astroapp.geo.render import NO_AUGMENT, Camera, focal_scale_for, random_camera, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.geo.tiles import lonlat_to_mercator
 from astroapp.retrieval import load_model
 from astroapp.retrieval.dataset import WorldSet, _overlaps, aligning_angle, resized, up_azimuth
-from astroapp.retrieval.evaluate import (
+from astroapp.retrieval.recall import (
     colour_histogram,
     distinct_blocks,
     evaluate_embedder,
-    evaluate_reranked,
     intersections,
     model_embedder,
     recalls,

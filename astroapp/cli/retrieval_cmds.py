@@ -90,7 +90,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from astroapp.retrieval import WeightsError
-    from astroapp.retrieval.evaluate import evaluate_bundled_world
+    from astroapp.evaluation.model_recall import evaluate_bundled_world
 
     try:
         results = evaluate_bundled_world(args.name, args.weights, args.device, args.split, args.queries,

@@ -28,7 +28,7 @@ from astroapp import config
 
 from .bundled import DEFAULT_CONFIG, NAME, SmallRetrievalNet
 from .dataset import WorldSet, resized
-from .evaluate import (
+from .recall import (
     colour_histogram,
     evaluate_embedder,
     model_embedder,
@@ -366,7 +366,7 @@ on a shared 2-core machine. Time: {report['seconds_total'] / 60:.1f} min in tota
 ## Results (held-out places, EarthLoc protocol)
 A retrieval is correct when the block's footprint intersects the photo's; database at 4
 rotations, top-k over the 4N vectors. Re-run: `astroapp model eval` (or
-`python -m astroapp.retrieval.evaluate`).
+`python -m astroapp.evaluation.model_recall`).
 
 | method | R@1 / R@10 / R@100 |
 |---|---|

@@ -1,5 +1,6 @@
-"""Retrieval recall of a model + index on photos with known footprints (EarthLoc's
-criterion: a candidate is correct when its footprint intersects the photo's)."""
+"""Retrieval recall of a model + tile index on photos with known footprints (EarthLoc's
+criterion: a candidate is correct when its footprint intersects the photo's), optionally after
+geometric re-ranking; what `astroapp index eval` and `benchmarks/rerank_speed.py` report."""
 
 from __future__ import annotations
 
@@ -72,8 +73,8 @@ def render_queries(n: int = 100, seed: int = 0, size: int = 512, source: Any = N
 def read_roll(folder: Path) -> list[Query]:
     """A folder of rendered photos with a `truth.json` / `roll.json` listing, per photo, the
     file name and its footprint (and optionally the camera with its nadir lon/lat)."""
+    from astroapp.catalog.photo_reader import read_photo
     from astroapp.geo.footprint import Footprint
-    from astroapp.pipeline.retrieve import read_photo
 
     folder = Path(folder)
     listing = next((folder / n for n in ("truth.json", "roll.json", "manifest.json")
@@ -88,7 +89,7 @@ def read_roll(folder: Path) -> list[Query]:
         cam = it.get("camera") or {}
         nadir = (cam["lon"], cam["lat"]) if "lon" in cam and "lat" in cam else None
         name = it.get("file") or it.get("path") or it.get("name")
-        out.append(Query(read_photo(folder / name), fp, nadir,
+        out.append(Query(read_photo(folder / name).rgb, fp, nadir,
                          float(cam.get("altitude_km", 420.0))))
     return out
 
