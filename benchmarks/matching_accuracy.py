@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--matchers", default="sift,sift-nn")
     args = ap.parse_args(argv)
 
-    from astroapp.geo.sources.base import open_source
+    from astroapp.geo.sources import open_source
 
     src = open_source("bluemarble")
     t0 = time.perf_counter()

@@ -45,7 +45,7 @@ def load_pairs(n_renders: int) -> tuple[str, list[tuple[np.ndarray, list[np.ndar
         surr = [read_rgb(d / "surroundings.jpg") for d in dirs]
         out = [(photos[i], [surr[i], surr[(i + 1) % len(dirs)]]) for i in range(len(dirs))]
         return f"{len(dirs)} real ISS pairs (1024 px photos, 1024 px surroundings)", out
-    from astroapp.geo.sources.base import open_source
+    from astroapp.geo.sources import open_source
     from astroapp.matching.render_pairs import render_pairs
 
     src = open_source("bluemarble")

@@ -128,7 +128,7 @@ def real_pairs(matcher, baseline: bool) -> list[dict]:
 
 
 def sweep(matcher, n: int, baseline: bool, seed: int, only: list[str] | None = None) -> None:
-    from astroapp.geo.sources.base import open_source
+    from astroapp.geo.sources import open_source
 
     src = open_source("bluemarble")
     modes = [("search", False), ("search+hints", True)]

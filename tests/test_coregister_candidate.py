@@ -10,7 +10,7 @@ from PIL import Image
 
 from astroapp.catalog import Catalog
 from astroapp.catalog.importer import import_paths
-from astroapp.geo.sources.base import open_source
+from astroapp.geo.sources import open_source
 from astroapp.geo.tiles import block_id, mercator_to_lonlat
 from astroapp.pipeline.localize import coregister_candidate
 from astroapp.pipeline.tiles import candidate_surroundings

@@ -14,7 +14,7 @@ from PIL import Image
 
 from astroapp.cli import main
 from astroapp.geo.render import NO_AUGMENT, render_photo
-from astroapp.geo.sources.base import open_source
+from astroapp.geo.sources import open_source
 from astroapp.geo.viewing import ViewingHints
 from astroapp.matching import PreparedPhoto, coregister, get_matcher
 from astroapp.matching.photometric import keypoint_mask, normalise

@@ -89,8 +89,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from astroapp.retrieval import WeightsError
     from astroapp.evaluation.model_recall import evaluate_bundled_world
+    from astroapp.retrieval import WeightsError
 
     try:
         results = evaluate_bundled_world(args.name, args.weights, args.device, args.split, args.queries,

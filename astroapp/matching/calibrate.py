@@ -68,7 +68,7 @@ def samples_from_renders(
     size: int = DEFAULT_SIZE,
     progress: Progress | None = None,
 ) -> list[Sample]:
-    from astroapp.geo.sources.base import open_source
+    from astroapp.geo.sources import open_source
     from astroapp.matching.render_pairs import (
         corner_errors_km,
         is_correct_localization,

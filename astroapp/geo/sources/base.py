@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -50,33 +49,6 @@ class TileSource(Protocol):
     def load(self, ref: TileRef, size: int | None = None) -> np.ndarray: ...
 
     def read_mercator(self, bounds_3857: Bounds, width: int, height: int) -> np.ndarray: ...
-
-
-def open_source(spec: str | Path) -> TileSource:
-    """"bluemarble" (bundled world), a folder of EarthLoc-named jpgs, a GeoTIFF/COG/VRT, or a
-    folder of such rasters (read as one mosaic)."""
-    text = str(spec)
-    if text.lower() in {"bluemarble", "world", "bundled"}:
-        from astroapp.geo.sources.bluemarble import BlueMarbleSource
-
-        return BlueMarbleSource()
-    path = Path(text).expanduser()
-    if path.is_dir():
-        from astroapp.geo.sources.earthloc_folder import EarthLocFolderSource, has_earthloc_images
-        from astroapp.geo.sources.raster import RasterFolderSource, raster_files
-
-        if not has_earthloc_images(path) and raster_files(path):
-            return RasterFolderSource(path)
-        return EarthLocFolderSource(path)
-    if path.is_file() and path.suffix.lower() in RASTER_SUFFIXES:
-        from astroapp.geo.sources.raster import RasterSource
-
-        return RasterSource(path)
-    if not path.exists():
-        raise SourceError(f"{path}: no such file or folder (expected 'bluemarble', a folder "
-                          "of EarthLoc tiles or a GeoTIFF)")
-    raise SourceError(f"{path}: not a tile source (expected a folder of EarthLoc tiles or a "
-                      f"raster with suffix {', '.join(sorted(RASTER_SUFFIXES))})")
 
 
 def resize_rgb(img: np.ndarray, width: int, height: int | None = None) -> np.ndarray:
