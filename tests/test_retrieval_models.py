@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from astroapp.checkpoints import save_safetensors
 from astroapp.retrieval import (
     DEFAULT_MODEL,
     WeightsError,
@@ -15,7 +16,6 @@ from astroapp.retrieval import (
     preprocess,
 )
 from astroapp.retrieval.salad import SALAD, sinkhorn_with_dustbin
-from astroapp.retrieval.weights import save_safetensors
 
 
 def test_registry_names_and_aliases():

@@ -77,7 +77,7 @@ def load_weights(module, path: Path, what: str, how_to_get: str,
     """
     import torch
 
-    from astroapp.retrieval.weights import WeightsError, read_state_dict, strip_prefixes
+    from astroapp.checkpoints import WeightsError, read_state_dict, strip_prefixes
 
     state, _ = read_state_dict(path, what, how_to_get)  # unwraps 'state_dict', 'extractor'...
     state = strip_prefixes(state, ("module.", "matcher."))
@@ -393,8 +393,8 @@ def learned_weights(name: str, extra_dirs: list[Path]) -> tuple[list[Path], list
 
 def build_learned(name: str, extra_dirs: list[Path]) -> Any:
     """A learned matcher with its weights loaded from local files, or MatcherUnavailable."""
+    from astroapp.checkpoints import WeightsError
     from astroapp.fetch import get_published, weights_home
-    from astroapp.retrieval.weights import WeightsError
 
     spec = LEARNED[name]
     found, missing = learned_weights(name, extra_dirs)

@@ -4,6 +4,8 @@
     desc = model(preprocess(images, model))       # (B, D) float32, unit norm
 """
 
+from astroapp.checkpoints import WeightsError
+
 from .base import IMAGENET_MEAN, IMAGENET_STD, RetrievalModel, preprocess
 from .registry import (
     DEFAULT_MODEL,
@@ -15,7 +17,6 @@ from .registry import (
     get_spec,
     load_model,
 )
-from .weights import WeightsError
 
 __all__ = [
     "DEFAULT_MODEL",

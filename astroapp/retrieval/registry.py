@@ -10,9 +10,7 @@ from pathlib import Path
 import torch
 
 from astroapp import config
-
-from .base import RetrievalModel
-from .weights import (
+from astroapp.checkpoints import (
     WeightsError,
     build_checked,
     load_strict,
@@ -20,6 +18,8 @@ from .weights import (
     read_state_dict,
     strip_prefixes,
 )
+
+from .base import RetrievalModel
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,9 @@
-"""Reading weight files safely (safetensors, or torch.load with weights_only=True)."""
+"""Model checkpoints: reading weight files safely (safetensors, or torch.load with
+weights_only=True), checking them against an architecture, writing them atomically.
+
+Top-level (below every package) because retrieval models, learned matchers and training all
+read or write checkpoints; none of them owns the format.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from astroapp.atomic import atomic_path
 
 
 class WeightsError(ValueError):
@@ -191,11 +198,7 @@ def save_safetensors(module: torch.nn.Module, path: str | Path, metadata: dict) 
     """Write weights + JSON-able metadata atomically."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
-    save_file(state, str(tmp), metadata=meta)
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
