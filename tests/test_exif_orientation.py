@@ -16,12 +16,12 @@ from test_matching_coregister import _texture
 from astroapp.catalog import Catalog
 from astroapp.catalog.importer import import_paths
 from astroapp.catalog.orientation import orient_array, oriented_size, stored_window
+from astroapp.catalog.photo_reader import read_photo
 from astroapp.export import records_from_catalog
 from astroapp.export.geotiff import export_geotiffs
 from astroapp.geo.tiles import MercatorGrid, block_bounds, surroundings_bounds
 from astroapp.matching import PreparedPhoto, coregister, get_matcher
-from astroapp.pipeline.localize import _store, display_frame
-from astroapp.pipeline.retrieve import read_photo
+from astroapp.pipeline.localize import _store
 
 W, H = 800, 600  # the displayed (upright) photo: landscape
 SURR = 1536
@@ -78,10 +78,11 @@ def test_quarter_turned_jpeg_import_localize_geotiff(tmp_path, orientation):
         thumb = Image.open(io.BytesIO(cat.thumbnail(photo.id)))
         assert thumb.width > thumb.height
         # the pipeline's decode, frame and store step
-        image = read_photo(photo.path, 1024)
+        frame = read_photo(photo.path, min_side=1024)
+        image = frame.rgb
         assert image.shape[:2] == (H, W)
         prepared = PreparedPhoto(image, get_matcher("sift"), 512,
-                                 frame_size=display_frame(photo, image))
+                                 frame_size=frame.file_size)
         res = coregister(prepared, surr, grid=grid)
         assert res.accepted, res.reason
         cand = types.SimpleNamespace(tile_id="9_0300_0200", source_id="test", angle=0, rank=0)

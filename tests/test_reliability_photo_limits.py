@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from astroapp.catalog.importer import MAX_PHOTO_PIXELS
+from astroapp.catalog.photo_reader import read_photo
 from astroapp.matching.imageio import ImageReadError, read_rgb
-from astroapp.pipeline.retrieve import read_photo
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_RSS_KB = 1_500_000  # the CLI (torch, cv2) takes ~0.5 GB; a decoded bomb takes > 2.7 GB
@@ -84,11 +84,13 @@ def test_pipeline_reader_refuses_bombs_and_reduces_large_jpegs(tmp_path):
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_bomb(12_000, 12_000))
     with pytest.raises(ImageReadError, match="decompression bomb"):
-        read_photo(bomb, 512)
+        read_photo(bomb, min_side=1024)
     with pytest.raises(ValueError, match=str(MAX_PHOTO_PIXELS)):
         read_rgb(bomb)
     big = tmp_path / "big.jpg"
     Image.fromarray(np.zeros((4000, 6000, 3), np.uint8)).save(big, quality=50)
-    small = read_photo(big, 256)  # DCT-scaled to 1/4: the smallest with both sides >= 512
-    assert small.shape == (1000, 1500, 3)
+    small = read_photo(big, min_side=512)  # DCT-scaled to 1/4: the smallest both sides >= 512
+    assert small.rgb.shape == (1000, 1500, 3) and small.scale_to_file == 4.0
+    shown = read_photo(big, max_side=1600)  # a display size: DCT 1/2, then resampled
+    assert shown.rgb.shape == (1067, 1600, 3) and shown.file_size == (6000, 4000)
     assert read_rgb(big).shape == (4000, 6000, 3)  # no target: full resolution

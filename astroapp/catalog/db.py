@@ -233,7 +233,9 @@ def _v5_ground_homography(con: sqlite3.Connection) -> None:
         if (pts.ndim != 2 or pts.shape[1] != 4 or len(pts) < 4 or not np.isfinite(pts).all()
                 or not isinstance(method, dict) or np.abs(pts[:, 3]).max() >= 85.06):
             continue
-        lon = pts[:, 2] + 360.0 * np.round((pts[0, 2] - pts[:, 2]) / 360.0)  # antimeridian
+        from astroapp.geo.footprint import lons_near
+
+        lon = lons_near(pts[:, 2], pts[0, 2])  # one run across the antimeridian
         radius = 6378137.0
         mx = radius * np.radians(lon)
         my = radius * np.log(np.tan(math.pi / 4 + np.radians(pts[:, 3]) / 2))
@@ -308,6 +310,11 @@ class Photo:
     @property
     def name(self) -> str:
         return Path(self.path).name
+
+    @property
+    def label(self) -> str:
+        """How a user names the photo (progress events, the UI): its NASA id, else its file."""
+        return self.nasa_id or self.name
 
 
 @dataclass

@@ -20,7 +20,7 @@ import time
 import zipfile
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -28,18 +28,18 @@ from typing import Protocol
 
 from PIL import Image, UnidentifiedImageError
 
+from astroapp.atomic import atomic_path
 from astroapp.catalog.db import Catalog
 from astroapp.catalog.exif import read_exif
 from astroapp.catalog.nasa_ids import parse_nasa_id
 from astroapp.catalog.orientation import oriented_size
+from astroapp.catalog.photo_reader import MAX_PHOTO_PIXELS
 from astroapp.catalog.thumbnails import THUMBNAIL_SIZE, make_thumbnail
+from astroapp.progress import Progress, ProgressFn
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP", "MPO")
-# Larger images are refused as decompression bombs: Pillow's warning threshold, fixed here so
-# that code elsewhere raising Image.MAX_IMAGE_PIXELS (big rasters) does not lift it for photos.
-MAX_PHOTO_PIXELS = 89_478_485
 _IN_MEMORY_LIMIT = 256 * 2**20  # hash + decode from memory below this size, stream above
 # Zip bomb guards: the whole archive, and any single entry.
 MAX_ZIP_TOTAL = 64 * 2**30
@@ -50,9 +50,6 @@ _RATIO_MIN_SIZE = 16 * 2**20
 
 class Cancel(Protocol):
     def is_set(self) -> bool: ...
-
-
-ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -263,20 +260,17 @@ def _extract(item: _Item) -> None:
         if crc == info.CRC:
             return
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part")
     try:
-        with zipfile.ZipFile(item.archive) as zf, zf.open(info) as src, open(tmp, "wb") as out:
+        with (atomic_path(dest) as tmp, zipfile.ZipFile(item.archive) as zf,
+              zf.open(info) as src, open(tmp, "wb") as out):
             written = 0
             while block := src.read(2**20):
                 written += len(block)
                 if written > info.file_size:
                     raise _Rejected(f"zip entry {info.filename!r} is larger than declared")
                 out.write(block)
-        os.replace(tmp, dest)
     except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
         raise _Rejected(f"zip entry {info.filename!r} cannot be unpacked: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _describe(path: Path, data: bytes | None) -> dict:
@@ -490,8 +484,10 @@ def iter_import(
     cancel: Cancel | None = None,
     report: list[ImportReport] | None = None,
     workers: int | None = None,
-) -> Iterator[FileResult]:
-    """Import lazily, yielding one FileResult per input file (GUI worker threads drive this).
+) -> Iterator[Progress]:
+    """Import lazily, yielding one `Progress` per input file (GUI worker threads drive this):
+    stage "import", `item` the file name, `message` its outcome (and why, when it failed or
+    duplicates a photo), `photo_id` its photo, `result` its FileResult.
 
     Files are hashed and decoded by `workers` threads (default: up to 4 CPUs) and committed
     in input order by the calling thread, one transaction each. Stops between files once
@@ -535,7 +531,10 @@ def iter_import(
                 prep = _prepare(item, db_uri)
             res = batch.commit(prep, item)
             r.seconds = time.perf_counter() - start
-            yield FileResult(res.path, res.outcome, res.photo_id, res.reason, done, r.total)
+            fr = FileResult(res.path, res.outcome, res.photo_id, res.reason, done, r.total)
+            yield Progress("import", done, r.total, item=Path(res.path).name,
+                           message=f"{res.outcome}: {res.reason}" if res.reason else res.outcome,
+                           photo_id=res.photo_id, result=fr)
         else:
             state = "done"
     finally:
@@ -556,9 +555,9 @@ def import_paths(
     cancel: Cancel | None = None,
     workers: int | None = None,
 ) -> ImportReport:
-    """Import files, folders and .zip rolls; `progress(done, total, path)` after each file."""
+    """Import files, folders and .zip rolls; `progress` gets iter_import's event per file."""
     holder: list[ImportReport] = []
-    for res in iter_import(catalog, paths, cancel=cancel, report=holder, workers=workers):
+    for event in iter_import(catalog, paths, cancel=cancel, report=holder, workers=workers):
         if progress is not None:
-            progress(res.done, res.total, res.path)
+            progress(event)
     return holder[0]

@@ -68,7 +68,7 @@ def default_model_for(specs: list[str]) -> str:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from astroapp.geo.sources.base import SourceError, open_source
+    from astroapp.geo.sources import SourceError, open_source
     from astroapp.index import TileIndexError, build_index
 
     sources = []
@@ -94,12 +94,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
         build = partial(build_index_ray, address=None if args.ray == "local" else args.ray,
                         num_cpus=args.ray_cpus)
+    from astroapp.cli.progress import ProgressBars
+
     try:
-        report = build(
-            sources, model, args.out, weights=args.weights if args.weights != "random" else None,
-            batch_size=args.batch_size, chunk_size=args.chunk_size, workers=args.workers,
-            index_type=args.index_type, show_progress=not args.quiet,
-            source_specs=[str(s) for s in args.sources], force=args.force)
+        with ProgressBars(quiet=args.quiet, desc={"index": "embedding tiles"}) as bars:
+            report = build(
+                sources, model, args.out,
+                weights=args.weights if args.weights != "random" else None,
+                batch_size=args.batch_size, chunk_size=args.chunk_size, workers=args.workers,
+                index_type=args.index_type, progress=bars,
+                source_specs=[str(s) for s in args.sources], force=args.force)
     except (TileIndexError, RayUnavailableError) as exc:
         raise UserError(str(exc)) from exc
     if report.repaired and report.repaired != "--force":
@@ -120,8 +124,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- info
 def _cmd_info(args: argparse.Namespace) -> int:
+    from astroapp.digests import sha256_file
     from astroapp.index import TileIndexError
-    from astroapp.index.manifest import sha256_file
     from astroapp.index.store import TileStore
 
     folder = Path(args.dir)
@@ -167,8 +171,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- search
 def _cmd_search(args: argparse.Namespace) -> int:
+    from astroapp.catalog.photo_reader import read_photo
     from astroapp.index import Region, embed_images
-    from astroapp.pipeline.retrieve import read_photo
 
     folder = Path(args.dir)
     model = _model_for_index(folder, args.model, args.weights, args.device)
@@ -181,7 +185,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         target = max(target, 2 * RERANK_SIZE)
     for p in args.images:
         try:
-            images.append(read_photo(p, target))
+            images.append(read_photo(p, min_side=2 * target).rgb)
         except (OSError, ValueError) as exc:
             raise UserError(str(exc)) from exc
     region = None
@@ -220,13 +224,15 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- recall
 def _cmd_recall(args: argparse.Namespace) -> int:
-    from astroapp.index.evaluate import demo_queries, retrieval_recall
+    from astroapp.evaluation.index_recall import demo_queries, retrieval_recall
 
     model = _load_model(args.model, args.weights, args.device)
     if args.index is None:
+        from astroapp.cli.progress import ProgressBars
         from astroapp.index.demo import ensure_demo_index
 
-        folder = ensure_demo_index(model=model, show_progress=not args.quiet)
+        with ProgressBars(quiet=args.quiet, desc={"index": "embedding tiles"}) as bars:
+            folder = ensure_demo_index(model=model, progress=bars)
     else:
         folder = Path(args.index)
     index = _open_index(folder, model)

@@ -44,9 +44,8 @@ def footprint_geometry(record: ExportRecord) -> Polygon | MultiPolygon:
 def enclosed_pole(fp: Footprint) -> float | None:
     """90 or -90 when the footprint's ring winds once around that pole (its longitudes
     run through all 360 degrees), else None."""
-    lons = [c[0] for c in fp.corners]
-    turn = sum((b - a + 180.0) % 360.0 - 180.0 for a, b in zip(lons, lons[1:] + lons[:1],
-                                                               strict=True))
+    lons = unwrap_lons([c[0] for c in fp.corners] + [fp.corners[0][0]])
+    turn = lons[-1] - lons[0]
     if abs(abs(turn) - 360.0) > 1e-6:
         return None
     return 90.0 if sum(c[1] for c in fp.corners) > 0 else -90.0

@@ -42,13 +42,10 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
 
 from astroapp.atomic import atomic_path, remove_dead_temporaries
-from astroapp.catalog.orientation import (
-    QUARTER_TURNED,
-    exif_orientation,
-    orient_array,
-    stored_window,
-)
+from astroapp.catalog.orientation import orient_array, stored_window
+from astroapp.catalog.photo_reader import PhotoReadError, photo_header
 from astroapp.export.records import ExportRecord
+from astroapp.progress import Progress, ProgressFn, ignore
 
 WGS84 = CRS.from_epsg(4326)
 STRIP_ROWS = 512  # rows copied / warped per step
@@ -234,10 +231,15 @@ def export_geotiffs(
     warped: bool = True,
     max_pixels: int | None = 64_000_000,
     compress: str = "deflate",
-    progress: Callable[[int, ExportRecord], None] | None = None,
+    progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
 ) -> GeoTiffReport:
     """`<id>_gcps.tif` and `<id>_warped.tif` per photo into `out_dir`.
+
+    `progress` gets two events (stage "export", `item` the photo's id as exported,
+    `photo_id` its catalogue id) per photo: one as it starts (`done` = photos finished
+    before it) and one when it is finished (message written/failed/cancelled, `result` the
+    files written for it).
 
     `cancel` (a threading.Event) stops between row strips: the file in progress is
     discarded, finished photos stay, and the report says `cancelled`.
@@ -248,9 +250,11 @@ def export_geotiffs(
     records = list(records)
     names = file_stems(records)
     report = GeoTiffReport()
+    emit = progress or ignore
     for i, (rec, stem) in enumerate(zip(records, names, strict=True)):
-        if progress is not None:
-            progress(i, rec)
+        emit(Progress("export", i, len(records), item=rec.photo_id, message="writing GeoTIFFs",
+                      photo_id=rec.catalog_id))
+        n_written, outcome = len(report.written), "written"
         try:
             if rec.path is not None:
                 rec, _ = displayed_frame(rec)  # the warped grid needs the displayed size too
@@ -263,9 +267,14 @@ def export_geotiffs(
                     compress=compress, cancel=cancel))
         except ExportCancelled:
             report.cancelled = True
+            emit(Progress("export", i, len(records), item=rec.photo_id, message="cancelled",
+                          photo_id=rec.catalog_id))
             break
         except (OSError, ValueError, rasterio.errors.RasterioError) as exc:
             report.failed.append((rec.file_name, str(exc)))
+            outcome = f"failed: {exc}"
+        emit(Progress("export", i + 1, len(records), item=rec.photo_id, message=outcome,
+                      photo_id=rec.catalog_id, result=report.written[n_written:]))
     return report
 
 
@@ -294,15 +303,11 @@ def displayed_frame(record: ExportRecord) -> tuple[ExportRecord, int]:
     """The record with the photo's displayed (EXIF-upright) size, and the file's EXIF
     orientation. Catalogues imported before the size was stored upright have the stored
     size of a quarter-turned photo: that is accepted as the same file."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(record.path) as im:
-            orientation = exif_orientation(im)
-            stored = im.size
-    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{record.file_name}: cannot read {record.path}: {exc}") from exc
-    shown = stored[::-1] if orientation in QUARTER_TURNED else stored
+        header = photo_header(record.path)  # the one photo reader's frame and pixel limit
+    except PhotoReadError as exc:
+        raise ValueError(f"{record.file_name}: {exc}") from exc
+    stored, shown, orientation = header.stored_size, header.file_size, header.orientation
     if record.width and record.height and (record.width, record.height) not in (shown, stored):
         raise ValueError(
             f"{record.file_name}: file is {shown[0]}x{shown[1]} px but the catalogue says "

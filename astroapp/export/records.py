@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from astroapp import __version__
-from astroapp.geo.footprint import Footprint, unwrap_lons
+from astroapp.geo.footprint import Footprint, lons_near, unwrap_lons
 from astroapp.geo.tiles import WORLD, lonlat_to_mercator, mercator_to_lonlat
 
 # Property names and order shared by GeoJSON, CSV and the HTML popups.
@@ -176,7 +176,7 @@ class ExportRecord:
         except np.linalg.LinAlgError:
             return None
         lon0 = unwrap_lons([c[0] for c in self.footprint.corners])[0]
-        lons = corr[:, 2] + 360.0 * np.round((lon0 - corr[:, 2]) / 360.0)
+        lons = lons_near(corr[:, 2], lon0)
         mx, my = _lonlat_to_merc(lons, corr[:, 3])
         back = inv @ np.vstack([mx, my, np.ones(len(corr))])
         dx = back[0] / back[2] - corr[:, 0]

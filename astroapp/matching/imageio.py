@@ -1,4 +1,4 @@
-"""Reading photos and surroundings as RGB uint8, as displayed (EXIF orientation applied),
+"""Images for matching: photos and surroundings as RGB uint8 through the one photo reader,
 and bringing them to the square sizes matching works at."""
 
 from __future__ import annotations
@@ -7,48 +7,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from astroapp.catalog.importer import MAX_PHOTO_PIXELS
-from astroapp.catalog.orientation import upright
+from astroapp.catalog.photo_reader import MAX_PHOTO_PIXELS, read_photo
+from astroapp.catalog.photo_reader import PhotoReadError as ImageReadError
 
-Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # large scans are legitimate; bombs still stop
-
-
-class ImageReadError(ValueError):
-    """The file is missing or not a readable image; the message names the file."""
+__all__ = ["ImageReadError", "read_rgb", "resize_square"]
 
 
 def read_rgb(path: str | Path, target: int = 0, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
     """A photo or surroundings image as RGB uint8, as displayed (EXIF orientation applied).
 
-    The one reader for photos (matching, retrieval, localization): an image of more than
-    `max_pixels` (by default the import's decompression-bomb limit) is refused from its
-    header, before anything is decoded; with `target`, a JPEG far larger than it is decoded
-    at a reduced scale (1/2..1/8, still >= 2 x target), which is faster and bounds memory.
+    Decoded by the one photo reader (`astroapp.catalog.photo_reader.read_photo`): refused
+    from its header above `max_pixels`; with `target`, a JPEG far larger is decoded at a
+    reduced scale that keeps both sides >= 2 x target.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"no such image file: {path}")
-    try:
-        with Image.open(path) as img:
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageReadError(
-                    f"image {path} is {width}x{height} = {width * height} pixels, more than "
-                    f"the limit of {max_pixels} (the import's): refused as a possible "
-                    "decompression bomb")
-            if target:
-                img.draft("RGB", (2 * target, 2 * target))
-            img = upright(img)  # the catalogue's frame (astroapp.catalog.orientation)
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
-            Image.DecompressionBombError) as exc:
-        if isinstance(exc, ImageReadError):
-            raise
-        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    except MemoryError as exc:
-        raise ImageReadError(f"image {path} is too large to decode in memory") from exc
+    return read_photo(path, min_side=2 * target if target else None, max_pixels=max_pixels).rgb
 
 
 def resize_square(image: np.ndarray, side: int, upscale: int = cv2.INTER_LINEAR) -> np.ndarray:

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from astroapp.catalog.leases import localizing_reason, release_stale_localizing
+from astroapp.catalog.photo_reader import PhotoReadError, read_photo
 from astroapp.matching import (
     CoregCancelled,
     CoregResult,
@@ -36,6 +37,7 @@ from astroapp.matching import (
 from astroapp.matching.coregister import DEFAULT_ITERATIONS, DEFAULT_SIZE
 from astroapp.pipeline.rerank import Reranker, tile_reader
 from astroapp.pipeline.tiles import SourceCache, candidate_surroundings
+from astroapp.progress import Progress, ProgressFn, drain
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,6 @@ DEFAULT_K = 10
 DEFAULT_MAX_CANDIDATES = 10
 GCP_GRID = 5
 MAX_STORED_CORRESPONDENCES = 500
-ProgressFn = Callable[..., None]
 
 
 @dataclass
@@ -60,24 +61,6 @@ class LocalizeOutcome:
     candidates_tried: int = 0
     reason: str | None = None
     seconds: float = 0.0
-
-
-class ProgressMessage(str):
-    """A progress message that also names its photo (and, once finished, its outcome).
-
-    Being a plain `str` it suits any `progress(done, total, message)` consumer (CLI, demo);
-    the GUI reads `photo_id` from it to refresh that photo's row.
-    """
-
-    photo_id: int | None
-    outcome: LocalizeOutcome | None
-
-    def __new__(cls, text: str, photo_id: int | None = None,
-                outcome: LocalizeOutcome | None = None) -> ProgressMessage:
-        obj = super().__new__(cls, text)
-        obj.photo_id = photo_id
-        obj.outcome = outcome
-        return obj
 
 
 @dataclass
@@ -97,20 +80,6 @@ class LocalizeSummary:
         text = (f"{self.count('localized')} localized, {self.count('review')} to review, "
                 f"{self.count('failed')} failed")
         return text + (" (cancelled)" if self.cancelled else "") + f" in {self.seconds:.1f} s"
-
-
-def display_frame(photo: Any, image: np.ndarray) -> tuple[int, int] | None:
-    """The photo file's full pixel frame (w, h) as displayed, so that stored pixel coordinates
-    (homography, GCPs, correspondences) refer to the file even when it was decoded at a
-    reduced scale; None when the catalogue does not know the size."""
-    w, h = getattr(photo, "width", None), getattr(photo, "height", None)
-    if not w or not h:
-        return None
-    dh, dw = image.shape[:2]
-    aspect = dw / dh
-    if abs(w / h - aspect) <= abs(h / w - aspect):
-        return int(w), int(h)
-    return int(h), int(w)  # EXIF orientation turned the stored pixels a quarter turn
 
 
 def _resolve_model(model: Any, weights: Any = None, index_dir: Any = None) -> Any:
@@ -259,8 +228,6 @@ def coregister_candidate(
     rejected keeps that status; otherwise it becomes `localized` (confident) or `review`.
     Raises CoregCancelled on cancel, ValueError when there is no such candidate.
     """
-    from astroapp.pipeline.retrieve import read_photo
-
     t0 = time.perf_counter()
     photo = catalog.get_photo(photo_id)
     loc = catalog.latest_localization(photo_id) if photo is not None else None
@@ -276,11 +243,11 @@ def coregister_candidate(
         index = TileIndex.open(index)
     matcher = _resolve_matcher(matcher)
     source = SourceCache(index).get(chosen.source_id or "bluemarble")
-    image = read_photo(photo.path, 2 * size)
+    frame = read_photo(photo.path, min_side=2 * size)
     surr, grid = candidate_surroundings(source, chosen, size)
     if cancel is not None and cancel.is_set():
         raise CoregCancelled()
-    prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
+    prepared = PreparedPhoto(frame.rgb, matcher, size, frame_size=frame.file_size)
     res = coregister(prepared, surr, grid=grid, angle=chosen.angle, iterations=iterations,
                      cancel=cancel, hints=photo_hints(catalog, photo))
     method = dict(loc.method) if isinstance(loc.method, dict) else {}
@@ -328,7 +295,7 @@ def localize_photo(
     With a `reranker`, its shortlist is retrieved and verified geometrically first; the
     best `k` of the new order are kept and coregistered in that order.
     """
-    from astroapp.pipeline.retrieve import SearchPrior, photo_prior, read_photo, retrieve_candidates
+    from astroapp.pipeline.retrieve import SearchPrior, photo_prior, retrieve_candidates
 
     t0 = time.perf_counter()
     photo = catalog.get_photo(photo_id)
@@ -340,15 +307,19 @@ def localize_photo(
         n_area = (len(index.tiles_in_region(prior.region, prior.width_km))
                   if prior.region is not None else len(index))
         shortlist = max(k, reranker.budget(n_area))
+    try:  # decoded once, for retrieval and coregistration alike
+        frame = read_photo(photo.path, min_side=2 * max(size, *map(int, model.input_size)))
+    except PhotoReadError as exc:
+        raise RuntimeError(f"retrieval: {exc}") from exc
     found = retrieve_candidates(catalog, [photo_id], index, model, k=shortlist,
-                                use_prior=use_prior, store=False)
+                                use_prior=use_prior, store=False, frames={photo_id: frame})
     if not found or found[0].error:
         raise RuntimeError(found[0].error if found else "retrieval returned nothing")
     cands = list(found[0].candidates)
     if cancel is not None and cancel.is_set():
         raise CoregCancelled()
     t_retrieval = time.perf_counter() - t0
-    image = read_photo(photo.path, 2 * size)
+    image = frame.rgb
     if reranker is not None and cands:
         width = found[0].width_km
         cands = reranker.rerank(image, cands, tile_reader(sources, reranker.size), cancel=cancel,
@@ -358,7 +329,7 @@ def localize_photo(
             raise CoregCancelled()
     cands = cands[:k]
     t_rerank = time.perf_counter() - t0 - t_retrieval
-    prepared = PreparedPhoto(image, matcher, size, frame_size=display_frame(photo, image))
+    prepared = PreparedPhoto(image, matcher, size, frame_size=frame.file_size)
     hints = photo_hints(catalog, photo)
     best: CoregResult | None = None
     best_cand = None
@@ -429,13 +400,12 @@ def localize_photo(
     )
 
 
-def localize_photos(
+def iter_localize(
     catalog: Any,
     photo_ids: Sequence[int],
     index_dir: Any = None,
     model: Any = None,
     matcher: Any = None,
-    progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     *,
     k: int = DEFAULT_K,
@@ -445,18 +415,24 @@ def localize_photos(
     use_prior: bool = True,
     rerank: bool | Reranker = True,
     weights: Any = None,
-) -> LocalizeSummary:
-    """Localize photos one by one, recording each result in the catalogue.
+) -> Generator[Progress, None, LocalizeSummary]:
+    """Localize photos one by one, recording each result in the catalogue; returns the
+    LocalizeSummary (superqt's `thread_worker` drives this generator directly).
+
+    Yields two `Progress` events (stage "localize") per photo, `item` the photo's name (NASA
+    id, else file name) and `photo_id` its id: one as it starts (`done` = photos finished
+    before it, message "localizing") and one when it is finished (`done` counting it, message
+    its outcome, `result` its LocalizeOutcome).
 
     `index_dir`: a tile index folder or open TileIndex (None: the demo world's index);
     `model`: a retrieval model or its name (None: the bundled one); `matcher`: a Matcher or
     its name (None: "sift"); `weights`: the weights file when `model` is a name; `rerank`:
     verify a shortlist geometrically before coregistration (True: `Reranker()` defaults).
-    `progress(done, total, message, outcome)` after each photo; `cancel` set -> stops within
-    about a second, the current photo back to its old status.
+    `cancel` set -> stops within about a second, the current photo back to its old status.
     """
     t0 = time.perf_counter()
     ids = [int(p) for p in photo_ids]
+    total = len(ids)
     summary = LocalizeSummary()
     model = _resolve_model(model, weights, index_dir)
     index = _resolve_index(index_dir, model)
@@ -472,13 +448,13 @@ def localize_photos(
         if photo is None:
             out = LocalizeOutcome(pid, "failed", reason=f"no photo with id {pid}")
             summary.outcomes.append(out)
-            _report(progress, n + 1, len(ids), out)
+            yield _finished(n + 1, total, f"photo {pid}", out)
             continue
+        name = photo.label
         previous = photo.status
         previous_reason = getattr(photo, "status_reason", None)
         catalog.set_status(pid, "localizing", localizing_reason())  # the lease: who works on it
-        if progress is not None:
-            progress(n, len(ids), ProgressMessage(f"photo {pid}: localizing", pid))
+        yield Progress("localize", n, total, item=name, message="localizing", photo_id=pid)
         try:
             out = localize_photo(catalog, pid, index, model, matcher, sources, k=k,
                                  max_candidates=max_candidates, size=size,
@@ -495,18 +471,36 @@ def localize_photos(
             catalog.set_status(pid, "failed", reason)
             out = LocalizeOutcome(pid, "failed", reason=reason)
         summary.outcomes.append(out)
-        _report(progress, n + 1, len(ids), out)
+        yield _finished(n + 1, total, name, out)
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _report(progress: ProgressFn | None, done: int, total: int, out: LocalizeOutcome) -> None:
-    if progress is None:
-        return
+def localize_photos(
+    catalog: Any,
+    photo_ids: Sequence[int],
+    index_dir: Any = None,
+    model: Any = None,
+    matcher: Any = None,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    **options: Any,
+) -> LocalizeSummary:
+    """`iter_localize` with its events handed to `progress` (see there for the events and
+    the keyword options k, max_candidates, size, iterations, use_prior, rerank, weights)."""
+    return drain(iter_localize(catalog, photo_ids, index_dir, model, matcher, cancel, **options),
+                 progress)
+
+
+def outcome_text(out: LocalizeOutcome) -> str:
+    """What happened to a photo, in a few words: 'localized (87 inliers, rank 2)'."""
     if out.outcome == "localized":
-        msg = f"photo {out.photo_id}: localized ({out.inliers} inliers, rank {out.rank})"
-    elif out.outcome == "review":
-        msg = f"photo {out.photo_id}: to review: {out.reason}"
-    else:
-        msg = f"photo {out.photo_id}: {out.outcome}: {out.reason}"
-    progress(done, total, ProgressMessage(msg, out.photo_id, out))
+        return f"localized ({out.inliers} inliers, rank {out.rank})"
+    if out.outcome == "review":
+        return f"to review: {out.reason}"
+    return f"{out.outcome}: {out.reason}" if out.reason else out.outcome
+
+
+def _finished(done: int, total: int, name: str, out: LocalizeOutcome) -> Progress:
+    return Progress("localize", done, total, item=name, message=outcome_text(out),
+                    photo_id=out.photo_id, result=out)

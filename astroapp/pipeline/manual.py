@@ -17,23 +17,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from astroapp.geo.footprint import Footprint
+from astroapp.geo.footprint import Footprint, lons_near
 from astroapp.geo.tiles import WORLD, lonlat_to_mercator, mercator_to_lonlat
+from astroapp.matching.geometry import apply_h
 
 MIN_TIE_POINTS = 4
 GCP_GRID = 5
 
 
-def _apply(h: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    hom = np.column_stack([pts, np.ones(len(pts))]) @ h.T
-    return hom[:, :2] / hom[:, 2:3]
-
-
 def _mercator(lonlat: np.ndarray) -> np.ndarray:
     """Mercator metres of lon/lat points, longitudes kept continuous across the antimeridian."""
     mx, my = lonlat_to_mercator(lonlat[:, 0], lonlat[:, 1])
-    mx = np.asarray(mx, dtype=np.float64).copy()
-    mx += np.round((mx[0] - mx) / (2 * WORLD)) * 2 * WORLD
+    mx = lons_near(mx, mx[0], period=2 * WORLD)
     return np.column_stack([mx, np.asarray(my, dtype=np.float64)])
 
 
@@ -58,7 +53,7 @@ class ManualFit:
         return float(np.sqrt(np.mean(self.residuals_km**2)))
 
     def pixel_to_lonlat(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        merc = _apply(self.homography, np.column_stack([np.ravel(x), np.ravel(y)]).astype(np.float64))
+        merc = apply_h(self.homography, np.column_stack([np.ravel(x), np.ravel(y)]).astype(np.float64))
         lon, lat = mercator_to_lonlat(merc[:, 0], merc[:, 1])
         return np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
 
@@ -101,8 +96,8 @@ def fit_tie_points(photo_pts: Any, lonlat: Any, photo_size: tuple[int, int]) -> 
     shift = np.array([[1.0, 0.0, centre[0]], [0.0, 1.0, centre[1]], [0.0, 0.0, 1.0]])
     hmat = shift @ h_local
     hmat /= hmat[2, 2]
-    forward = _apply(hmat, src)
-    back = _apply(np.linalg.inv(hmat), merc)
+    forward = apply_h(hmat, src)
+    back = apply_h(np.linalg.inv(hmat), merc)
     scale = np.cos(np.radians(geo[:, 1]))  # Mercator metres -> ground metres at each latitude
     res_km = np.hypot(*(forward - merc).T) * scale / 1000.0
     res_px = np.hypot(*(back - src).T)
@@ -121,7 +116,7 @@ def _rms_without(src: np.ndarray, local: np.ndarray) -> np.ndarray:
         keep = np.arange(len(src)) != i
         h_i, _ = cv2.findHomography(src[keep], local[keep], 0)
         if h_i is not None and np.isfinite(h_i).all() and abs(np.linalg.det(h_i)) > 1e-300:
-            back = _apply(np.linalg.inv(h_i), local[keep])
+            back = apply_h(np.linalg.inv(h_i), local[keep])
             out[i] = float(np.sqrt(np.mean(np.sum((back - src[keep]) ** 2, axis=1))))
     return out
 

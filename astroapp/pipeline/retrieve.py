@@ -17,19 +17,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from astroapp.catalog.photo_reader import PhotoFrame, read_photo
 from astroapp.index import Candidate, Region, TileIndex, embed_images
+from astroapp.progress import Progress, ProgressFn
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TILT_DEG = 50.0
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass
@@ -45,18 +44,6 @@ class RetrievalResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def read_photo(path: str | Path, target: int = 0) -> np.ndarray:
-    """A photo as RGB uint8 (EXIF orientation applied); a JPEG far larger than `target` px is
-    decoded at a reduced scale (1/2..1/8, still >= 2 x target), which is much faster."""
-    from astroapp.matching.imageio import read_rgb
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: photo file is missing")
-    # the one photo reader: the catalogue's (upright) frame, the import's pixel limit
-    return read_rgb(path, target)  # ImageReadError (a ValueError) names the file
 
 
 def photo_region(catalog: Any, photo_id: int,
@@ -114,14 +101,17 @@ def retrieve_candidates(
     max_tilt_deg: float = DEFAULT_MAX_TILT_DEG,
     batch_size: int = 16,
     store: bool = True,
+    frames: Mapping[int, PhotoFrame] | None = None,
 ) -> list[RetrievalResult]:
     """Top-k candidate tiles for each photo, stored in the catalogue (when `store`).
 
     `index`: an open TileIndex or its folder (opened here, refusing another model).
     `use_prior`: restrict to the circle around the NASA nadir point when the photo has one.
     A photo that cannot be read is marked failed (with the reason) and the rest go on.
-    `progress(done, total)` after each batch; `cancel` set -> stops between batches (the
-    photos done so far are stored). Returns one result per processed photo, in order.
+    `frames`: photos the caller already decoded (by id), so that a photo is decoded once.
+    `progress` gets one `Progress` per photo after its batch (stage "retrieve", `item` the
+    photo's name, `photo_id`, `result` its RetrievalResult); `cancel` set -> stops between
+    batches (the photos done so far are stored). Returns one result per processed photo.
     """
     if not isinstance(index, TileIndex):
         index = TileIndex.open(index, model=model)
@@ -149,12 +139,16 @@ def retrieve_candidates(
         batch = ids[start : start + batch_size]
         t0 = time.perf_counter()
         images, ok_ids = [], []
+        first = len(results)
+        names: dict[int, str] = {}
         for pid in batch:
             photo = catalog.get_photo(pid)
+            names[pid] = photo.label if photo is not None else f"photo {pid}"
             try:
                 if photo is None:
                     raise KeyError(f"no photo with id {pid} in the catalogue")
-                images.append(read_photo(photo.path, target))
+                frame = (frames or {}).get(pid) or read_photo(photo.path, min_side=2 * target)
+                images.append(frame.rgb)
                 ok_ids.append(pid)
             except (OSError, ValueError, KeyError) as exc:
                 reason = f"retrieval: {exc}"
@@ -176,9 +170,12 @@ def retrieve_candidates(
                 if store:
                     res.localization_id = _store(catalog, pid, cands, reg, method, per_photo)
                 results.append(res)
-        done += len(batch)
-        if progress is not None:
-            progress(done, len(ids))
+        for res in results[first:]:
+            done += 1
+            if progress is not None:
+                progress(Progress("retrieve", done, len(ids), item=names[res.photo_id],
+                                  message=res.error or f"{len(res.candidates)} candidates",
+                                  photo_id=res.photo_id, result=res))
     return results
 
 

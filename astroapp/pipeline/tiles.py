@@ -34,7 +34,7 @@ class SourceCache:
 
     def get(self, source_id: str) -> Any:
         if source_id not in self._open:
-            from astroapp.geo.sources.base import open_source
+            from astroapp.geo.sources import open_source
 
             self._open[source_id] = open_source(self._specs.get(source_id) or source_id)
         return self._open[source_id]
@@ -43,6 +43,7 @@ class SourceCache:
 def candidate_bounds(cand: Any) -> tuple[float, float, float, float]:
     """A candidate tile's Web Mercator bounds (metres): from its tile id (`ZZ_RRRR_CCCC@year`)
     when it has one, else from its footprint (made contiguous across the antimeridian)."""
+    from astroapp.geo.footprint import lons_near
     from astroapp.geo.tiles import WORLD, block_bounds, lonlat_to_mercator, parse_block_id
 
     try:
@@ -51,7 +52,7 @@ def candidate_bounds(cand: Any) -> tuple[float, float, float, float]:
         fp = cand.footprint
         corners = np.array(fp.corners if hasattr(fp, "corners") else fp, dtype=np.float64)
         mx, my = lonlat_to_mercator(corners[:, 0], corners[:, 1])
-        mx = mx + np.round((mx[0] - mx) / (2 * WORLD)) * 2 * WORLD
+        mx = lons_near(mx, mx[0], period=2 * WORLD)  # one run across the antimeridian
         return (float(mx.min()), float(my.min()), float(mx.max()), float(my.max()))
 
 

