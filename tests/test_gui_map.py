@@ -4,8 +4,10 @@ readout under the cursor, and a message when the filter matches nothing."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage
 
 from astroapp.catalog import Catalog
 from astroapp.gui.main_window import MainWindow
@@ -99,3 +101,46 @@ def test_switching_tabs_keeps_the_selection(qtbot, window):
     win.tabs.setCurrentWidget(win.grid)  # table -> grid -> map: the selection stays
     win.tabs.setCurrentWidget(win.overview)
     assert win.selected_ids() == [ids["nile.jpg"]] and win.overview.highlighted() == {("photo", ids["nile.jpg"])}
+
+
+def _viewport_rgb(view) -> np.ndarray:
+    img = view.viewport().grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    w, h = img.width(), img.height()
+    rows = np.frombuffer(img.constBits(), np.uint8).reshape(h, img.bytesPerLine())
+    return rows[:, : 3 * w].reshape(h, w, 3).astype(np.float64)
+
+
+@pytest.mark.parametrize("size", [(1200, 700), (800, 450), (1400, 500), (600, 600)])
+def test_world_map_has_no_seam_near_antarctica_and_no_strip_beside_it(qtbot, size):
+    """The rendered world view (the bundled Blue Marble): the world fills the width, so no
+    column at either edge is the empty background, and the Southern Ocean continues south of
+    60 S (the image's no-bathymetry patch was a dark rectangle with a seam along 60 S: rows
+    across it differed 2.4x more than the ocean's own texture, and it was half as bright)."""
+    from astroapp.gui.map_view import MapView
+
+    m = MapView()
+    qtbot.addWidget(m)
+    m.resize(*size)
+    m.show()
+    m.show_world()
+    qtbot.wait(20)
+    a = _viewport_rgb(m)
+    background = np.array(m.backgroundBrush().color().getRgb()[:3], np.float64)
+    empty = np.abs(a - background).max(axis=2) <= 2
+    assert not empty[:, 0].all() and not empty[:, -1].all(), "an empty strip beside the world"
+    assert not empty.all(axis=0).any()
+
+    def row(lat: float) -> int:
+        return int(m.mapFromScene(QPointF(0.0, -lat)).y())
+
+    if row(-65) >= a.shape[0]:  # a wide window shows the tropics first: pan to the south
+        m.centerOn(QPointF(0.0, 60.0))
+        qtbot.wait(20)
+        a = _viewport_rgb(m)
+    x0, x1 = int(m.mapFromScene(QPointF(-120, 0)).x()), int(m.mapFromScene(QPointF(90, 0)).x())
+    grey = a[:, x0:x1].mean(axis=2)
+    step = np.abs(np.diff(grey, axis=0)).mean(axis=1)  # how much each row differs from the next
+    texture = np.median(step[row(-52) : row(-58)])
+    assert step[row(-58) : row(-61)].max() <= 1.5 * texture + 1.0
+    north, south = grey[row(-58) : row(-59.5)].mean(), grey[row(-61) : row(-65)].mean()
+    assert south >= 0.75 * north
