@@ -7,7 +7,6 @@ time from the event loop, and kept in a bounded cache.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt, QTimer, 
 from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPixmap
 
 from astroapp.catalog.db import STATUSES, Catalog, Photo
+from astroapp.lru import LRUCache
 
 STATUS_COLORS = {
     "new": QColor(150, 150, 150),
@@ -96,30 +96,7 @@ def placeholder_icon(status: str | None = None) -> QIcon:
     return QIcon(pix)
 
 
-class ThumbnailCache:
-    """photo id -> QIcon, least recently used dropped beyond `capacity`."""
-
-    def __init__(self, capacity: int = 3000) -> None:
-        self.capacity = capacity
-        self._icons: OrderedDict[int, QIcon] = OrderedDict()
-
-    def get(self, photo_id: int) -> QIcon | None:
-        icon = self._icons.get(photo_id)
-        if icon is not None:
-            self._icons.move_to_end(photo_id)
-        return icon
-
-    def put(self, photo_id: int, icon: QIcon) -> None:
-        self._icons[photo_id] = icon
-        self._icons.move_to_end(photo_id)
-        while len(self._icons) > self.capacity:
-            self._icons.popitem(last=False)
-
-    def drop(self, photo_id: int) -> None:
-        self._icons.pop(photo_id, None)
-
-    def __len__(self) -> int:
-        return len(self._icons)
+THUMBNAILS_CACHED = 3000  # photo id -> QIcon in the table's LRU cache
 
 
 class PhotoTableModel(QAbstractTableModel):
@@ -135,7 +112,7 @@ class PhotoTableModel(QAbstractTableModel):
         self.filter = PhotoFilter()
         self._photos: list[Photo] = []
         self._row_of: dict[int, int] = {}
-        self.thumbs = ThumbnailCache()
+        self.thumbs: LRUCache[int, QIcon] = LRUCache(THUMBNAILS_CACHED)
         self._pending: list[int] = []
         self._placeholders = {s: placeholder_icon(s) for s in STATUSES}
         self._thumb_timer = QTimer(self)
@@ -146,7 +123,7 @@ class PhotoTableModel(QAbstractTableModel):
     # ---- data access -----------------------------------------------------------------
     def set_catalog(self, catalog: Catalog) -> None:
         self.catalog = catalog
-        self.thumbs = ThumbnailCache()
+        self.thumbs = LRUCache(THUMBNAILS_CACHED)
         self.reload()
 
     def set_filter(self, flt: PhotoFilter) -> None:

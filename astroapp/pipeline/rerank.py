@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 
 from astroapp.index.tile_index import MAX_SCALE_GAP
+from astroapp.lru import LRUCache
 from astroapp.matching.base import Features, Matcher
 from astroapp.matching.coregister import MIN_MATCHES, fit_homography
 from astroapp.matching.geometry import apply_h, edge_corners, is_convex, quad_area
@@ -147,8 +147,7 @@ class Reranker:
         self.shortlist = int(shortlist)
         self.min_inliers = int(min_inliers)
         self.stop_inliers = int(stop_inliers) if stop_inliers else None
-        self._cache: OrderedDict[Hashable, Features] = OrderedDict()
-        self._cache_max = cache_tiles
+        self._cache: LRUCache[Hashable, Features] = LRUCache(cache_tiles)
 
     def settings(self) -> dict[str, Any]:
         return {"matcher": self.matcher.name, "size": self.size, "shortlist": self.shortlist,
@@ -159,15 +158,7 @@ class Reranker:
         return self.matcher.features(resize_square(image, side, upscale=cv2.INTER_CUBIC))
 
     def tile_features(self, key: Hashable, load: Callable[[], np.ndarray]) -> Features:
-        feats = self._cache.get(key)
-        if feats is None:
-            feats = self.features(load())
-            self._cache[key] = feats
-            if len(self._cache) > self._cache_max:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        return feats
+        return self._cache.get_or_make(key, lambda: self.features(load()))
 
     def budget(self, n_tiles: int) -> int:
         """How many tiles to verify when the search area holds `n_tiles`: all of them when
