@@ -147,7 +147,7 @@ class Reranker:
         self.shortlist = int(shortlist)
         self.min_inliers = int(min_inliers)
         self.stop_inliers = int(stop_inliers) if stop_inliers else None
-        self._cache: LRUCache[Hashable, Features] = LRUCache(cache_tiles)
+        self._cache: LRUCache[Hashable, Features] = LRUCache(max(1, cache_tiles))
 
     def settings(self) -> dict[str, Any]:
         return {"matcher": self.matcher.name, "size": self.size, "shortlist": self.shortlist,
