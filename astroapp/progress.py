@@ -8,9 +8,11 @@ can hand its result along in `result` (the GUI refreshes that photo's row from i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +46,16 @@ ProgressFn = Callable[[Progress], None]
 
 def ignore(_: Progress) -> None:
     """The default sink: a stage called without a progress callback reports to nobody."""
+
+
+def drain(events: Generator[Progress, None, R], progress: ProgressFn | None = None) -> R:
+    """Run a stage's event generator to its end, handing each event to `progress`; the
+    generator's return value (the callback form of a generator stage, e.g. `localize_photos`
+    over `iter_localize`)."""
+    sink = progress or ignore
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        sink(event)

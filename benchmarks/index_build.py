@@ -146,13 +146,12 @@ def run_reference(tiles: Path, model, batch: int, workers: int) -> dict:
 
 
 def run_ours(tiles: Path, model, batch: int, workers: int, out: Path) -> dict:
-    from astroapp.geo.sources.base import open_source
+    from astroapp.geo.sources import open_source
     from astroapp.index import build_index
 
     source = open_source(tiles)
     t0 = time.perf_counter()
-    report = build_index([source], model, out, batch_size=batch, workers=workers,
-                         show_progress=False)
+    report = build_index([source], model, out, batch_size=batch, workers=workers)
     seconds = time.perf_counter() - t0
     return {"tiles": report.tiles_embedded, "seconds": seconds, "vectors": report.vectors,
             "index_type": report.index_type}

@@ -98,10 +98,10 @@ def prepare(work: Path, n_photos: int, weights: str, full_index: bool) -> dict:
     """Demo roll, weights and index, made in a child process (see `main`)."""
     import torch
 
+    from astroapp.checkpoints import save_safetensors
     from astroapp.geo.demo import prepare_demo
     from astroapp.gui.backend import load_retrieval_model
     from astroapp.gui.settings import AppSettings
-    from astroapp.retrieval.weights import save_safetensors
 
     demo = prepare_demo(n_photos=max(n_photos, 24))  # the cached bundled demo roll
     if weights == "random":  # one fixed file, so the index and the batch use the same model
@@ -113,7 +113,7 @@ def prepare(work: Path, n_photos: int, weights: str, full_index: bool) -> dict:
     if full_index:
         from astroapp.index.demo import ensure_demo_index
 
-        index = ensure_demo_index(model, show_progress=True)
+        index = ensure_demo_index(model)
     else:
         index = regional_index(demo, model, work / "index")
     return {"photos": [str(p) for p in demo.photos()[:n_photos]], "weights": weights,

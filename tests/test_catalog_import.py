@@ -25,6 +25,7 @@ from PIL import Image
 from astroapp.catalog import Catalog
 from astroapp.catalog.importer import collect_items, import_paths, iter_import
 from astroapp.config import data_dir
+from astroapp.progress import Progress
 
 REPO = Path(__file__).resolve().parents[1]
 # The roll holds decompression bombs on purpose; Pillow warns about them before refusal.
@@ -137,13 +138,19 @@ def _check_full_import(cat: Catalog, folder: Path) -> None:
 
 def test_import_roll_counts_and_statuses(roll):
     folder, zpath = roll
-    seen: list[tuple[int, int, str]] = []
+    seen: list[Progress] = []
     with Catalog() as cat:
-        report = import_paths(cat, [folder, zpath], progress=lambda d, t, p: seen.append((d, t, p)))
+        report = import_paths(cat, [folder, zpath], progress=seen.append)
         assert (report.total, report.added, report.duplicates, report.failed) == (
             N_TOTAL, N_ADDED, N_DUPES, N_FAILED)
         assert report.already == 0 and not report.cancelled
-        assert [s[0] for s in seen] == list(range(1, N_TOTAL + 1)) and seen[-1][1] == N_TOTAL
+        assert [e.done for e in seen] == list(range(1, N_TOTAL + 1)) and seen[-1].total == N_TOTAL
+        assert {e.stage for e in seen} == {"import"}
+        # each event names its file as a user reads it and carries the file's result
+        assert all(e.item == Path(e.result.path).name for e in seen)
+        assert all(e.photo_id == e.result.photo_id for e in seen)
+        assert sum(e.result.outcome == "added" for e in seen) == N_ADDED
+        assert all(e.message.startswith(e.result.outcome) for e in seen)
         _check_full_import(cat, folder)
 
         by_name = {Path(p.path).name: p for p in cat.photos()}
@@ -191,8 +198,8 @@ def test_cancel_then_resume(roll):
     folder, _ = roll
     cancel = threading.Event()
 
-    def progress(done, total, path):
-        if done == 25:
+    def progress(event: Progress) -> None:
+        if event.done == 25:
             cancel.set()
 
     with Catalog() as cat:
@@ -211,8 +218,8 @@ def test_generator_api_from_worker_thread(roll):
 
     def work():
         with Catalog() as cat:
-            for res in iter_import(cat, [folder / "2020-11-24", folder / "dupes"]):
-                outcomes[res.outcome] += 1
+            for event in iter_import(cat, [folder / "2020-11-24", folder / "dupes"]):
+                outcomes[event.result.outcome] += 1
 
     t = threading.Thread(target=work)
     t.start()

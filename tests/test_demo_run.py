@@ -26,6 +26,7 @@ from astroapp.pipeline.demo import (
     _score,
     run_demo,
 )
+from astroapp.progress import Progress
 
 N_PHOTOS = 3
 FAST = {"n_photos": N_PHOTOS, "max_candidates": 2, "k": 4}
@@ -41,10 +42,10 @@ def demo_home(tmp_path_factory):
     """
     home = tmp_path_factory.mktemp("demo_home")
     model = make_model(0)
-    seen: list[tuple[str, int, int, str]] = []
+    seen: list[Progress] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASTROAPP_HOME", str(home))
-        summary = run_demo(progress=lambda *a: seen.append(a), model=model, **FAST)
+        summary = run_demo(progress=seen.append, model=model, **FAST)
     # as written by this run (later tests write the same files from other catalogues)
     written = {p.name: p.read_text() for p in summary.files}
     return home, model, summary, seen, written
@@ -70,8 +71,13 @@ def test_first_run_does_the_whole_job(demo_home):
     assert s.localized + s.failed + s.pending == N_PHOTOS and s.pending == 0
     assert s.accepted_auto + s.for_review == s.localized
     assert all(st.seconds > 0 for st in s.steps)
-    assert {step for step, *_ in seen} == set(STEP_NAMES)
-    assert any(step == "localize" and total == N_PHOTOS for step, _, total, _ in seen)
+    assert {e.stage for e in seen} == set(STEP_NAMES)
+    assert any(e.stage == "localize" and e.total == N_PHOTOS for e in seen)
+    # the localize step's per-photo events name the photo as a user reads it, not by its id
+    photo_events = [e for e in seen if e.stage == "localize" and e.total == N_PHOTOS]
+    assert photo_events and all(e.item and not e.item.startswith("photo ") for e in photo_events)
+    for stage in STEP_NAMES:  # each step ends with done == total == 1 and its status
+        assert [(e.done, e.total) for e in seen if e.stage == stage][-1] == (1, 1)
     with Catalog(s.catalog_path) as cat:
         photos = cat.photos(ids=s.photo_ids)
         assert sorted(p.name for p in photos) == sorted(
@@ -140,8 +146,8 @@ def test_cancel_keeps_done_work_and_rerun_finishes(demo_home, monkeypatch, tmp_p
     cat_path = tmp_path / "other.sqlite"
     cancel = threading.Event()
 
-    def progress(step, done, total, message):
-        if step == "localize" and total == N_PHOTOS and done == 1:
+    def progress(event: Progress) -> None:
+        if event.stage == "localize" and event.total == N_PHOTOS and event.done == 1:
             cancel.set()  # after the first photo
 
     s = run_demo(cat_path, progress=progress, cancel=cancel, model=model, **FAST)

@@ -19,6 +19,7 @@ from astroapp.export import (
     html_map,
     records_from_catalog,
 )
+from astroapp.progress import Progress
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +130,20 @@ def test_geotiff_fails_mid_way(records, tmp_path, monkeypatch):
 def test_geotiff_export_cancelled(records, tmp_path):
     cancel = threading.Event()
 
-    def progress(i, rec):
-        if i == 1:
+    seen: list[Progress] = []
+
+    def progress(event: Progress) -> None:
+        seen.append(event)
+        if event.done == 1 and event.result is None:
             cancel.set()  # the user presses Cancel while the second photo starts
 
     result = export_records(records, "geotiff", tmp_path, progress=progress, cancel=cancel)
     assert result.cancelled and result.exported == 1 and not result.failed
+    assert [(e.stage, e.done, e.message) for e in seen] == [
+        ("export", 0, "writing GeoTIFFs"), ("export", 1, "written"),
+        ("export", 1, "writing GeoTIFFs"), ("export", 1, "cancelled")]
+    assert seen[0].item == records[0].photo_id and seen[0].photo_id == records[0].catalog_id
+    assert [p.name for p in seen[1].result] == [f"{records[0].photo_id}_gcps.tif",
+                                                f"{records[0].photo_id}_warped.tif"]
     stem = records[0].photo_id
     _only(tmp_path, f"{stem}_gcps.tif", f"{stem}_warped.tif")

@@ -77,7 +77,7 @@ def _endless(cancel):
     n = 0
     while not cancel.is_set():
         n += 1
-        yield Progress(done=n, total=0, message=f"step {n}")
+        yield Progress("import", n, None, message=f"step {n}")
         time.sleep(0.02)
     return n
 

@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from astroapp.gui.workers import callback_job
-from astroapp.pipeline.localize import LocalizeOutcome, _report
+from astroapp.pipeline.localize import LocalizeOutcome, _finished
+from astroapp.progress import Progress
 
 
 def _jpeg(path, seed):
@@ -46,11 +47,12 @@ def test_localize_progress_names_photos_and_stays_in_the_log(qtbot, window, tmp_
     _jpeg(tmp_path / "r" / "ISS064-E-77.jpg", 7)
     with qtbot.waitSignal(win.jobFinished, timeout=30_000):
         win.start_import([tmp_path / "r"])
-    pid = win.model.photo_at(0).id
+    photo = win.model.photo_at(0)
+    pid = photo.id
 
-    def core(progress, cancel):  # the pipeline's own per-photo report
+    def core(progress, cancel):  # the pipeline's own per-photo event
         out = LocalizeOutcome(photo_id=pid, outcome="review", reason="no confident candidate")
-        _report(progress, 1, 1, out)
+        progress(_finished(1, 1, photo.label, out))
         return None
 
     with qtbot.waitSignal(win.jobFinished, timeout=10_000):
@@ -63,7 +65,7 @@ def test_eta_moves_between_reports(qtbot, window):
     win = window
 
     def core(progress, cancel):
-        progress(1, 10, "first")
+        progress(Progress("localize", 1, 10, item="first"))
         while not cancel.is_set():
             time.sleep(0.02)
 

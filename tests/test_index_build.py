@@ -27,6 +27,7 @@ from astroapp.index import (
     build_index,
     embed_images,
 )
+from astroapp.progress import Progress
 
 HERE = Path(__file__).resolve().parent
 N_TILES = 40
@@ -114,13 +115,15 @@ def test_sigkill_mid_build_then_resume_is_identical(tmp_path, reference_index, m
     with pytest.raises(IndexNotFoundError, match="not finished"):
         TileIndex.open(out)
 
-    seen = []
+    seen: list[Progress] = []
     report = build_index([GeneratedSource(N_TILES)], model, out, **BUILD_KW,
-                         progress=lambda d, t: seen.append((d, t)))
+                         progress=seen.append)
     assert report.completed
     assert report.tiles_new == 0  # tiles were registered by the killed run
     assert report.tiles_embedded == N_TILES - done * BUILD_KW["chunk_size"]
-    assert seen[-1] == (report.tiles_embedded, report.tiles_embedded)
+    assert (seen[-1].done, seen[-1].total) == (report.tiles_embedded, report.tiles_embedded)
+    assert {e.stage for e in seen} == {"index"} and {e.item for e in seen} == {out.name}
+    assert [e.done for e in seen] == sorted(e.done for e in seen)  # monotone
     assert sha(index_file(out)) == sha(index_file(reference_index))
     for name in sorted(p.name for p in (reference_index / "chunks").iterdir()):
         a = np.load(reference_index / "chunks" / name)
@@ -213,8 +216,8 @@ def test_bad_tile_is_recorded_and_never_returned(tmp_path, model):
 def test_cancel_keeps_committed_chunks(tmp_path, model):
     cancel = threading.Event()
 
-    def progress(done, total):
-        if done >= 12:
+    def progress(event: Progress) -> None:
+        if event.done >= 12:
             cancel.set()
 
     out = tmp_path / "idx"

@@ -191,10 +191,9 @@ def test_sift_bow_vocabulary_learned_once_and_shipped(cluster, tmp_path):
     def make() -> SiftBow:
         return SiftBow(words=32, input_size=128, max_features=300)
 
-    kw = KW | {"show_progress": False}
     local, remote = tmp_path / "local", tmp_path / "ray"
-    build_index([GeneratedSource(16)], make(), local, **kw)
-    report = build_index_ray([GeneratedSource(16)], make(), remote, **kw)
+    build_index([GeneratedSource(16)], make(), local, **KW)
+    report = build_index_ray([GeneratedSource(16)], make(), remote, **KW)
     assert report.completed and report.ray_computed == 2
     from safetensors.numpy import load_file
 

@@ -12,6 +12,7 @@ from test_index_support import BUILD_KW, GeneratedSource, make_model
 from astroapp.catalog import Catalog
 from astroapp.index import TileIndex, build_index, visible_radius_km
 from astroapp.pipeline.retrieve import photo_region, retrieve_candidates
+from astroapp.progress import Progress
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +52,13 @@ def test_candidates_are_stored_in_the_catalogue(tmp_path, setup, model):
     cat.upsert_nasa_metadata("ISS064-E-3", nadir_lon=lon, nadir_lat=lat, altitude_km=415.0,
                              tilt_deg=55.0)
 
-    seen = []
+    seen: list[Progress] = []
     results = retrieve_candidates(cat, [*ids, bad_id], root / "idx", model, k=5,
-                                  progress=lambda d, t: seen.append((d, t)), batch_size=2)
-    assert seen[-1] == (4, 4)
+                                  progress=seen.append, batch_size=2)
+    assert [(e.stage, e.done, e.total) for e in seen] == [("retrieve", n, 4) for n in (1, 2, 3, 4)]
+    assert {e.photo_id: e.item for e in seen} == {
+        **{pid: f"ISS064-E-{n + 1}" for n, pid in enumerate(ids)}, bad_id: "broken.jpg"}
+    assert all(e.result.photo_id == e.photo_id for e in seen)
     by_id = {r.photo_id: r for r in results}
     assert not by_id[bad_id].ok and "broken.jpg" in by_id[bad_id].error
     assert cat.get_photo(bad_id).status == "failed"

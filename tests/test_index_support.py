@@ -78,7 +78,7 @@ def make_model(seed: int = 0):
     return load_model("astroapp-small", weights="random", device="cpu")
 
 
-BUILD_KW = {"batch_size": 4, "chunk_size": 8, "workers": 2, "show_progress": False}
+BUILD_KW = {"batch_size": 4, "chunk_size": 8, "workers": 2}
 
 
 def child_build(out: str, n: int, delay: float) -> None:

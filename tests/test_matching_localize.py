@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from astroapp.geo.render import random_camera, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.index import build_index
 from astroapp.pipeline.localize import localize_photos
+from astroapp.progress import Progress
 
 # zoom-6 blocks over north Africa / Arabia: textured desert, well inside the world
 ROWS = range(24, 30, 2)
@@ -74,20 +76,23 @@ def _catalog(tmp_path, world):
 def test_localize_records_confident_review_and_failed(tmp_path, world):
     root, model, photos, _, _ = world
     cat, ids, far_id, bad_id = _catalog(tmp_path, world)
-    reports = []
+    reports: list[Progress] = []
     summary = localize_photos(cat, [*ids, far_id, bad_id], index_dir=root / "idx", model=model,
-                              matcher="sift", progress=lambda *a: reports.append(a),
-                              k=12, max_candidates=12)
-    finished = [a for a in reports if a[2].outcome is not None]
-    assert [a[0] for a in finished] == [1, 2, 3, 4] and finished[-1][1] == 4
-    started = [a[2].photo_id for a in reports if a[2].outcome is None]
+                              matcher="sift", progress=reports.append, k=12, max_candidates=12)
+    assert {e.stage for e in reports} == {"localize"} and all(e.total == 4 for e in reports)
+    assert [e.done for e in reports] == [0, 1, 1, 2, 2, 3, 3, 4]  # monotone: start, finish
+    finished = [e for e in reports if e.result is not None]
+    assert [e.done for e in finished] == [1, 2, 3, 4]
+    started = [e.photo_id for e in reports if e.result is None]
     assert started == [*ids, far_id, bad_id]
-    assert all(isinstance(a[2], str) and a[2].photo_id == a[2].outcome.photo_id for a in finished)
-    # the GUI's progress adapter sees the message and the photo id
-    from astroapp.gui.workers import _to_progress
-
-    p = _to_progress(finished[0], {})
-    assert p.done == 1 and p.message.startswith(f"photo {ids[0]}") and p.item.photo_id == ids[0]
+    assert all(e.photo_id == e.result.photo_id for e in finished)
+    # each event names its photo as a user reads it (its file name here: no NASA id)
+    assert [e.item for e in finished] == [cat.get_photo(i).label for i in [*ids, far_id, bad_id]]
+    assert finished[0].item == Path(photos[0][0]).name
+    assert finished[0].message.startswith("localized (") and "inliers" in finished[0].message
+    assert finished[0].text().startswith(f"localize 1/4 {finished[0].item}: localized")
+    assert finished[2].message.startswith("to review: ")
+    assert finished[3].message.startswith("failed: ")
     out = {o.photo_id: o for o in summary.outcomes}
     for pid, (_, truth) in zip(ids, photos, strict=True):
         assert out[pid].outcome == "localized", out[pid]
@@ -140,9 +145,9 @@ def test_cancel_leaves_nothing_localizing(tmp_path, world):
     cancel = threading.Event()
     seen = []
 
-    def progress(done, total, message):
-        if message.outcome is not None:
-            seen.append(message.photo_id)
+    def progress(event: Progress) -> None:
+        if event.result is not None:
+            seen.append(event.photo_id)
             cancel.set()  # cancel after the first photo
 
     summary = localize_photos(cat, [*ids, far_id], index_dir=root / "idx", model=model,

@@ -13,6 +13,7 @@ from astroapp.geo.footprint import Footprint
 from astroapp.geo.render import NO_AUGMENT, Camera, focal_scale_for, random_camera, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.geo.tiles import lonlat_to_mercator
+from astroapp.progress import Progress
 from astroapp.retrieval import load_model
 from astroapp.retrieval.dataset import WorldSet, _overlaps, aligning_angle, resized, up_azimuth
 from astroapp.retrieval.recall import (
@@ -114,8 +115,13 @@ def test_geometric_reranking_recovers_blocks_from_a_random_ranking(source, tiny_
 def test_training_loop_saves_a_loadable_model(tiny_set, tmp_path):
     torch.manual_seed(0)
     out = tmp_path / "tiny.safetensors"
+    seen: list[Progress] = []
     report = train(out, epochs=2, batch_size=6, lr=1e-3, seed=0, device="cpu", threads=1,
-                   model_config=TINY, train_set=tiny_set, val_set=tiny_set)
+                   model_config=TINY, train_set=tiny_set, val_set=tiny_set, progress=seen.append)
+    # 12 renders in batches of 6: 2 steps per epoch, each reported; an epoch's last carries it
+    assert [(e.stage, e.done, e.total) for e in seen] == [("train", n, 4) for n in (1, 2, 3, 4)]
+    assert [e.item for e in seen] == ["epoch 1/2", "epoch 1/2", "epoch 2/2", "epoch 2/2"]
+    assert [e.result for e in seen[1::2]] == report["history"]
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["seed"] == 0
     assert set(report["test_recalls"]) == {"R@1", "R@10", "R@100"}
     assert all(0.0 <= v <= 1.0 for v in report["baseline_recalls"].values())

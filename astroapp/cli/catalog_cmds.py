@@ -48,29 +48,19 @@ def open_catalog(args: argparse.Namespace, *, write: bool = False) -> Catalog:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from astroapp.catalog.importer import ImportReport, iter_import
+    from astroapp.cli.progress import ProgressBars
 
     missing = [str(p) for p in args.paths
                if not Path(p).expanduser().exists() and not Path(p).expanduser().is_symlink()]
     if missing:
         raise UserError(f"no such file or folder: {', '.join(missing)}")
-    with open_catalog(args, write=True) as catalog:
+    with open_catalog(args, write=True) as catalog, ProgressBars(quiet=args.quiet) as bars:
         holder: list[ImportReport] = []
-        bar = None
-        try:
-            for res in iter_import(catalog, args.paths, report=holder):
-                if bar is None:
-                    bar = tqdm(total=res.total, unit="photo", file=sys.stderr,
-                               disable=True if args.quiet else None, dynamic_ncols=True)
-                bar.set_postfix_str(Path(res.path).name[-40:], refresh=False)
-                bar.update(1)
-                if res.outcome == "failed" and not args.quiet:
-                    bar.write(f"failed: {res.path}: {res.reason}", file=sys.stderr)
-        finally:
-            if bar is not None:
-                bar.close()
+        for event in iter_import(catalog, args.paths, report=holder):
+            bars(event)
+            if event.result.outcome == "failed":
+                bars.write(f"failed: {event.result.path}: {event.result.reason}")
         report = holder[0]
         rate = f"{report.photos_per_second:.1f} files/s" if report.seconds else ""
         print(

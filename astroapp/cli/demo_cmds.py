@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
-import time
 
 from astroapp.cli import UserError
 
@@ -46,25 +44,6 @@ def display_available() -> bool:
     return any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
 
 
-class _Printer:
-    """Progress lines on stderr: one per step change, throttled per step otherwise."""
-
-    def __init__(self) -> None:
-        self.last_step = None
-        self.last_time = 0.0
-        self.lock = threading.Lock()
-
-    def __call__(self, step: str, done: int, total: int, message: str) -> None:
-        now = time.monotonic()
-        with self.lock:
-            final = total and done >= total
-            if step == self.last_step and not final and now - self.last_time < 2.0:
-                return
-            self.last_step, self.last_time = step, now
-        counter = f" [{done}/{total}]" if total > 1 else ""
-        print(f"{step}{counter}: {message}", file=sys.stderr, flush=True)
-
-
 def run_demo_cmd(args: argparse.Namespace) -> int:
     from astroapp.pipeline.demo import run_demo
 
@@ -90,8 +69,11 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
 
     open_catalog(args).close()  # an unusable --catalog is a clear error, before any work
     # Ctrl-C: run_demo puts the photo being localized back to `new`; the rest is kept
-    summary = run_demo(args.catalog, progress=_Printer(), n_photos=args.photos,
-                       seed=args.seed, model=args.model, matcher=matcher)
+    from astroapp.cli.progress import ProgressBars
+
+    with ProgressBars(stage_lines=True) as bars:  # each step's outcome stays as a line
+        summary = run_demo(args.catalog, progress=bars, n_photos=args.photos,
+                           seed=args.seed, model=args.model, matcher=matcher)
     print(summary.format_table(), flush=True)
     code = 0 if summary.ok else 1
     if args.no_gui:

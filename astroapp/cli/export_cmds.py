@@ -98,13 +98,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
             options = {"tiles": args.tiles, "tiles_attribution": args.tiles_attribution,
                        "thumbnails": not args.no_thumbnails}
 
-    def progress(i: int, rec) -> None:
-        print(f"[{i + 1}] {rec.photo_id}", file=sys.stderr)
+    from astroapp.cli.progress import ProgressBars
 
-    with open_catalog(args) as catalog:
+    with open_catalog(args) as catalog, ProgressBars() as bars:
         try:
-            result = export_catalog(catalog, fmt, out, status=statuses, ids=ids,
-                                    progress=progress if fmt == "geotiff" else None, **options)
+            result = export_catalog(catalog, fmt, out, status=statuses, ids=ids, progress=bars,
+                                    **options)
         except OSError as exc:
             raise UserError(f"cannot write {out}: {exc}") from exc
     if result.skipped:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from astroapp.cli import UserError
+from astroapp.progress import Progress
 
 
 def _matcher(name: str):
@@ -170,18 +171,22 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         if not ids:
             print("nothing to localize")
             return 0
+        from astroapp.checkpoints import WeightsError
+        from astroapp.cli.progress import ProgressBars
         from astroapp.index.errors import TileIndexError
-        from astroapp.retrieval.weights import WeightsError
 
-        def progress(done: int, total: int, message: str) -> None:
-            if getattr(message, "outcome", None) is not None and not args.quiet:
-                print(f"[{done}/{total}] {message}", file=sys.stderr, flush=True)
+        def progress(event: Progress) -> None:
+            bars(event)
+            if event.result is not None:  # a photo finished: its line stays above the bar
+                bars.write(event.text())
 
         try:
-            summary = localize_photos(catalog, ids, index_dir=args.index, model=args.model,
-                                      weights=args.weights, matcher=matcher, progress=progress, k=args.k,
-                                      max_candidates=args.max_candidates, size=args.size,
-                                      use_prior=not args.no_prior, rerank=_reranker(args))
+            with ProgressBars(quiet=args.quiet) as bars:
+                summary = localize_photos(catalog, ids, index_dir=args.index, model=args.model,
+                                          weights=args.weights, matcher=matcher,
+                                          progress=progress, k=args.k,
+                                          max_candidates=args.max_candidates, size=args.size,
+                                          use_prior=not args.no_prior, rerank=_reranker(args))
         except (TileIndexError, WeightsError) as exc:
             raise UserError(str(exc)) from exc
         if args.json:

@@ -78,12 +78,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from astroapp.cli.progress import ProgressBars
     from astroapp.retrieval.train import train
 
-    report = train(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   n_train=args.train_queries, device=args.device, threads=args.threads,
-                   init=Path(args.init) if args.init else None,
-                   model_config={"input_size": [args.input_size] * 2} if args.input_size else None)
+    with ProgressBars() as bars:
+        report = train(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       seed=args.seed, n_train=args.train_queries, device=args.device,
+                       threads=args.threads, init=Path(args.init) if args.init else None,
+                       model_config={"input_size": [args.input_size] * 2} if args.input_size else None,
+                       progress=bars)
     print(f"saved {args.out}: test {report['test_recalls']}, colour-histogram baseline {report['baseline_recalls']}")
     return 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from astroapp.export.geotiff import (
 )
 from astroapp.export.html_map import write_html_map
 from astroapp.export.records import ExportRecord, records_from_catalog
+from astroapp.progress import Progress, ProgressFn, ignore
 
 
 @dataclass
@@ -34,13 +35,15 @@ def export_records(
     records: Sequence[ExportRecord],
     fmt: str,
     out: str | Path,
-    progress: Callable[[int, ExportRecord], None] | None = None,
+    progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     **options: Any,
 ) -> ExportResult:
     """Write `records` as `fmt` to `out` (a file; a directory for GeoTIFFs).
 
-    `cancel` is honoured by the (long) GeoTIFF export between row strips; single-file
+    `progress` gets stage "export" events: per photo for GeoTIFFs (see `export_geotiffs`),
+    else one as the file starts (0/1, `item` its name) and one when it is written (1/1,
+    `result` its path). `cancel` is honoured by the (long) GeoTIFF export between row strips; single-file
     formats take seconds and are written whole or not at all.
     """
     if fmt not in FORMATS:
@@ -56,7 +59,10 @@ def export_records(
         return result
     writer = {"geojson": write_geojson, "csv": write_csv, "html": write_html_map}[fmt]
     records, result.skipped = drop_unusable(records)  # one bad footprint must not abort all
+    emit = progress or ignore
+    emit(Progress("export", 0, 1, item=out.name, message=f"{len(records)} footprints"))
     result.written.append(writer(records, out, **options))
+    emit(Progress("export", 1, 1, item=out.name, message="written", result=result.written[-1]))
     result.exported = len(records)
     return result
 
@@ -67,11 +73,12 @@ def export_catalog(
     out: str | Path,
     status: str | Sequence[str] | None = None,
     ids: Sequence[int] | None = None,
-    progress: Callable[[int, ExportRecord], None] | None = None,
+    progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     **options: Any,
 ) -> ExportResult:
-    """Export the catalogue's localized photos (optionally only some statuses / ids)."""
+    """Export the catalogue's localized photos (optionally only some statuses / ids);
+    `progress` as for `export_records`."""
     records, skipped = records_from_catalog(catalog, status=status, ids=ids)
     result = export_records(records, fmt, out, progress=progress, cancel=cancel, **options)
     result.skipped = skipped + result.skipped

@@ -23,9 +23,7 @@ def import_job(catalog_path: Path, paths: Sequence[str | Path], cancel: threadin
 
     report: list = []
     with Catalog(catalog_path) as catalog:
-        for res in iter_import(catalog, [Path(p) for p in paths], cancel=cancel, report=report):
-            yield Progress(res.done, res.total, Path(res.path).name, res,
-                           {"photo_id": res.photo_id, "outcome": res.outcome})
+        yield from iter_import(catalog, [Path(p) for p in paths], cancel=cancel, report=report)
     return report[0] if report else None
 
 
@@ -61,10 +59,7 @@ def localize(
     if index_dir is None:  # the bundled default: the demo world's index, built on first use
         from astroapp.index.demo import ensure_demo_index
 
-        index_dir = ensure_demo_index(
-            model, cancel=cancel,
-            progress=lambda done, total: progress(done, total, "building the demo world's index "
-                                                  "(first time only)"))
+        index_dir = ensure_demo_index(model, cancel=cancel, progress=progress)
     with Catalog(catalog_path) as catalog:
         return localize_photos(
             catalog,
@@ -134,12 +129,10 @@ def export_job(
     with Catalog(catalog_path) as catalog:
         records, skipped = records_from_catalog(catalog, status=list(status) if status else None,
                                                 ids=list(ids) if ids else None)
-    total = max(len(records), 1)
-    yield Progress(0, total, f"{len(records)} footprints")
+    yield Progress("export", 0, None, item=Path(out).name, message=f"{len(records)} footprints")
 
     def run(progress, cancel):  # single-file formats take seconds; GeoTIFFs report per photo
-        return export_records(records, fmt, out, cancel=cancel,
-                              progress=lambda i, rec: progress(i + 1, total, rec.file_name))
+        return export_records(records, fmt, out, cancel=cancel, progress=progress)
 
     result = yield from drive(run, cancel)
     result.skipped = skipped
@@ -160,7 +153,8 @@ def coregister_candidate_job(
     from astroapp.matching import CoregCancelled
     from astroapp.pipeline.localize import coregister_candidate
 
-    yield Progress(0, 2, f"coregistering with candidate #{candidate_rank}…")
+    yield Progress("coregister", 0, 1, message=f"coregistering with candidate #{candidate_rank}…",
+                   photo_id=photo_id)
     opts = dict(settings.localize_options or {})
     kwargs = {k: int(opts[k]) for k in ("size", "iterations") if k in opts}
     with Catalog(catalog_path) as catalog:
@@ -172,8 +166,8 @@ def coregister_candidate_job(
         except CoregCancelled:
             return None
         loc = catalog.get_localization(out.localization_id)
-    yield Progress(2, 2, f"candidate #{candidate_rank}: {out.inliers} inliers, confidence "
-                   f"{out.confidence:.3f}", extra={"photo_id": photo_id})
+    yield Progress("coregister", 1, 1, message=f"candidate #{candidate_rank}: {out.inliers} "
+                   f"inliers, confidence {out.confidence:.3f}", photo_id=photo_id, result=out)
     return {"photo_id": photo_id, "localization_id": out.localization_id,
             "inliers": out.inliers, "confidence": out.confidence,
             "footprint": bool(loc is not None and loc.footprint), "reason": out.reason}

@@ -20,13 +20,11 @@ def prepare_and_import(
     from astroapp.catalog.importer import iter_import
     from astroapp.geo.demo import prepare_demo
 
-    yield Progress(0, 0, "preparing the demo world and roll (first time only)…")
+    yield Progress("demo roll", 0, None, message="preparing the demo world and roll (first time only)…")
     kwargs = {} if n_photos is None else {"n_photos": n_photos}
     paths = prepare_demo(root, **kwargs)
     photos = paths.photos()
     report: list = []
     with Catalog(catalog_path) as catalog:
-        for res in iter_import(catalog, photos, cancel=cancel, report=report):
-            yield Progress(res.done, res.total, Path(res.path).name, res,
-                           {"photo_id": res.photo_id, "outcome": res.outcome})
+        yield from iter_import(catalog, photos, cancel=cancel, report=report)
     return report[0] if report else None

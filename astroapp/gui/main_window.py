@@ -301,6 +301,8 @@ class MainWindow(QMainWindow):
                                        "Stop the running job; finished photos are kept")
         self.act_review = self._action("&Review", self.open_review, "Ctrl+R", sp.SP_FileDialogContentsView,
                                        "Review the selected photo's localization")
+        self.act_photo = self._action("&Full-size photo", self.open_photo_view, "F", sp.SP_FileDialogInfoView,
+                                      "The photo at full resolution in its own window (wheel zoom, drag pan, Esc closes)")
         self.act_refresh = self._action("Re&fresh", self.reload, "F5", sp.SP_BrowserReload)
         self.act_help = self._action("&Keyboard shortcuts", self.show_help, "F1", sp.SP_DialogHelpButton,
                                      "Every shortcut of the catalogue, the review and manual georeferencing")
@@ -335,7 +337,7 @@ class MainWindow(QMainWindow):
         for a in (self.act_localize_sel, self.act_localize_all, self.act_cancel):
             m.addAction(a)
         m = bar.addMenu("&Review")
-        for a in (self.act_review, self.act_accept_sel, self.act_reject_sel, self.act_accept_above):
+        for a in (self.act_review, self.act_photo, self.act_accept_sel, self.act_reject_sel, self.act_accept_above):
             m.addAction(a)
         m = bar.addMenu("&View")
         m.addAction(self.act_refresh)
@@ -353,7 +355,7 @@ class MainWindow(QMainWindow):
                 tb.addAction(a)
         self.addToolBar(tb)
         for view in (self.table, self.grid):  # right-click on photos
-            for a in (self.act_review, self.act_accept_sel, self.act_reject_sel, self.act_localize_sel,
+            for a in (self.act_review, self.act_photo, self.act_accept_sel, self.act_reject_sel, self.act_localize_sel,
                       self.act_export, self.act_remove):
                 view.addAction(a)
 
@@ -412,6 +414,7 @@ class MainWindow(QMainWindow):
         self.act_localize_all.setEnabled(not busy and self.model.rowCount() > 0)
         self.act_cancel.setEnabled(busy)
         self.act_review.setEnabled(has_sel or self.review.photo_id is not None)
+        self.act_photo.setEnabled(has_sel or self.review.photo_id is not None)
         self.act_accept_sel.setEnabled(has_sel)
         self.act_remove.setEnabled(has_sel and not busy)
         self.act_reject_sel.setEnabled(has_sel)
@@ -480,33 +483,24 @@ class MainWindow(QMainWindow):
         job = self.job
         if job is None:
             self._eta_timer.stop()
-        elif job.last.total > 0:
+        elif job.last.total:
             self.progress.setFormat(f"%v / %m  {format_eta(job.eta_seconds(job.last))}")
 
     def log(self, text: str) -> None:
         self.log_view.appendPlainText(f"{time.strftime('%H:%M:%S')}  {text}")
 
-    def _named(self, text: str, photo_id: int | None) -> str:
-        """A core message about "photo 12" with the photo's NASA id or file name instead."""
-        if photo_id is None or not text.startswith(f"photo {photo_id}"):
-            return text
-        row = self.model.row_of(photo_id)
-        photo = self.model.photo_at(row) if row is not None else self.catalog.get_photo(photo_id)
-        return text if photo is None else photo_label(photo) + text[len(f"photo {photo_id}"):]
-
     def _on_progress(self, job: Job, p: Progress) -> None:
         if job is not self.job:
             return
         job.last = p
-        if p.total > 0:
+        if p.total:
             self.progress.setRange(0, p.total)
             self.progress.setValue(min(p.done, p.total))
             self.progress.setFormat(f"%v / %m  {format_eta(job.eta_seconds(p))}")
-        msg = p.message or (str(p.item) if p.item is not None and not isinstance(p.item, dict) else "")
-        photo_id = _photo_id_of(p)
-        msg = self._named(msg, photo_id)
+        msg = ": ".join(t for t in (p.item, p.message) if t)  # by photo name, as the core names it
+        photo_id = p.photo_id
         self.job_label.setText(f"{job.title}: {msg}"[:90] if msg else job.title)
-        if getattr(p.message, "outcome", None) is not None:  # a photo finished: keep its line
+        if p.result is not None and p.stage == "localize":  # a photo finished: keep its line
             self.log("  " + msg)
         if self.job_kind == "import":
             now = time.monotonic()
@@ -846,6 +840,23 @@ class MainWindow(QMainWindow):
             text += " (cancelled)"
         self.statusBar().showMessage(text, 15000)
 
+    def open_photo_view(self, photo_id: int | None = None):
+        """The review's photo (on the Review tab) or the selected one at full resolution."""
+        if isinstance(photo_id, bool) or not isinstance(photo_id, int):  # QAction's `checked`
+            on_review = self.tabs.currentWidget() is self.review and self.review.photo_id is not None
+            ids = [self.review.photo_id] if on_review else self.selected_ids()
+            photo_id = ids[0] if ids else self.review.photo_id
+        photo = self.catalog.get_photo(photo_id) if photo_id is not None else None
+        if photo is None:
+            self.statusBar().showMessage("No photo selected", 4000)
+            return None
+        from astroapp.gui.photo_view import PhotoWindow
+
+        win = PhotoWindow(photo.path, photo_label(photo), self)
+        win.show()
+        self.photo_window = win
+        return win
+
     def show_help(self) -> None:
         """The keyboard cheat sheet (F1 or ?), non-modal so it can stay open beside the work."""
         from astroapp.gui.dialogs import ShortcutsDialog
@@ -908,18 +919,6 @@ class MainWindow(QMainWindow):
             pass
         self.catalog.close()
         super().closeEvent(event)
-
-
-def _photo_id_of(p: Progress) -> int | None:
-    """The catalogue photo id a progress report is about, if it names one."""
-    for source in (p.extra, p.item if isinstance(p.item, dict) else None):
-        if source and isinstance(source.get("photo_id"), int):
-            return source["photo_id"]
-    for name in ("photo_id",):
-        value = getattr(p.item, name, None)
-        if isinstance(value, int):
-            return value
-    return None
 
 
 def describe_summary(kind: str, summary) -> str:

@@ -1,10 +1,11 @@
-"""Background work for the GUI: core functions with a progress callback, run off the UI thread.
+"""Background work for the GUI: core generators and callback functions, run off the UI thread.
 
-The core APIs (`import_paths`, `localize_photos`) report through a `progress` callback and stop
-when a `threading.Event` is set. `drive` turns such a call into a generator so that superqt's
-`thread_worker` runs it in the thread pool and delivers each progress report to the UI thread
-as a `yielded` signal. Widgets are never touched from the worker: only signals cross over.
-Each worker opens its own catalogue connection (SQLite connections are per thread).
+Every core stage reports `astroapp.progress.Progress` events, either yielded from a generator
+(`iter_import`, `iter_localize`, which superqt's `thread_worker` drives directly) or passed to
+a `progress` callback (`drive` turns such a call into a generator). Either way the worker
+delivers each event unchanged to the UI thread as a `yielded` signal. Widgets are never
+touched from the worker: only signals cross over. Each worker opens its own catalogue
+connection (SQLite connections are per thread).
 """
 
 from __future__ import annotations
@@ -14,59 +15,15 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 from typing import Any
 
 from superqt.utils import GeneratorWorker, thread_worker
 
+from astroapp.progress import Progress
+
+__all__ = ["Job", "Progress", "callback_job", "drive", "format_eta", "lower_thread_priority"]
+
 _DONE = object()
-
-
-@dataclass
-class Progress:
-    """One progress report, as the UI sees it."""
-
-    done: int = 0
-    total: int = 0
-    message: str = ""
-    item: Any = None  # whatever the core passed along (photo id, path, result)
-    extra: dict = field(default_factory=dict)
-
-
-def _to_progress(args: tuple, kwargs: dict) -> Progress:
-    """Normalise the core's callback arguments: (done, total, ...) or a single event object."""
-    if len(args) == 1 and not kwargs and isinstance(args[0], Progress):
-        return args[0]
-    p = Progress(extra=dict(kwargs))
-    if len(args) == 1 and not isinstance(args[0], int | float):
-        obj = args[0]
-        p.item = obj
-        for name in ("done", "total", "message"):
-            value = getattr(obj, name, None) if not isinstance(obj, dict) else obj.get(name)
-            if value is not None:
-                setattr(p, name, value)
-        return p
-    def is_count(a) -> bool:
-        return isinstance(a, int) and not isinstance(a, bool)
-
-    nums = [a for a in args if is_count(a)]
-    texts = [a for a in args if isinstance(a, str)]
-    objects = [a for a in args if not is_count(a) and not isinstance(a, str)]
-    if len(nums) >= 2:
-        p.done, p.total = nums[0], nums[1]
-    elif nums:
-        p.done = nums[0]
-    p.done = int(kwargs.get("done", p.done))
-    p.total = int(kwargs.get("total", p.total))
-    if texts:
-        p.message = texts[0]
-    if objects:
-        p.item = objects[-1]
-    elif texts and p.item is None:
-        p.item = texts[-1]
-    if "message" in kwargs:
-        p.message = str(kwargs["message"])
-    return p
 
 
 def lower_thread_priority(nice: int = 10) -> None:
@@ -85,7 +42,7 @@ def lower_thread_priority(nice: int = 10) -> None:
 def drive(
     func: Callable[..., Any], cancel: threading.Event, poll_s: float = 0.05
 ) -> Generator[Progress, None, Any]:
-    """Run `func(progress=..., cancel=cancel)` in a helper thread, yielding its reports.
+    """Run `func(progress=..., cancel=cancel)` in a helper thread, yielding its Progress events.
 
     The generator returns func's return value (or raises its exception). Setting `cancel`
     asks the core to stop; the generator keeps draining reports until the core returns, so
@@ -94,8 +51,8 @@ def drive(
     reports: queue.Queue = queue.Queue()
     outcome: dict[str, Any] = {}
 
-    def progress(*args, **kwargs) -> None:
-        reports.put(_to_progress(args, kwargs))
+    def progress(event: Progress) -> None:
+        reports.put(event)
 
     def target() -> None:
         lower_thread_priority()
@@ -145,7 +102,7 @@ class Job:
         self.cancel = threading.Event()
         self.worker: GeneratorWorker = _run_generator(make, self.cancel)
         self.started_at = time.monotonic()
-        self.last: Progress = Progress()
+        self.last: Progress = Progress("", 0)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
@@ -156,7 +113,7 @@ class Job:
 
     def eta_seconds(self, progress: Progress) -> float | None:
         """Remaining time from the mean pace so far; None until something finished."""
-        if progress.total <= 0 or progress.done <= 0:
+        if not progress.total or progress.done <= 0:
             return None
         elapsed = time.monotonic() - self.started_at
         return elapsed / progress.done * max(progress.total - progress.done, 0)

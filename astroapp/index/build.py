@@ -47,12 +47,12 @@ from astroapp.index.manifest import (
 )
 from astroapp.index.store import N_ROT, TileStore, load_chunk, tiles_digest
 from astroapp.index.tile_index import clear_index_files, index_damage
+from astroapp.progress import Progress, ProgressFn
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
 # (store, model, pending, todo, batch_size, chunk_size, workers, load_size, dtype, progress,
-#  cancel, show_progress) -> tiles embedded: `_embed` here, a Ray driver in distributed.py
+#  cancel) -> tiles embedded: `_embed` here, a Ray driver in distributed.py
 EmbedFn = Callable[..., int]
 
 
@@ -96,7 +96,6 @@ def build_index(
     seed: int = 0,
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
-    show_progress: bool = True,
     source_specs: Sequence[str | None] | None = None,
     force: bool = False,
     embed_fn: EmbedFn | None = None,
@@ -104,8 +103,9 @@ def build_index(
     """Embed every tile of `sources` at 0/90/180/270 degrees into the index at `out_dir`.
 
     Re-running on the same folder resumes or extends it; a folder pinned to another model is
-    refused (IndexMismatchError). `progress(done, total)` is called after each batch;
-    setting `cancel` stops after the current batch (committed chunks are kept; the report
+    refused (IndexMismatchError). `progress` gets a `Progress` (stage "index", done/total
+    tiles embedded, item the folder's name) after each batch (the CLI draws it); setting
+    `cancel` stops after the current batch (committed chunks are kept; the report
     says completed=False). A damaged folder (any file not matching the manifest) is repaired:
     rebuilt from the stored descriptors when they are intact, re-embedded otherwise, and
     `report.repaired` says why; `force` re-embeds everything. `embed_fn` replaces the local
@@ -174,8 +174,7 @@ def build_index(
         if todo:
             report.tiles_embedded = (embed_fn or _embed)(
                 store, model, pending, todo, batch_size, chunk_size,
-                                           workers, load_size, dtype, progress, cancel,
-                                           show_progress)
+                                           workers, load_size, dtype, progress, cancel)
             if cancel is not None and cancel.is_set() and store.embedded_upto() < n_tiles:
                 report.seconds = time.perf_counter() - t0
                 return report
@@ -265,16 +264,11 @@ def _recover_refs(store: TileStore, by_source: dict[str, Any], missing: list[int
 
 def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], todo: list[int],
            batch_size: int, chunk_size: int, workers: int, load_size: int, dtype: str,
-           progress: ProgressFn | None, cancel: threading.Event | None,
-           show_progress: bool) -> int:
-    from tqdm import tqdm
-
+           progress: ProgressFn | None, cancel: threading.Event | None) -> int:
     dim = int(model.descriptor_dim)
     np_dtype = np.dtype(dtype)
     total = len(todo)
     done = 0
-    bar = tqdm(total=total, unit="tile", desc="embedding tiles", disable=not show_progress,
-               dynamic_ncols=True, smoothing=0.1)
     stream = None
     try:
         bounds = chunk_bounds(todo, chunk_size)
@@ -294,9 +288,8 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
             failures.extend(loaded.failures)
             n = len(loaded.ids) + len(loaded.failures)
             done += n
-            bar.update(n)
             if progress is not None:
-                progress(done, total)
+                progress(embed_progress(store, done, total))
             last_id = max(loaded.ids + [f[0] for f in loaded.failures])
             if last_id == end - 1:  # chunk complete: commit durably
                 store.commit_chunk(start, buf, failures)
@@ -311,9 +304,13 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
     finally:
         if stream is not None:
             stream.close()
-        bar.close()
         _release_freed_memory()
     return done
+
+
+def embed_progress(store: TileStore, done: int, total: int) -> Progress:
+    """The index build's event: `done` of `total` tiles embedded into the folder `item`."""
+    return Progress("index", done, total, item=store.folder.name, message="tiles embedded")
 
 
 def chunk_bounds(todo: Sequence[int], chunk_size: int) -> list[tuple[int, int]]:

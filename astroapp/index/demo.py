@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from astroapp.config import data_dir
-from astroapp.index.build import ProgressFn, build_index
+from astroapp.index.build import build_index
 from astroapp.index.errors import IndexCorruptError
 from astroapp.index.manifest import (
     MANIFEST_NAME,
@@ -15,6 +15,7 @@ from astroapp.index.manifest import (
     model_fingerprint,
     read_manifest,
 )
+from astroapp.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,13 @@ def demo_index_dir(model: Any) -> Path:
 
 
 def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *,
-                      progress: ProgressFn | None = None, show_progress: bool = False,
-                      cancel: Any = None, zooms: tuple[int, ...] | None = None) -> Path:
+                      progress: ProgressFn | None = None, cancel: Any = None,
+                      zooms: tuple[int, ...] | None = None) -> Path:
     """Build (first call; resumes if interrupted) or reuse the demo world's index; its folder.
 
     `model` defaults to the bundled model (`astroapp.retrieval.load_model()`); `zooms`
-    restricts the Blue Marble blocks (default: all the source's zooms). `progress(done,
-    total)` and `cancel` (a threading.Event) as for `build_index`, e.g. for a GUI dialog.
+    restricts the Blue Marble blocks (default: all the source's zooms). `progress` (its
+    "index" events) and `cancel` (a threading.Event) as for `build_index`.
     """
     from astroapp.geo.sources.bluemarble import BlueMarbleSource
 
@@ -65,7 +66,7 @@ def ensure_demo_index(model: Any | None = None, out: str | Path | None = None, *
                 return folder
     log.info("building the demo world's index in %s", folder)
     report = build_index([source], model, folder, progress=progress, cancel=cancel,
-                         show_progress=show_progress, source_specs=["bluemarble"])
+                         source_specs=["bluemarble"])
     if not report.completed:
         raise InterruptedError("building the demo index was cancelled")
     return folder

@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from astroapp.atomic import atomic_path, atomic_text
-from astroapp.index.build import BuildReport, ProgressFn, build_index, chunk_bounds
+from astroapp.index.build import BuildReport, build_index, chunk_bounds, embed_progress
 from astroapp.index.manifest import fingerprint_to_dict, model_fingerprint
 from astroapp.index.store import N_ROT, TileStore
+from astroapp.progress import ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ class RayEmbedder:
     def __call__(self, store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]],
                  todo: list[int], batch_size: int, chunk_size: int, workers: int,
                  load_size: int, dtype: str, progress: ProgressFn | None,
-                 cancel: threading.Event | None, show_progress: bool) -> int:
+                 cancel: threading.Event | None) -> int:
         ray = self.ray
         stage = self.out / STAGING_DIR
         stage.mkdir(exist_ok=True)
@@ -249,7 +250,7 @@ class RayEmbedder:
                     done += end - start
                     ci += 1
                     if progress is not None:
-                        progress(done, total)
+                        progress(embed_progress(store, done, total))
                 if ci >= len(bounds) or (cancel and cancel.is_set() and not in_flight):
                     break
                 finished, _ = ray.wait(list(in_flight), num_returns=1)
@@ -290,7 +291,7 @@ class _SpecSource:
 
     def load(self, ref: Any, size: int | None = None) -> np.ndarray:
         if self._source is None:
-            from astroapp.geo.sources.base import open_source
+            from astroapp.geo.sources import open_source
 
             self._source = open_source(self.spec)
         return self._source.load(ref, size=size)

@@ -29,11 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from astroapp.progress import Progress, ProgressFn
+
 log = logging.getLogger(__name__)
 
-# progress(step, done, total, message): `total` 0 = unknown / indeterminate; each step ends
-# with one report done == total == 1 whose message starts with the step's status
-DemoProgress = Callable[[str, int, int, str], None]
+# progress(Progress): stage = the step's name, total None = unknown; each step ends with one
+# event done == total == 1 whose message starts with the step's status
+DemoProgress = ProgressFn
 
 STEP_NAMES = ("demo roll", "index", "import", "localize", "exports")
 EXPORT_FILES = (("geojson", "demo_footprints.geojson"), ("html", "demo_map.html"),
@@ -191,10 +193,10 @@ class _Steps:
                  cancel: threading.Event | None) -> None:
         self.summary, self.progress, self.cancel = summary, progress, cancel
 
-    def report(self, step: str, done: int, total: int, message: str) -> None:
+    def report(self, step: str, done: int, total: int, message: str, item: str = "") -> None:
         if self.progress is not None:
             try:
-                self.progress(step, done, total, message)
+                self.progress(Progress(step, done, total or None, item=item, message=message))
             except Exception:  # noqa: BLE001 - a broken progress display must not stop the job
                 log.exception("demo progress callback failed")
 
@@ -290,7 +292,7 @@ def run_demo(
     `catalog_path`: None = the user's default catalogue. `root`: the demo cache dir (default
     `<data dir>/demo`). `model`: a retrieval model or its name (None: the bundled one);
     `index_dir`: an index built for that model (None: the demo world's, built on first use).
-    `progress(step, done, total, message)`; `cancel` set -> stops at the next photo or step,
+    `progress` gets a `Progress` per report (stage the step's name); `cancel` set -> stops at the next photo or step,
     keeping everything done so far. A step that fails or is not available is reported in the
     summary (the rest goes on as far as it can); nothing here raises for them.
     """
@@ -337,10 +339,11 @@ def run_demo(
             model = _load_model(model)
         existed = (demo_index_dir(model) / manifest_name).is_file()
 
-        def on_build(done: int, total: int) -> None:
-            steps.report("index", done, total, f"embedding the demo world: {done}/{total} tiles")
+        def on_build(event: Progress) -> None:
+            steps.report("index", event.done, event.total or 0,
+                         f"embedding the demo world: {event.done}/{event.total} tiles")
 
-        folder = ensure_demo_index(model, progress=on_build, show_progress=False, cancel=cancel)
+        folder = ensure_demo_index(model, progress=on_build, cancel=cancel)
         rep.status = CACHED if existed else DONE
         rep.detail = f"{getattr(model, 'name', 'model')} index in {folder}"
         return folder
@@ -371,7 +374,8 @@ def run_demo(
             truth_by_file.update({p["file"]: p for p in paths.truth().get("photos", [])})
             holder: list[Any] = []
             ids: list[int] = []
-            for res in iter_import(catalog, files, cancel=cancel, report=holder):
+            for event in iter_import(catalog, files, cancel=cancel, report=holder):
+                res = event.result
                 if res.photo_id is not None and res.photo_id not in file_of:
                     ids.append(res.photo_id)
                     file_of[res.photo_id] = Path(res.path).name
@@ -415,8 +419,8 @@ def run_demo(
                 rep.status, rep.detail = CACHED, "no new photo (all localized before)"
                 return
 
-            def on_photo(done: int, total: int, message: str, outcome: Any = None) -> None:
-                steps.report("localize", done, total, message)
+            def on_photo(event: Progress) -> None:
+                steps.report("localize", event.done, event.total or 0, event.message, event.item)
 
             kwargs: dict[str, Any] = {}
             if k is not None:

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from astroapp import config
+from astroapp.checkpoints import save_safetensors
+from astroapp.progress import Progress, ProgressFn
 
 from .bundled import DEFAULT_CONFIG, NAME, SmallRetrievalNet
 from .dataset import WorldSet, resized
@@ -37,7 +39,6 @@ from .recall import (
     search,
 )
 from .registry import build_model
-from .weights import save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def train(
     val_set: WorldSet | None = None,
     init: Path | None = None,
     bank_loss: bool = True,
+    progress: ProgressFn | None = None,
 ) -> dict:
     """Train, evaluate on the held-out set, save weights (+ .json report, .md card) to `out`.
 
@@ -109,6 +111,9 @@ def train(
     `bank_loss`: besides the batch's blocks, every query is also contrasted with the whole
     database as embedded at the start of the epoch (a cross-batch memory: all 4N block
     vectors, held fixed, so the photo side learns against every place at once).
+    `progress` gets a `Progress` (stage "train", done/total optimiser steps, `item` the
+    epoch, `message` the loss) after each step; an epoch's last one carries its history
+    entry in `result`.
     """
     from .dataset import load_world_set
 
@@ -225,10 +230,17 @@ def train(
             opt.step()
             sched.step()
             losses.append(loss.item())
+            if progress is not None and s < steps_per_epoch - 1:
+                progress(Progress("train", epoch * steps_per_epoch + s + 1, total,
+                                  item=f"epoch {epoch + 1}/{epochs}", message=f"loss {losses[-1]:.3f}"))
             if s % 20 == 0:
                 log.info("epoch %d step %d/%d loss %.3f (%.0fs)", epoch + 1, s, steps_per_epoch, losses[-1], time.time() - te)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - te, 1)})
         log.info("epoch %d/%d loss %.3f (%.0fs)", epoch + 1, epochs, history[-1]["loss"], history[-1]["seconds"])
+        if progress is not None:
+            progress(Progress("train", (epoch + 1) * steps_per_epoch, total,
+                              item=f"epoch {epoch + 1}/{epochs}",
+                              message=f"mean loss {history[-1]['loss']:.3f}", result=history[-1]))
     bank = _embed_blocks(model, db_rot, dev)
     history[-1].update(validate(bank))
 

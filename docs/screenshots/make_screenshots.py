@@ -55,7 +55,7 @@ def main() -> int:
     if not settings.index_dir:
         from astroapp.index.demo import ensure_demo_index
 
-        settings.index_dir = str(ensure_demo_index(load_retrieval_model(settings), show_progress=True,
+        settings.index_dir = str(ensure_demo_index(load_retrieval_model(settings),
                                                    out=work / "index" if weights else None))
     demo = prepare_demo(n_photos=max(args.photos, 24))
 
