@@ -151,6 +151,7 @@ def run_world_info(args: argparse.Namespace) -> int:
 def run_world_export(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from astroapp.atomic import atomic_path
     from astroapp.geo.footprint import Footprint
     from astroapp.geo.sources.earthloc_folder import format_earthloc_name
     from astroapp.geo.tiles import block_id
@@ -174,9 +175,8 @@ def run_world_export(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"skipped {ref.tile_id}: {exc}", file=sys.stderr)
             continue
-        tmp = folder / f".{name}.tmp"
-        Image.fromarray(img).save(tmp, format="JPEG", quality=90)
-        tmp.replace(folder / name)
+        with atomic_path(folder / name) as tmp:
+            Image.fromarray(img).save(tmp, format="JPEG", quality=90)
         written += 1
     print(f"{written} blocks written under {args.out / 'database'}")
     return 0

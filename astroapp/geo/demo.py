@@ -22,6 +22,7 @@ import piexif
 from PIL import Image
 
 from astroapp import config
+from astroapp.atomic import atomic_path
 from astroapp.geo.places import place_split  # noqa: F401  (re-exported for trainers)
 from astroapp.geo.render import random_camera, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
@@ -83,10 +84,9 @@ def _exif_bytes(taken: datetime, focal_mm: float, description: str) -> bytes:
 def save_photo(path: Path, image: np.ndarray, taken: datetime, focal_mm: float,
                description: str) -> None:
     """Write an RGB render as a JPEG with the EXIF an ISS camera writes (atomically)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    Image.fromarray(image).save(tmp, format="JPEG", quality=92,
-                                exif=_exif_bytes(taken, focal_mm, description))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="JPEG", quality=92,
+                                    exif=_exif_bytes(taken, focal_mm, description))
 
 
 def iso_utc(moment: datetime) -> str:

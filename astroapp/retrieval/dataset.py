@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from astroapp import config
+from astroapp.atomic import atomic_path
 from astroapp.geo.footprint import Footprint
 
 log = logging.getLogger(__name__)
@@ -157,11 +158,9 @@ def load_world_set(split: str, size: int = 160, n_queries: int | None = None, se
 
 
 def _write_renders(path: Path, queries: np.ndarray, fps: list[Footprint], places: list[str], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, queries=queries, query_fps=np.array([f.to_list() for f in fps], np.float64),
-             query_places=np.array(places), description=np.array(json.dumps(meta)))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # keeps the .npz suffix: np.savez adds none
+        np.savez(tmp, queries=queries, query_fps=np.array([f.to_list() for f in fps], np.float64),
+                 query_places=np.array(places), description=np.array(json.dumps(meta)))
 
 
 def _read_renders(path: Path) -> tuple[np.ndarray, list[Footprint], list[str], dict]:
