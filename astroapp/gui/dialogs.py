@@ -264,6 +264,11 @@ REVIEW_KEYS = (
     ("C", "Correspondences on/off"), ("W", "Warp the satellite view into the photo's frame"),
     ("+ / -", "Zoom in / out"), ("0", "Fit the view"), ("T", "Coregister with the picked candidate"),
     ("G", "Georeference manually (tie points)"),
+    ("F / double-click the photo", "The photo at full resolution in its own window"),
+)
+PHOTO_KEYS = (
+    ("Wheel / drag", "Zoom / pan"), ("0", "Fit the photo in the window"),
+    ("1", "100 % (one photo pixel per screen pixel)"), ("+ / -", "Zoom in / out"), ("Esc", "Close"),
 )
 MANUAL_KEYS = (
     ("Click", "Place a tie point (photo, then satellite view, or the other way round)"),
@@ -280,7 +285,8 @@ class ShortcutsDialog(QDialog):
         self.setWindowTitle("Keyboard shortcuts")
         rows = [("Catalogue and menus", [(" / ".join(k.toString() for k in a.shortcuts()),
                                           a.text().replace("&", "").rstrip("…")) for a in actions])]
-        rows += [("Review tab", list(REVIEW_KEYS)), ("Manual georeferencing", list(MANUAL_KEYS))]
+        rows += [("Review tab", list(REVIEW_KEYS)), ("Full-size photo", list(PHOTO_KEYS)),
+                 ("Manual georeferencing", list(MANUAL_KEYS))]
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Key", "Does"])
         self.table.verticalHeader().hide()

@@ -423,6 +423,7 @@ class ReviewView(QWidget):
         self.side_scroll.setWidget(side_panel)
         self.side_panel = side_panel
         self.side_scroll.viewport().installEventFilter(self)  # rows keep their wrapped height
+        self.pair.viewport().installEventFilter(self)  # double-click on the photo: full size
         self.side_scroll.setMinimumWidth(280)
         side.addWidget(self.side_scroll)
         side.setSizes([300, 520])
@@ -664,6 +665,11 @@ class ReviewView(QWidget):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802
         if obj is self.side_scroll.viewport() and event.type() == QEvent.Type.Resize:
             self._fit_side_panel()
+        if (obj is self.pair.viewport() and event.type() == QEvent.Type.MouseButtonDblClick
+                and any(isinstance(i, QGraphicsPixmapItem) and i.pos().x() == 0
+                        for i in self.pair.items(event.position().toPoint()))):  # on the photo
+            self.main.open_photo_view(self.photo_id)
+            return True
         return super().eventFilter(obj, event)
 
     def _fit_side_panel(self) -> None:
