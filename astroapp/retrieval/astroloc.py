@@ -22,7 +22,10 @@ VARIANTS = {
 
 
 class AstroLoc(RetrievalModel):
-    def __init__(self, variant: str = "astroloc", input_size: tuple[int, int] | list[int] | None = None, sinkhorn_iters: int = 3):
+    def __init__(self, variant: str = "astroloc", input_size: tuple[int, int] | list[int] | None = None, sinkhorn_iters: int = 3,
+                 depth: int | None = None, clusters: int = 64, cluster_dim: int = 128, token_dim: int = 256):
+        """`depth`, `clusters`, `cluster_dim`, `token_dim`: smaller than the paper's only for
+        tiny CPU models (tests, `astroapp.training`); they are stored in the weights' config."""
         super().__init__()
         cfg = VARIANTS[variant]
         self.name = variant
@@ -32,8 +35,8 @@ class AstroLoc(RetrievalModel):
         self.descriptor_dim = cfg["descriptor_dim"]
         self.mean = IMAGENET_MEAN
         self.std = IMAGENET_STD
-        self.backbone = DinoV2ViT(cfg["arch"])
-        self.aggregator = SALAD(self.backbone.embed_dim, 64, 128, 256, sinkhorn_iters=sinkhorn_iters)
+        self.backbone = DinoV2ViT(cfg["arch"], depth=depth)
+        self.aggregator = SALAD(self.backbone.embed_dim, clusters, cluster_dim, token_dim, sinkhorn_iters=sinkhorn_iters)
         self.fc = nn.Linear(self.aggregator.out_dim, self.descriptor_dim)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:

@@ -79,9 +79,9 @@ class Block(nn.Module):
 class DinoV2ViT(nn.Module):
     """Returns (cls token (B,D), patch tokens as a map (B,D,H/14,W/14)), both after the final norm."""
 
-    def __init__(self, arch: str = "vitb14", patch: int = 14, pretrain_size: int = 518):
+    def __init__(self, arch: str = "vitb14", patch: int = 14, pretrain_size: int = 518, depth: int | None = None):
         super().__init__()
-        cfg = VIT_CONFIGS[arch]
+        cfg = dict(VIT_CONFIGS[arch], **({"depth": depth} if depth else {}))  # depth: tiny test/benchmark models
         dim = cfg["dim"]
         self.patch_size = patch
         self.embed_dim = dim
