@@ -14,7 +14,6 @@ the same fsync + rename.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import urllib.error
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from astroapp import __version__, config
 from astroapp.atomic import fsync_dir
+from astroapp.digests import sha256_file
 
 CHUNK = 1 << 16
 UNVERIFIED = "third-party record, not yet checked against the file: the build machines are offline"
@@ -140,14 +140,6 @@ def how_to_get(name: str) -> str:
     spec = get_published(name)
     return (f"`astroapp model fetch {spec.name}` (downloads {spec.url}), or download that file "
             f"by hand and put it at {weights_home() / spec.filename}")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _check_digest(spec: PublishedWeights, digest: str, sha256: str | None) -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from astroapp.atomic import atomic_text
+from astroapp.digests import sha256_file
 from astroapp.index.errors import IndexCorruptError, IndexMismatchError
 
 FORMAT = "astroapp-tile-index"
@@ -39,11 +40,6 @@ class ModelFingerprint:
                 "comparable. Use the model the index was built with, or build a new index "
                 "(another --out folder)."
             )
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def state_dict_sha256(module: Any) -> str:

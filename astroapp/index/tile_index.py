@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from astroapp.atomic import remove_stray_temporaries
+from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, FlatSearcher, IVFPQSearcher, read_index
 from astroapp.index.errors import IndexCorruptError, IndexNotFoundError
 from astroapp.index.manifest import (
@@ -21,7 +22,6 @@ from astroapp.index.manifest import (
     fingerprint_from_manifest,
     model_fingerprint,
     read_manifest,
-    sha256_file,
 )
 from astroapp.index.region import Region, haversine_km
 from astroapp.index.store import (

@@ -157,7 +157,7 @@ class SiftBow(RetrievalModel):
         from safetensors.torch import save_file
 
         from astroapp.atomic import atomic_path
-        from astroapp.index.manifest import sha256_file
+        from astroapp.digests import sha256_file
 
         path = Path(folder) / VOCABULARY_FILE
         state = {k: v.detach().cpu().float().contiguous() for k, v in self.state_dict().items()}
@@ -174,7 +174,7 @@ class SiftBow(RetrievalModel):
         does not fit this configuration."""
         from safetensors import SafetensorError, safe_open
 
-        from astroapp.index.manifest import sha256_file
+        from astroapp.digests import sha256_file
 
         path = Path(path)
         if path.is_dir():
