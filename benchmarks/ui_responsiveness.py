@@ -11,7 +11,8 @@ freeze (target: <= 100 ms). Also times opening photos in the review view (UI thr
 By default the bundled model and a regional index of the demo world around the roll are
 used (built in a temp dir); `--full-index` uses the whole demo world's index instead
 (built once into the data dir, minutes on a CPU). UIBENCH_DEBUG=1 prints every gap > 50 ms
-with its time, to find what blocked the event loop.
+with its time, the garbage collections (> 20 ms) within it and what every thread ran
+meanwhile (a watchdog thread samples their stacks while a tick is late).
 """
 
 from __future__ import annotations
@@ -67,6 +68,78 @@ class TickRecorder:
             "max": srt[-1],
             "over": sum(g > TARGET_MS for g in gaps),
         }
+
+
+class StallSampler:
+    """A watchdog thread: while the UI thread's ticks are late (> `late_ms` since the last),
+    it samples every thread's stack (`sys._current_frames`) every `every_ms`, so that a gap
+    says WHAT ran: the UI thread's own code, or another thread holding the GIL (the watchdog
+    itself only runs when the GIL lets it, so a gap with no sample was one C call or a GC)."""
+
+    def __init__(self, rec: TickRecorder, late_ms: float = 50.0, every_ms: float = 10.0) -> None:
+        import threading
+
+        self.rec, self.late, self.every = rec, late_ms / 1000, every_ms / 1000
+        self.ui = threading.get_ident()
+        self.samples: dict[float, list[dict[str, str]]] = {}  # gap start (tick stamp) -> samples
+        self.gcs: list[tuple[float, float, int, str]] = []  # (start, ms, generation, thread)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="uibench-watchdog", daemon=True)
+
+    def start(self) -> None:
+        import gc
+
+        gc.callbacks.append(self._on_gc)
+        self._thread.start()
+
+    def stop(self) -> None:
+        import gc
+
+        self._stop.set()
+        self._thread.join()
+        gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        import threading
+
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+        elif (ms := (time.perf_counter() - getattr(self, "_gc_t0", time.perf_counter())) * 1000) > 20:
+            self.gcs.append((self._gc_t0, ms, info["generation"], threading.current_thread().name))
+
+    @staticmethod
+    def _where(frame, depth: int = 4) -> str:
+        parts = []
+        while frame is not None and len(parts) < depth:
+            code = frame.f_code
+            parts.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
+            frame = frame.f_back
+        return " < ".join(parts)
+
+    def _run(self) -> None:
+        import threading
+
+        while not self._stop.wait(self.every):
+            stamps = self.rec.stamps
+            if not stamps or time.perf_counter() - stamps[-1] < self.late:
+                continue
+            names = {t.ident: t.name for t in threading.enumerate()}
+            frames = sys._current_frames()
+            sample = {("UI" if ident == self.ui else names.get(ident, str(ident))): self._where(f)
+                      for ident, f in frames.items() if ident != threading.get_ident()}
+            self.samples.setdefault(stamps[-1], []).append(sample)
+
+    def report(self, a: float, b: float, t0: float) -> list[str]:
+        """What the samples and the GC saw during the gap from tick `a` to tick `b`."""
+        lines = [f"      gc gen {g} in thread {name}: {ms:.0f} ms at t={start - t0:.2f} s"
+                 for start, ms, g, name in self.gcs if a - 0.001 <= start <= b]
+        seen: dict[str, int] = {}
+        for sample in self.samples.get(a, []):
+            for name, where in sample.items():
+                if name == "UI" or not where.startswith(("threading.py", "queue.py")):  # not idle
+                    seen[f"{name}: {where}"] = seen.get(f"{name}: {where}", 0) + 1
+        lines += [f"      {n}x {text}" for text, n in sorted(seen.items(), key=lambda kv: -kv[1])[:6]]
+        return lines or ["      (no sample: the UI thread held the GIL throughout, or one C call did)"]
 
 
 def regional_index(demo, model, out: Path) -> Path:
@@ -149,18 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     from astroapp.gui.app import application, load_core
 
     app = application([])
-    if os.environ.get("UIBENCH_DEBUG"):  # report garbage collections that pause every thread
-        import gc
-
-        starts: dict = {}
-
-        def on_gc(phase: str, info: dict) -> None:
-            if phase == "start":
-                starts["t"] = time.perf_counter()
-            elif (dt := (time.perf_counter() - starts.get("t", time.perf_counter())) * 1000) > 30:
-                print(f"  gc generation {info['generation']}: {dt:.0f} ms")
-
-        gc.callbacks.append(on_gc)
     core_s = load_core()  # as the app does, behind its splash screen, before the window
     from astroapp.gui.main_window import MainWindow
     from astroapp.gui.settings import AppSettings
@@ -175,11 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     win.show()
     rec = TickRecorder(args.interval_ms)
     rows = []
+    debug = bool(os.environ.get("UIBENCH_DEBUG"))
 
     def run_job(label: str, start) -> None:
         done = []
         win.jobFinished.connect(lambda kind, summary: done.append(summary))
+        if debug:
+            import gc
+
+            modules = set(sys.modules)
+            print(f"  {label}: {len(gc.get_objects())} objects tracked by the GC "
+                  f"({gc.get_freeze_count()} frozen) at the start")
         rec.start()
+        sampler = StallSampler(rec) if debug else None
+        if sampler:
+            sampler.start()
         t0 = time.perf_counter()
         start()
         while not done:
@@ -188,10 +259,15 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - t0
         stamps = rec.stop()
         st = TickRecorder.stats(stamps)
-        if os.environ.get("UIBENCH_DEBUG"):
+        if sampler:
+            sampler.stop()
+            new = sorted({m.split(".")[0] for m in set(sys.modules) - modules})
+            print(f"  {label}: {len(set(sys.modules) - modules)} modules first imported during it, "
+                  f"from {', '.join(new)}")
             for a, b in zip(stamps, stamps[1:], strict=False):
                 if (b - a) * 1000 > 50:
                     print(f"  {label}: gap {(b - a) * 1000:.0f} ms at t={a - t0:.2f} s")
+                    print("\n".join(sampler.report(a, b, t0)))
         win.jobFinished.disconnect()
         rows.append((label, seconds, st))
         return done[0]

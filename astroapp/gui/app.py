@@ -45,6 +45,9 @@ def load_core() -> float:
         import astroapp.retrieval  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - the first batch reports the real error
         log.warning("could not pre-load the localization core: %s", exc)
+    from astroapp.gui.map_view import world_image
+
+    world_image()  # the maps' Blue Marble (decoded and its seam filled, ~0.5 s) before the window
     # The libraries' hundreds of thousands of long-lived objects would make every full
     # garbage collection (which pauses all threads, the UI's included) take 0.1-1 s: move
     # them out of the collector's sight.
