@@ -78,8 +78,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    if args.architecture in ("astroloc", "astroloc-tiny"):
+        from astroapp.cli.training_cmds import train_astroloc_from_catalog
+
+        return train_astroloc_from_catalog(args)
+    if args.from_catalog:
+        raise UserError(f"--from-catalog trains AstroLoc: `astroapp model train astroloc --from-catalog` "
+                        f"(the {args.architecture} model trains on renders of the bundled world)")
     from astroapp.cli.progress import ProgressBars
+    from astroapp.config import DEFAULT_RETRIEVAL_MODEL, MODELS_DIR
     from astroapp.retrieval.train import train
+
+    args.out = args.out or str(MODELS_DIR / f"{DEFAULT_RETRIEVAL_MODEL}.safetensors")
+    args.batch_size = args.batch_size or 32
+    args.lr = args.lr or 1e-3
 
     with ProgressBars() as bars:
         report = train(Path(args.out), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -133,17 +145,24 @@ def register(subparsers) -> None:
     q.add_argument("--device", default=None)
     q.set_defaults(func=_cmd_info)
 
-    q = sub.add_parser("train", help="train the bundled model on renders of the bundled world")
-    q.add_argument("--out", default=str(MODELS_DIR / f"{DEFAULT_MODEL}.safetensors"))
+    q = sub.add_parser("train", help="train the bundled model on renders of the bundled world, or AstroLoc "
+                                     "from the catalogue's accepted photos (`model train astroloc --from-catalog`)")
+    q.add_argument("architecture", nargs="?", default=DEFAULT_MODEL, choices=[DEFAULT_MODEL, "astroloc", "astroloc-tiny"],
+                   help=f"{DEFAULT_MODEL} (default: the bundled CNN) or astroloc (with --from-catalog)")
+    q.add_argument("--out", default=None, help=f"weights file (default {MODELS_DIR / DEFAULT_MODEL}.safetensors); "
+                   "for astroloc a folder (default <data dir>/models/trained/<variant>; a run there resumes)")
     q.add_argument("--epochs", type=int, default=6)
-    q.add_argument("--batch-size", type=int, default=32)
-    q.add_argument("--lr", type=float, default=1e-3)
+    q.add_argument("--batch-size", type=int, default=None, help="default 32 (bundled), 16 photos (astroloc)")
+    q.add_argument("--lr", type=float, default=None, help="default 1e-3 (bundled), 1e-4 (astroloc)")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--train-queries", type=int, default=None)
     q.add_argument("--device", default=None)
     q.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     q.add_argument("--input-size", type=int, default=None, help="square model input side (default 128)")
     q.add_argument("--init", default=None, help="continue training from these weights")
+    from astroapp.cli.training_cmds import add_astroloc_options
+
+    add_astroloc_options(q)
     q.set_defaults(func=_cmd_train)
 
     q = sub.add_parser("eval", help="recall@1/10/100 on held-out renders of the bundled world")

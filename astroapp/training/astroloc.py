@@ -72,7 +72,7 @@ class TrainSettings:
     lr: float = 1e-4
     backbone_lr_scale: float | None = None  # None: 0.1 from pretrained weights, 1 from random init
     weight_decay: float = 0.05
-    warmup: int = 50
+    warmup: int | None = None  # None: a tenth of the steps, at most 50
     margin: float = 0.5
     cluster_weight: float = 1.0
     seed: int = 0
@@ -163,7 +163,7 @@ def build_start_model(variant: str, model_config: dict, init_weights: str | Path
     return build_model(spec.name, model_config or None).train(), dict(model_config), "random init"
 
 
-def _val_set(pairs: PairSet, store: ImageStore) -> tuple[np.ndarray, list, np.ndarray, list, list[set[int]]] | None:
+def validation_set(pairs: PairSet, store: ImageStore) -> tuple[np.ndarray, list, np.ndarray, list, list[set[int]]] | None:
     """Validation photos and their database: every block that touches or surrounds them."""
     val = [i for i, p in enumerate(pairs.photos) if p.split == VAL]
     if not val:
@@ -241,7 +241,7 @@ def train_astroloc(
 
     size = int(model.input_size[0])
     store = ImageStore(pairs, source, size)
-    val = _val_set(pairs, ImageStore(pairs, source, max(size, s.eval_size or size)))
+    val = validation_set(pairs, ImageStore(pairs, source, max(size, s.eval_size or size)))
     alike, touching = block_neighbours(pairs.blocks)
     train_blocks = sorted({b for i in train_idx for b, _ in pairs.photos[i].positives}
                           | {b for i in train_idx for b in pairs.photos[i].negatives})
@@ -305,7 +305,7 @@ def train_astroloc(
             apart = torch.tensor([[b not in touching[a] for b in view_ids] for a in view_ids], device=dev)
             loss_ms = multi_similarity_loss(desc[nq + nb :], same, apart)
             loss = loss + s.cluster_weight * loss_ms
-        factor = _lr_factor(step, s.steps, s.warmup)
+        factor = _lr_factor(step, s.steps, s.warmup if s.warmup is not None else min(50, max(1, s.steps // 10)))
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * factor
         opt.zero_grad(set_to_none=True)

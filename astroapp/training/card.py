@@ -60,8 +60,14 @@ def _key(recalls: dict[str, float]) -> tuple[float, float]:
 
 
 def compare_with_default(result: TrainResult, val: tuple | None, device: str | None = None) -> Comparison:
-    """The trained model's validation recall against the current default's, same split."""
+    """The trained model's validation recall against the current default's: the same
+    validation photos and database, at the same image size, each model resizing them to its
+    own input."""
     variant = result.report["architecture"]
+    if val is not None and result.weights is not None:
+        trained = load_model(variant, weights=result.weights, device=device)
+        result.val_recalls = validation_recall(trained, val)
+        result.report["val_recalls"] = result.val_recalls
     if val is None:
         return Comparison("-", {}, {}, False, "no validation photos: the model cannot be compared, so it is not "
                                               "made the default")
@@ -107,7 +113,8 @@ def write_card(result: TrainResult, comparison: Comparison) -> Path:
         return f"{h[key]:.3f}" if key in h else "-"
 
     hist = "\n".join(f"| {h['step']} | {num(h, 'loss')} | {num(h, 'pair_loss')} | {num(h, 'cluster_loss')} | {_rec(h)} |"
-                     for h in [{"step": 0, **r.get("start_recalls", {})}, *r["history"]] if "R@1" in h)
+                     for h in ([] if r["history"] and r["history"][0]["step"] == 0 else [{"step": 0, **r.get("start_recalls", {})}])
+                     + r["history"] if "R@1" in h)
     text = f"""# {r['architecture']} trained from the catalogue
 
 File: `{result.weights.name}` (safetensors; config and the training report in its metadata).
@@ -116,7 +123,7 @@ Start: {r['start']}. Architecture config: {json.dumps(r['config']) if r['config'
 ## Data
 Tile source `{data['source']}`; pairs = accepted photos x blocks overlapping them by IoU >=
 {data['pair_settings']['min_iou']}, hard negatives from each photo's search circle, split by
-{data['pair_settings']['cell_deg']}-degree place cells (no cell in both splits). Data fingerprint {data['fingerprint']}.
+{data['pair_settings']['cell_deg']:g}-degree place cells (no cell in both splits). Data fingerprint {data['fingerprint']}.
 
 | split | photos | pairs | hard negatives | places | blocks |
 |---|---|---|---|---|---|
@@ -128,7 +135,7 @@ Tile source `{data['source']}`; pairs = accepted photos x blocks overlapping the
 ## Training
 {r['steps']} steps, {st['batch_size']} photos per step (one positive, one hard negative block each),
 {st['clusters']} satellite places per step for the multi-similarity loss; AdamW lr {st['lr']}
-(backbone scaled {st['backbone_lr_scale'] if st['backbone_lr_scale'] is not None else 'auto'}), warmup {st['warmup']}, cosine decay; seed {st['seed']}.
+(backbone scaled {st['backbone_lr_scale'] if st['backbone_lr_scale'] is not None else 'auto'}), warmup {st['warmup'] if st['warmup'] is not None else 'auto'} steps, cosine decay; seed {st['seed']}.
 Device {r['device']}{' (' + r['amp'] + ' autocast)' if r['amp'] else ''}, {r['threads']} threads, torch {r['torch']};
 {r['seconds'] / 60:.1f} min, {r['pairs_per_second']} photo pairs/s.
 

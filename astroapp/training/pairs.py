@@ -83,10 +83,13 @@ class PairSet:
         """What a dry run prints: photos, pairs and places per split, and what was left out."""
         s = self.settings
         lines = [f"tile source {self.source_id}: {len(self.blocks)} blocks used; positives at IoU >= "
-                 f"{s.get('min_iou')}, places = {s.get('cell_deg')}-degree cells"]
+                 f"{s.get('min_iou')}, places = {s.get('cell_deg'):g}-degree cells"]
         for name, row in self.summary().items():
             lines.append(f"{name:<5} {row['photos']} photos, {row['pairs']} pairs, {row['negatives']} hard negatives, "
                          f"{row['places']} places, {row['blocks']} blocks")
+        if not self.split(VAL):
+            lines.append("no validation photos: the trained model cannot be compared with the current default "
+                         "(more accepted photos in more places, or another --cell-deg / --val-fraction)")
         if self.skipped:
             lines.append(f"left out: {len(self.skipped)} photos")
             lines += [f"  {name}: {why}" for name, why in self.skipped[:20]]
@@ -111,7 +114,7 @@ def cell_of(lon: float, lat: float, cell_deg: float) -> tuple[int, int]:
 
 
 def _cell_hash(cell: tuple[int, int], cell_deg: float) -> float:
-    digest = hashlib.sha1(f"astroapp-train-place:{cell_deg}:{cell[0]}:{cell[1]}".encode()).digest()
+    digest = hashlib.sha1(f"astroapp-train-place:{cell_deg:g}:{cell[0]}:{cell[1]}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32
 
 
