@@ -43,7 +43,6 @@ from astroapp.pipeline.manual import (
     MIN_TIE_POINTS,
     ManualFit,
     fit_tie_points,
-    store_manual,
     suspect_pair,
 )
 
@@ -145,7 +144,7 @@ class ManualGeorefDialog(QDialog):
     def __init__(self, main_window, photo_id: int, region: list, source_id: str | None,
                  tile_id: str | None = None, proposal: list | None = None) -> None:
         super().__init__(main_window)
-        from astroapp.gui.review_view import load_photo
+        from astroapp.gui.qimages import load_photo
 
         self.main = main_window
         self.photo_id = photo_id
@@ -249,7 +248,7 @@ class ManualGeorefDialog(QDialog):
         threading.Thread(target=work, name="astroapp-satellite-view", daemon=True).start()
 
     def _on_view_loaded(self, result) -> None:
-        from astroapp.gui.review_view import numpy_to_qimage
+        from astroapp.gui.qimages import numpy_to_qimage
 
         arr, origin = result
         self.grid, self.view_origin = self.pending_grid, origin
@@ -391,9 +390,10 @@ class ManualGeorefDialog(QDialog):
         if self.fit is None:
             return
         try:
-            store_manual(self.main.catalog, self.photo_id, self.fit,
-                         analyst=self.main.settings.reviewer_name(), tile_id=self.tile_id,
-                         source_id=self.source_id if self.view_origin == self.source_id else None)
+            self.main.service.store_manual(
+                self.photo_id, self.fit, analyst=self.main.settings.reviewer_name(),
+                tile_id=self.tile_id,
+                source_id=self.source_id if self.view_origin == self.source_id else None)
         except ValueError as exc:
             self.rms_label.setText(str(exc))
             return

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from astroapp.catalog.photo_reader import read_photo
 from astroapp.gui.manual_georef import _emit
 from astroapp.gui.manual_georef import _ViewLoader as _Loader  # loaded/failed, queued
-from astroapp.gui.review_view import numpy_to_qimage
+from astroapp.gui.qimages import numpy_to_qimage
 from astroapp.gui.zoom_view import ZoomView
 
 HELP = "wheel: zoom · drag: pan · 0: fit · 1: 100 % · Esc: close"
