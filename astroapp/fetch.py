@@ -92,6 +92,20 @@ PUBLISHED: dict[str, PublishedWeights] = {
             "matcher 'lightglue-sift' (LightGlue for SIFT features, Apache-2.0)",
             aliases=("lightglue-sift",),
         ),
+        PublishedWeights(  # no digest is published beside these files: `model fetch` needs --sha256
+            "dinov2-vits14",
+            "dinov2_vits14_pretrain.pth",
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+            "AstroLoc training (`model train astroloc --variant tiny --init-weights`): DINOv2 ViT-S/14 "
+            "backbone, Apache-2.0",
+        ),
+        PublishedWeights(
+            "dinov2-vitb14",
+            "dinov2_vitb14_pretrain.pth",
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+            "AstroLoc training (`model train astroloc --variant base --init-weights`): DINOv2 ViT-B/14 "
+            "backbone, Apache-2.0",
+        ),
         PublishedWeights(
             "loftr-outdoor",
             "loftr_outdoor.ckpt",

@@ -130,7 +130,7 @@ def register(subparsers) -> None:
     q.set_defaults(func=_cmd_list)
 
     q = sub.add_parser("fetch", help="download a published weights file (explicit, verified, resumable)")
-    q.add_argument("name", help="earthloc, disk-lightglue, disk, sift-lightglue or loftr-outdoor "
+    q.add_argument("name", help="earthloc, disk-lightglue, disk, sift-lightglue, loftr-outdoor, dinov2-vits14 or dinov2-vitb14 "
                                 "(`astroapp model list` shows them)")
     q.add_argument("--url", default=None, help="download from this mirror instead of the published URL")
     q.add_argument("--sha256", default=None,

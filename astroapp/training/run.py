@@ -51,6 +51,18 @@ class CatalogRun:
     card: Path | None = None
     lines: list[str] = field(default_factory=list)  # what to tell the user
 
+    def describe(self) -> str:
+        """One line for the app's status bar and log."""
+        if self.result is None:
+            return "; ".join(self.lines[1:3])
+        if self.result.cancelled:
+            return f"cancelled at step {self.result.step}: run it again to resume"
+        rec = " ".join(f"{k} {v:.2f}" for k, v in self.result.val_recalls.items()) or "no validation photos"
+        base = " ".join(f"{k} {v:.2f}" for k, v in (self.comparison.baseline_recalls if self.comparison else {}).items())
+        verdict = (f"installed as the default {self.result.report['architecture']}" if self.promoted
+                   else "not better than the current default: kept apart")
+        return f"validation {rec} (current default {base or '-'}); {verdict}; card {self.card}"
+
 
 def open_training_source(source: str | None, index: str | Path | None) -> TileSource:
     """The tile source given by spec, or the (first) source an index was built from."""
