@@ -16,7 +16,7 @@ from astroapp.cli import main
 from astroapp.geo.render import NO_AUGMENT, render_photo
 from astroapp.geo.sources import open_source
 from astroapp.geo.viewing import ViewingHints
-from astroapp.matching import PreparedPhoto, coregister, get_matcher
+from astroapp.matching import Features, PreparedPhoto, coregister, get_matcher
 from astroapp.matching.photometric import keypoint_mask, normalise
 from astroapp.matching.render_pairs import (
     Condition,
@@ -24,7 +24,7 @@ from astroapp.matching.render_pairs import (
     is_correct_localization,
     shifted_wrong_pair,
 )
-from astroapp.matching.window_search import DEFAULT_RATIOS, ratios_for, windows
+from astroapp.matching.window_search import DEFAULT_RATIOS, ratios_for, window_cells, windows
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +51,32 @@ def test_windows_cover_the_surroundings_half_a_window_apart():
     assert max(np.diff(xs)) <= side / 2 + 1e-9  # every footprint lies whole in some window
     assert len(wins) == len(xs) ** 2
     assert windows(1536, 1.2) == [(0.0, 0.0, 1536.0)]
+
+
+@pytest.mark.parametrize("ratio", [1.6, 4.2, 11.0])
+def test_window_cells_match_like_each_window(matcher, ratio):
+    """Matching per cell of the windows' grid and merging (one pass over the similarities)
+    gives exactly the matches of each window matched on its own (local ratio test)."""
+    rng = np.random.default_rng(3)
+
+    def feats(n: int, side: float) -> Features:
+        d = rng.random((n, 128), np.float32) ** 4  # peaky, like RootSIFT
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        return Features((rng.random((n, 2)) * side).astype(np.float32), d, (int(side),) * 2)
+
+    fq, fs = feats(300, 160), feats(3000, 1024)
+    wins = windows(1024, ratio)
+    kp = fs.keypoints
+    members = [np.flatnonzero((kp[:, 0] >= x0) & (kp[:, 0] < x0 + w) & (kp[:, 1] >= y0)
+                              & (kp[:, 1] < y0 + w)) for x0, y0, w in wins]
+    cells, groups = window_cells(kp, wins)
+    for mem, g in zip(members, groups, strict=True):
+        assert sorted(np.concatenate([cells[c] for c in g]).tolist()) == mem.tolist()
+    each = matcher.match_subsets(fq, fs, members)
+    merged = matcher.match_cells(fq, fs, cells, groups)
+    assert sum(len(m) for m in each) > 0
+    for a, b in zip(each, merged, strict=True):
+        assert np.array_equal(a.points_a, b.points_a) and np.array_equal(a.points_b, b.points_b)
 
 
 def test_ratios_from_hints_and_surroundings_width():
@@ -91,7 +117,8 @@ def test_oblique_photo_converges(source, matcher, tilt):
                      hints=_hints(cam, tilt))
     assert res.accepted, (res.inliers, res.reason)
     assert is_correct_localization(res.footprint, pair.truth, min_iou=0.7)
-    assert len(res.iteration_inliers) == 4
+    # the loop stops once a step moves the view by a pixel or less (at most 4 iterations)
+    assert 1 <= len(res.iteration_inliers) <= 4
 
 
 def _clear_render(source, seed: int) -> np.ndarray:

@@ -52,6 +52,7 @@ DEFAULT_SIZE = 512
 DEFAULT_ITERATIONS = 4
 RANSAC_THRESHOLD_PX = 3.0
 MIN_MATCHES = 8
+CONVERGED_PX = 1.0  # a step that moves no corner of the view further than this ends the loop
 
 
 class PreparedPhoto:
@@ -304,6 +305,8 @@ def _iterate(
             return _Attempt(k, int(inl.sum()), None, empty, empty, "quadrilateral larger than the surroundings", per_iter)
         pts_q = matches.points_a[inl]
         pts_s = apply_h(np.linalg.inv(to_view), matches.points_b[inl]).astype(np.float32)
+        if np.abs(apply_h(h, square) - square).max() <= CONVERGED_PX:
+            break  # the next view would be this one to within a pixel: nothing left to refine
     return _Attempt(k, per_iter[-1], h_total, pts_q, pts_s, None, per_iter)
 
 
@@ -370,11 +373,17 @@ def coregister(
         ratios = window_search.ratios_for(
             hints.ground_width_km() if hints is not None else None,
             _ground_width_km(grid) if grid is not None else surroundings_km)
-        seed = window_search.search(prepared.features_at, _SurroundingsFeatures(matcher, surr, size),
-                                    matcher, side, size, ratios, ks, fit_homography, cancel,
-                                    native_side=max(surr_size))
-        if seed is not None:
-            attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel, start=seed.homography))
+        # The loop runs from each better window as the scales are scanned, coarse to fine,
+        # and the scan stops at the first accepted one; a seed whose first step finds fewer
+        # inliers than a seed has is not pursued (a chance window).
+        for seed in window_search.seeds(
+                prepared.features_at, _SurroundingsFeatures(matcher, surr, size), matcher, side,
+                size, ratios, ks, fit_homography, cancel, native_side=max(surr_size)):
+            attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel,
+                                     start=seed.homography,
+                                     min_first=window_search.MIN_SEED_INLIERS))
+            if attempts[-1].h_square is not None and attempts[-1].inliers >= calibration.threshold:
+                break
     if not any(a.h_square is not None and a.inliers >= calibration.threshold for a in attempts):
         # EarthMatch's central start, for what the search missed; after a search, a start
         # whose first step finds less than a seed would is not pursued.

@@ -141,6 +141,50 @@ class SiftMatcher:
             out.append(self._match_sim(sim, back, feats_a.keypoints, feats_b.keypoints[idx]))
         return out
 
+    def match_cells(self, feats_a: Features, feats_b: Features, cells: list[np.ndarray],
+                    groups: list[np.ndarray]) -> list[Matches]:
+        """`match_subsets` for subsets that are unions of disjoint cells of b: `cells` holds
+        each cell's indices into b, `groups` each subset's cell numbers. The window search's
+        windows overlap (half a window apart), so each b is in about four of them; here each
+        a's best and second-best similarity per cell are found once, in one pass over the
+        similarity matrix, and merged per window. Same matches as `match_subsets`."""
+        na = len(feats_a)
+        if na < 2:
+            return [_EMPTY for _ in groups]
+        da, db = feats_a.descriptors, feats_b.descriptors
+        sim_t = db @ da.T  # b x a: a cell's rows are one contiguous gather
+        back = sim_t.argmax(axis=1) if self.mutual else None
+        rows = np.arange(na)
+        top1 = np.full((len(cells), na), -2.0, sim_t.dtype)
+        top2 = np.full((len(cells), na), -2.0, sim_t.dtype)
+        arg1 = np.zeros((len(cells), na), np.int64)
+        sizes = np.array([len(c) for c in cells])
+        for c, idx in enumerate(cells):
+            if len(idx) == 0:
+                continue
+            block = sim_t[idx]
+            j = block.argmax(axis=0)
+            top1[c] = block[j, rows]
+            arg1[c] = idx[j]
+            if len(idx) > 1:
+                block[j, rows] = -2.0
+                top2[c] = block.max(axis=0)
+        out = []
+        for g in groups:
+            g = np.asarray(g, np.int64)
+            if sizes[g].sum() < 2:
+                out.append(_EMPTY)
+                continue
+            t1 = top1[g]
+            cell = t1.argmax(axis=0)
+            s_best = t1[cell, rows]
+            best = arg1[g][cell, rows]
+            t1[cell, rows] = -2.0
+            s_second = np.maximum(t1.max(axis=0), top2[g][cell, rows])
+            out.append(self._keep(rows, best, s_best, s_second, back, feats_a.keypoints,
+                                  feats_b.keypoints))
+        return out
+
     def _match_sim(self, sim: np.ndarray, back: np.ndarray | None, kp_a: np.ndarray,
                    kp_b: np.ndarray) -> Matches:
         """Ratio test (and mutual check against `back`, b's best a) on a similarity matrix
@@ -150,6 +194,13 @@ class SiftMatcher:
         s_best = sim[rows, best]
         sim[rows, best] = -2.0
         s_second = sim.max(axis=1)
+        return self._keep(rows, best, s_best, s_second, back, kp_a, kp_b)
+
+    def _keep(self, rows: np.ndarray, best: np.ndarray, s_best: np.ndarray,
+              s_second: np.ndarray, back: np.ndarray | None, kp_a: np.ndarray,
+              kp_b: np.ndarray) -> Matches:
+        """Matches a -> best b that pass the ratio test and (with `back`, indexed by b's
+        position in `kp_b`) the mutual check."""
         d_best = np.sqrt(np.maximum(2.0 - 2.0 * s_best, 0.0))
         d_second = np.sqrt(np.maximum(2.0 - 2.0 * s_second, 0.0))
         keep = d_best < self.ratio * d_second

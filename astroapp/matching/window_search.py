@@ -20,7 +20,9 @@ one descriptor product (`match_subsets`, SIFT's); the others keep EarthMatch's c
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,8 @@ import numpy as np
 from astroapp.matching.base import Features, Matcher, Matches
 from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import apply_h, is_convex, quad_area, scale_centres
+
+log = logging.getLogger(__name__)
 
 WINDOW_FACTOR = 1.75  # window side / expected footprint side
 DEFAULT_RATIOS = (1.6, 2.6, 4.2, 6.8, 11.0)  # surroundings width / photo width, factor ~1.6
@@ -114,7 +118,7 @@ def tiled_features(image: np.ndarray, tile: int, features_fn: Any) -> Features:
     return Features(np.concatenate(pts).astype(np.float32), np.concatenate(descs), (w, h), extra)
 
 
-def search(
+def seeds(
     photo_features: Any,
     surr_features: Any,
     matcher: Matcher,
@@ -125,9 +129,12 @@ def search(
     fit: Any,
     cancel: Any = None,
     native_side: int | None = None,
-) -> Seed | None:
-    """The window (over `ratios`, coarse to fine, and rotations `ks`) whose homography has
-    most inliers, or None when none reaches MIN_SEED_INLIERS.
+) -> Iterator[Seed]:
+    """After each ratio (coarse to fine, over rotations `ks`), the window whose homography
+    has most inliers so far, when that scale improved it and it reaches MIN_SEED_INLIERS.
+
+    The caller runs the iterative loop from each seed as it comes and stops iterating once
+    one is accepted: a photo found at a coarse scale does not pay for the finer ones.
 
     At each ratio the photo is shrunk to about its footprint's size in the surroundings (at
     most SEARCH_SIDE px) and the surroundings by as much as keeps that footprint, so the
@@ -140,13 +147,13 @@ def search(
     best: Seed | None = None
     for ratio in ratios:
         ratio_best = 0
+        before = best
         full = min(surr_side, native_side or surr_side, MAX_SEARCH_SURROUNDINGS)
         side = int(np.clip(round(full / ratio), MIN_PHOTO_SIDE, SEARCH_SIDE))
         # Two resolutions of the surroundings: full, or half when the footprint stays at
         # least 3/4 of the photo's side there (SIFT bridges such scale gaps).
         s_side = full // 2 if full / (2 * ratio) >= 0.75 * side else full
         fs = surr_features(s_side)
-        kp = fs.keypoints
         limit = float(s_side) ** 2
         from_square = scale_centres((size, size), (side, side))
         to_surr = scale_centres((s_side, s_side), (surr_side, surr_side))
@@ -158,9 +165,7 @@ def search(
                 continue
             check_cancel(cancel)
             wins = windows(s_side, ratio)
-            members = [np.flatnonzero((kp[:, 0] >= x0) & (kp[:, 0] < x0 + w) & (kp[:, 1] >= y0)
-                                      & (kp[:, 1] < y0 + w)) for x0, y0, w in wins]
-            for (x0, y0, w), matches in zip(wins, _match_windows(matcher, fq, fs, members),
+            for (x0, y0, w), matches in zip(wins, _match_windows(matcher, fq, fs, wins),
                                             strict=True):
                 if len(matches) < MIN_MATCHES:
                     continue
@@ -179,13 +184,57 @@ def search(
                 scale = surr_side / s_side
                 best = Seed(to_surr @ h @ from_square, n, float(ratio),
                             (x0 * scale, y0 * scale, w * scale), k)
+        log.debug("window search: ratio %.2f, photo %d px, surroundings %d px, %d windows, "
+                  "most inliers %d", ratio, side, s_side, len(windows(s_side, ratio)), ratio_best)
+        if best is not None and best is not before:
+            yield best
         if best is not None and (best.inliers >= STRONG_SEED_INLIERS or (
                 best.ratio < ratio and ratio_best * 2 < best.inliers >= 2 * MIN_SEED_INLIERS)):
             break  # a sure window, or past the scale where the photo showed (less than half)
+
+
+def search(*args: Any, **kwargs: Any) -> Seed | None:
+    """The best window over all the scales `seeds` scans (same arguments), or None."""
+    best = None
+    for best in seeds(*args, **kwargs):  # noqa: B007 (the last seed is the best)
+        pass
     return best
 
 
+def window_cells(kp: np.ndarray, wins: list[tuple[float, float, float]]
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The grid cut by every window's edges: each cell's keypoint indices, and each window's
+    cells (a window is exactly the union of its cells: the same test, x0 <= x < x0 + w, in
+    the keypoints' float32)."""
+    def cuts(vals: set[float]) -> np.ndarray:
+        return np.unique(np.array(sorted(vals), np.float32))
+
+    cx = cuts({v for x0, _, w in wins for v in (x0, x0 + w)})
+    cy = cuts({v for _, y0, w in wins for v in (y0, y0 + w)})
+    ix = np.searchsorted(cx, kp[:, 0].astype(np.float32), side="right") - 1
+    iy = np.searchsorted(cy, kp[:, 1].astype(np.float32), side="right") - 1
+    nx, ny = len(cx) - 1, len(cy) - 1
+    inside = (ix >= 0) & (ix < nx) & (iy >= 0) & (iy < ny)
+    cell_of = np.where(inside, iy * nx + ix, -1)
+    order = np.argsort(cell_of, kind="stable")
+    bounds = np.searchsorted(cell_of[order], np.arange(nx * ny + 1))
+    cells = [order[bounds[c]:bounds[c + 1]] for c in range(nx * ny)]
+    groups = []
+    for x0, y0, w in wins:
+        xa, xb = np.searchsorted(cx, np.float32([x0, x0 + w]))
+        ya, yb = np.searchsorted(cy, np.float32([y0, y0 + w]))
+        groups.append((np.arange(ya, yb)[:, None] * nx + np.arange(xa, xb)[None, :]).ravel())
+    return cells, groups
+
+
 def _match_windows(matcher: Matcher, fq: Features, fs: Features,
-                   members: list[np.ndarray]) -> list[Matches]:
-    """Matches of the photo against each window's features, from one descriptor product."""
+                   wins: list[tuple[float, float, float]]) -> list[Matches]:
+    """Matches of the photo against each window's features, from one descriptor product
+    (per cell of the windows' grid when the matcher can merge cells, SIFT's)."""
+    kp = fs.keypoints
+    if callable(getattr(matcher, "match_cells", None)):
+        cells, groups = window_cells(kp, wins)
+        return matcher.match_cells(fq, fs, cells, groups)  # type: ignore[attr-defined]
+    members = [np.flatnonzero((kp[:, 0] >= x0) & (kp[:, 0] < x0 + w) & (kp[:, 1] >= y0)
+                              & (kp[:, 1] < y0 + w)) for x0, y0, w in wins]
     return matcher.match_subsets(fq, fs, members)  # type: ignore[attr-defined]
