@@ -59,12 +59,15 @@ def test_window_cells_match_like_each_window(matcher, ratio):
     gives exactly the matches of each window matched on its own (local ratio test)."""
     rng = np.random.default_rng(3)
 
-    def feats(n: int, side: float) -> Features:
-        d = rng.random((n, 128), np.float32) ** 4  # peaky, like RootSIFT
-        d /= np.linalg.norm(d, axis=1, keepdims=True)
-        return Features((rng.random((n, 2)) * side).astype(np.float32), d, (int(side),) * 2)
+    def feats(d: np.ndarray, side: float) -> Features:
+        d = d / np.linalg.norm(d, axis=1, keepdims=True)
+        pts = (rng.random((len(d), 2)) * side).astype(np.float32)
+        return Features(pts, d.astype(np.float32), (int(side),) * 2)
 
-    fq, fs = feats(300, 160), feats(3000, 1024)
+    dq = rng.random((300, 128)) ** 4  # peaky, like RootSIFT
+    # the photo's descriptors, noisy, among others: some pass the ratio test in some windows
+    ds = np.vstack([dq + rng.normal(0, 0.01, dq.shape) ** 2, rng.random((2700, 128)) ** 4])
+    fq, fs = feats(dq, 160), feats(ds, 1024)
     wins = windows(1024, ratio)
     kp = fs.keypoints
     members = [np.flatnonzero((kp[:, 0] >= x0) & (kp[:, 0] < x0 + w) & (kp[:, 1] >= y0)
