@@ -101,3 +101,22 @@ def test_grid_rejects_bad_sizes():
         MercatorGrid((0, 0, 0, 1), 10, 10)
     with pytest.raises(ValueError):
         MercatorGrid((0, 0, 1, 1), 0, 10)
+
+
+def test_mercator_closed_form_agrees_with_pyproj():
+    """lonlat_to_mercator / mercator_to_lonlat (closed form: pyproj Transformers crash in Qt
+    thread-pool threads) give what PROJ gives for EPSG:4326 <-> EPSG:3857, wrap included."""
+    from pyproj import Transformer
+
+    from astroapp.geo.tiles import MAX_LAT, lonlat_to_mercator, mercator_to_lonlat
+
+    rng = np.random.default_rng(1)
+    lon = np.concatenate([rng.uniform(-180, 180, 2000), [-180.0, 180.0, 190.0, -350.0]])
+    lat = np.concatenate([rng.uniform(-MAX_LAT, MAX_LAT, 2000), [0.0, 10.0, -20.0, 85.0]])
+    px, py = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(lon, lat)
+    x, y = lonlat_to_mercator(lon, lat)
+    assert np.abs(x - px).max() < 1e-6 and np.abs(y - py).max() < 1e-6
+    plon, plat = Transformer.from_crs("EPSG:3857", "EPSG:4326", always_xy=True).transform(px, py)
+    back_lon, back_lat = mercator_to_lonlat(px, py)
+    dlon = (back_lon - plon + 180.0) % 360.0 - 180.0  # x = +WORLD wraps to -180
+    assert np.abs(dlon).max() < 1e-9 and np.abs(back_lat - plat).max() < 1e-9

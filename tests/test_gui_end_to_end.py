@@ -113,6 +113,7 @@ def test_import_localize_review_accept_export(qtbot, window, tmp_path):
     qtbot.keyClick(win.table, Qt.Key.Key_Return)
     assert win.tabs.currentWidget() is win.review and win.review.photo_id == photo.id
     rv = win.review
+    qtbot.waitUntil(lambda: not rv.render_pending, timeout=20_000)  # imagery: read in a thread
     assert rv.last_render["satellite"] and rv.pair.line_count > 0
     assert rv.info_labels["Inliers"].text() == str(win.catalog.latest_localization(photo.id).inliers)
     assert rv.candidates.count() >= 2  # the localization and the retrieval candidates
@@ -173,6 +174,7 @@ def test_undo_and_navigation_keys(qtbot, window):
     qtbot.keyClicks(rv.note, "ran")
     assert rv.note.toPlainText() == "ran" and rv.photo_id == ids[0]
     assert win.catalog.get_photo(ids[0]).status == "new"
+    qtbot.waitUntil(lambda: not rv.render_pending, timeout=20_000)  # shown pictures reset the zoom
     scale = rv.pair.transform().m11()
     rv.setFocus()
     qtbot.keyClick(rv, Qt.Key.Key_Plus)
@@ -247,6 +249,7 @@ def test_localize_selected_map_and_switching_candidate(qtbot, window):
     assert len(cands) >= 2
     rv.candidates.setCurrentRow(2)  # row 0 is the localization, row 2 the rank-2 candidate
     assert rv.selected_candidate().rank == cands[1].rank and rv.btn_try.isEnabled()
+    qtbot.waitUntil(lambda: not rv.render_pending, timeout=20_000)
     assert rv.last_render["satellite"]
     rv.setFocus()
     with qtbot.waitSignal(win.jobFinished, timeout=60_000) as done:

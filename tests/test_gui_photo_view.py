@@ -114,6 +114,7 @@ def test_double_click_on_the_reviewed_photo_opens_it(qtbot, window):
     win.open_review(ids["coast.jpg"])
     pair = win.review.pair
     qtbot.waitExposed(pair)
+    qtbot.waitUntil(lambda: not win.review.render_pending, timeout=20_000)  # read in a thread
     qtbot.mouseDClick(pair.viewport(), Qt.MouseButton.LeftButton, pos=pair.mapFromScene(QPointF(50, 50)))
     dlg = win.photo_window
     qtbot.addWidget(dlg)

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from astroapp.catalog.photo_reader import PhotoReadError, read_photo
 from astroapp.geo.footprint import lons_near, unwrap_lons
 from astroapp.geo.sources.bluemarble import plate_carree
 from astroapp.geo.tiles import WORLD, MercatorGrid, lonlat_to_mercator, mercator_to_lonlat
 from astroapp.matching.geometry import apply_h
-
-__all__ = ["apply_h", "correspondence_pairs", "lonlat_to_view", "mercator_corners",
-           "photo_frame", "photo_to_view_h", "read_blue_marble", "read_satellite",
-           "view_bounds", "warp_to_photo"]
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +141,76 @@ def correspondence_pairs(correspondences, grid: MercatorGrid) -> tuple[np.ndarra
     view = lonlat_to_view(arr[:, 2], arr[:, 3], grid)
     ok = np.isfinite(view).all(axis=1) & np.isfinite(photo).all(axis=1)
     return photo[ok], view[ok]
+
+
+@dataclass
+class ReviewImages:
+    """What the review's pair view shows for one photo, computed off the UI thread: the
+    photo at display size, the satellite view (plain or warped into the photo's frame), the
+    inlier correspondences in those images' pixels, the outline to draw on the satellite
+    view, and the captions."""
+
+    photo: np.ndarray | None
+    satellite: np.ndarray | None
+    photo_pts: np.ndarray
+    view_pts: np.ndarray
+    quad: np.ndarray | None
+    caption_left: str
+    caption_right: str
+    source_id: str | None
+
+
+def review_images(photo_path, photo_size: tuple[int, int] | None, localization, candidate,
+                  warp: bool, max_side: int = 1600, view_px: int = 768) -> ReviewImages:
+    """The pair view's pictures for a photo and its localization, or one of its retrieval
+    candidates (`candidate`, outlined on its satellite view); `warp` resamples the
+    satellite view into the photo's frame. An unreadable photo is logged and left out.
+
+    Photo coordinates stored with a localization refer to the full-size displayed frame
+    (`astroapp.catalog.photo_reader`); they are scaled to the returned photo's pixels.
+    """
+    try:
+        frame = read_photo(photo_path, max_side=max_side)
+        photo, photo_size = frame.rgb, frame.file_size
+    except PhotoReadError as exc:
+        log.warning("%s", exc)
+        photo = None
+    loc, cand = localization, candidate
+    sat = quad = None
+    photo_pts = view_pts = np.zeros((0, 2))
+    right, source_id = "no localization yet", None
+    if cand is not None and cand.footprint:
+        source_id = cand.source_id
+        bounds = view_bounds([cand.footprint], margin=0.5)
+        grid = MercatorGrid(bounds, view_px, view_px)
+        sat, origin = read_satellite(source_id, bounds, view_px, view_px)
+        quad = np.column_stack(grid.mercator_to_pixel(*mercator_corners(cand.footprint).T))
+        right = f"candidate #{cand.rank} {cand.tile_id} ({origin}); tile outlined"
+    elif loc is not None and loc.footprint and photo_size is not None:
+        source_id = loc.source_id
+        bounds = view_bounds([loc.footprint], margin=0.35)
+        grid = MercatorGrid(bounds, view_px, view_px)
+        sat, origin = read_satellite(source_id, bounds, view_px, view_px)
+        size = photo_frame(loc.gcps, photo_size)
+        h = photo_to_view_h(loc.footprint, size, grid)
+        photo_pts, view_pts = correspondence_pairs(loc.correspondences, grid)
+        # photo points: pipeline frame -> displayed image pixels
+        to_display = photo.shape[1] / size[0] if photo is not None else 1.0
+        photo_pts = photo_pts * to_display
+        if warp and photo is not None:
+            h_display = h @ np.diag([1 / to_display, 1 / to_display, 1.0])
+            sat = warp_to_photo(sat, h_display, (photo.shape[1], photo.shape[0]))
+            if len(view_pts):  # where each matched satellite keypoint lands in the warped view
+                view_pts = apply_h(np.linalg.inv(h_display), view_pts)
+            right = f"satellite warped into the photo's frame ({origin})"
+        else:
+            fw, fh = size
+            quad = apply_h(h, np.array([[0, 0], [fw, 0], [fw, fh], [0, fh]], dtype=float))
+            right = f"matched satellite view ({origin}); footprint outlined"
+    n = len(photo_pts) if sat is not None else 0
+    left = "photo" + (f" {photo_size[0]}x{photo_size[1]}" if photo_size else "")
+    if n:
+        total = loc.inliers if loc is not None and loc.inliers else n
+        left += (f" — {n} inlier correspondences" if total <= n
+                 else f" — {n} of the {total} coregistration inliers (stored sample)")
+    return ReviewImages(photo, sat, photo_pts, view_pts, quad, left, right, source_id)

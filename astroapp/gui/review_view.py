@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QEvent, QLineF, QPointF, QRectF, Qt, Signal
@@ -44,12 +43,12 @@ from PySide6.QtWidgets import (
 )
 
 from astroapp.catalog.db import Localization, Photo, StoredCandidate
-from astroapp.catalog.photo_reader import read_photo
-from astroapp.geo.tiles import MercatorGrid
 from astroapp.gui import imagery
 from astroapp.gui.catalog_model import STATUS_COLORS, photo_label, status_label
 from astroapp.gui.map_view import MapView, polygon_from_points
+from astroapp.gui.qimages import numpy_to_qimage
 from astroapp.gui.review_text import describe_method, rerank_inliers
+from astroapp.gui.workers import run_in_thread
 from astroapp.gui.zoom_view import ZoomView
 
 log = logging.getLogger(__name__)
@@ -60,18 +59,14 @@ MAX_LINES = 200  # correspondences drawn (evenly subsampled beyond this, for leg
 NEIGHBOUR_RADIUS_DEG = 12.0
 
 
-def numpy_to_qimage(arr: np.ndarray) -> QImage:
-    arr = np.ascontiguousarray(arr)
-    h, w = arr.shape[:2]
-    return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-
-
-def load_photo(path: str | Path, max_side: int = 1600) -> tuple[QImage, float]:
-    """The photo at display size through the one photo reader (EXIF-upright, the frame every
-    stored pixel coordinate uses; JPEG DCT scaling keeps 12 MP photos fast). Returns the
-    image and the scale from full-resolution pixels to the returned image's pixels."""
-    frame = read_photo(path, max_side=max_side)
-    return numpy_to_qimage(frame.rgb), 1.0 / frame.scale_to_file
+def _review_images(seq: int, *request) -> tuple[int, imagery.ReviewImages, QImage | None,
+                                                  QImage | None]:
+    """Worker-thread side of the review's rendering: the pictures, and QImages of them (a
+    QImage, unlike a QPixmap, may be made off the UI thread)."""
+    images = imagery.review_images(*request, view_px=VIEW_PX)
+    photo = numpy_to_qimage(images.photo) if images.photo is not None else None
+    sat = numpy_to_qimage(images.satellite) if images.satellite is not None else None
+    return seq, images, photo, sat
 
 
 META_ROWS = ("Problem", "File", "Captured (UTC)", "Camera", "Focal length", "Size", "NASA nadir",
@@ -282,6 +277,10 @@ class ReviewView(QWidget):
         self.undo_stack: list[int] = []  # photo ids of decisions, latest last
         self.advance_after_decision = True
         self.last_render: dict = {}
+        self.render_pending = False  # imagery requested and not shown yet (loaded in a worker)
+        self._render_seq = 0
+        self._render_next: tuple | None = None  # the latest request no worker has taken yet
+        self._render_worker_seq = 0  # the request a reading thread works on (0: none)
         self.last_notice = ""
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
@@ -474,6 +473,8 @@ class ReviewView(QWidget):
     def clear(self) -> None:
         self.photo_id = None
         self.data = None
+        self._render_seq += 1  # imagery still on its way is for a photo no longer shown
+        self._render_next, self.render_pending = None, False
         self.title.setText("No photo selected")
         self.pair.scene().clear()
         self.map.clear_footprints()
@@ -690,72 +691,63 @@ class ReviewView(QWidget):
 
     # ---- rendering -------------------------------------------------------------------
     def _render(self) -> None:
+        """Ask for the pair view's pictures; they are read and computed in a worker thread
+        (photo decode, satellite imagery, warp) and shown when they arrive. Only the latest
+        request counts: one worker at a time, and what a superseded request returns is
+        dropped. The map and the captions known from the catalogue are drawn at once."""
         d = self.data
         if d is None:
             return
-        try:
-            photo_img, photo_scale = load_photo(d.photo.path)
-        except OSError as exc:
-            log.warning("%s", exc)
-            photo_img, photo_scale = None, 1.0
-        if photo_img is not None:  # full-resolution size, in the orientation the pipeline used
-            photo_size = (round(photo_img.width() / photo_scale), round(photo_img.height() / photo_scale))
-        elif d.photo.width and d.photo.height:
-            photo_size = (d.photo.width, d.photo.height)
-        else:
-            photo_size = None
         loc = d.localization
-        cand = d.candidates[self.candidate_index] if self.candidate_index is not None and self.candidate_index < len(d.candidates) else None
-        sat = None
-        photo_pts = view_pts = np.zeros((0, 2))
-        quad = None
-        right = "no localization yet"
+        cand = self.selected_candidate()
         focus_corners = None
-        source_id = None
         if cand is not None and cand.footprint:
             focus_corners = cand.footprint
-            source_id = cand.source_id
-            bounds = imagery.view_bounds([cand.footprint], margin=0.5)
-            grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
-            arr, origin = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
-            sat = numpy_to_qimage(arr)
-            tile_quad = grid.mercator_to_pixel(*imagery.mercator_corners(cand.footprint).T)
-            quad = np.column_stack(tile_quad)
-            right = f"candidate #{cand.rank} {cand.tile_id} ({origin}); tile outlined"
-        elif loc is not None and loc.footprint and photo_size is not None:
+        elif loc is not None and loc.footprint:
             focus_corners = loc.footprint
-            source_id = loc.source_id
-            bounds = imagery.view_bounds([loc.footprint], margin=0.35)
-            grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
-            arr, origin = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
-            frame = imagery.photo_frame(loc.gcps, photo_size)
-            h = imagery.photo_to_view_h(loc.footprint, frame, grid)
-            photo_pts, view_pts = imagery.correspondence_pairs(loc.correspondences, grid)
-            # photo points: pipeline frame -> displayed image pixels
-            to_display = (photo_img.width() / frame[0]) if photo_img is not None else 1.0
-            photo_pts = photo_pts * to_display
-            if self.chk_warp.isChecked() and photo_img is not None:
-                h_display = h @ np.diag([1 / to_display, 1 / to_display, 1.0])
-                warped = imagery.warp_to_photo(arr, h_display, (photo_img.width(), photo_img.height()))
-                sat = numpy_to_qimage(warped)
-                # where each matched satellite keypoint lands in the warped view
-                if len(view_pts):
-                    view_pts = imagery.apply_h(np.linalg.inv(h_display), view_pts)
-                right = f"satellite warped into the photo's frame ({origin})"
-            else:
-                sat = numpy_to_qimage(arr)
-                fw, fh = frame
-                quad = imagery.apply_h(h, np.array([[0, 0], [fw, 0], [fw, fh], [0, fh]], dtype=float))
-                right = f"matched satellite view ({origin}); footprint outlined"
-        n = len(photo_pts)
-        left = f"photo {d.photo.width}x{d.photo.height}"
-        if n:
-            total = loc.inliers if loc is not None and loc.inliers else n
-            left += (f" — {n} inlier correspondences" if total <= n
-                     else f" — {n} of the {total} coregistration inliers (stored sample)")
-        self.pair.show_pair(photo_img, sat, photo_pts, view_pts, quad, left, right)
-        self.last_render = {"lines": self.pair.line_count, "source": source_id, "satellite": sat is not None}
+        size = (d.photo.width, d.photo.height) if d.photo.width and d.photo.height else None
+        request = (d.photo.path, size, loc, cand, self.chk_warp.isChecked())
+        self._render_seq += 1
+        self._render_next = (self._render_seq, request)
+        self.render_pending = True
+        left = f"photo {d.photo.width}x{d.photo.height}" if size else "photo"
+        self._show_captions(f"{left} — loading…",
+                            "loading the satellite view…" if focus_corners is not None
+                            else "no localization yet")
         self._render_map(focus_corners)
+        if not self._render_worker_seq:  # else it starts when the running one is done
+            self._start_render_worker()
+
+    def _start_render_worker(self) -> None:
+        if self._render_next is None:
+            return
+        seq, request = self._render_next
+        self._render_next = None
+        self._render_worker_seq = seq
+        run_in_thread(_review_images, seq, *request, parent=self, on_done=self._on_review_images,
+                      on_failed=self._on_review_images_failed, name="astroapp-review-imagery")
+
+    def _on_review_images_failed(self, exc: BaseException) -> None:
+        log.warning("review imagery failed: %s", exc)
+        if self._render_worker_seq == self._render_seq:
+            self.render_pending = False
+            self.pair.scene().clear()
+            self._show_captions("photo", f"cannot show the imagery: {exc}")
+        self._render_worker_seq = 0
+        self._start_render_worker()  # the latest request made while this one ran
+
+    def _on_review_images(self, result: tuple[int, imagery.ReviewImages, QImage | None,
+                                               QImage | None]) -> None:
+        seq, images, photo, sat = result
+        self._render_worker_seq = 0
+        if seq != self._render_seq:  # a newer request superseded this one: show that instead
+            self._start_render_worker()
+            return
+        self.render_pending = False
+        self.pair.show_pair(photo, sat, images.photo_pts, images.view_pts, images.quad,
+                            images.caption_left, images.caption_right)
+        self.last_render = {"lines": self.pair.line_count, "source": images.source_id,
+                            "satellite": sat is not None}
 
     def _render_map(self, focus_corners) -> None:
         d = self.data
@@ -827,7 +819,7 @@ class ReviewView(QWidget):
             return
         note = self.note.toPlainText().strip() or None
         pid = self.photo_id
-        self.catalog.record_review(pid, self.reviewer(), action, note)
+        self.main.service.review(pid, action, self.reviewer(), note)
         self.note.clear()
         self.undo_stack.append(pid)
         self.decisionMade.emit(pid)
@@ -851,7 +843,7 @@ class ReviewView(QWidget):
             self.main.statusBar().showMessage("Nothing to undo.", 3000)
             return
         pid = self.undo_stack.pop()
-        event = self.catalog.undo_review(pid, self.reviewer())
+        event = self.main.service.undo_review(pid, self.reviewer())
         self.decisionMade.emit(pid)
         if event is not None:
             self.main.statusBar().showMessage(f"Undid {event.action} of photo {pid}", 5000)
@@ -866,7 +858,7 @@ class ReviewView(QWidget):
         text = self.note.toPlainText().strip()
         if not text or self.photo_id is None:
             return
-        self.catalog.record_review(self.photo_id, self.reviewer(), "note", text)
+        self.main.service.review(self.photo_id, "note", self.reviewer(), text)
         self.note.clear()
         if self.data is not None:
             self.data.events = self.catalog.review_events(self.photo_id)

@@ -17,11 +17,13 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any
 
+from PySide6.QtCore import QObject, Signal
 from superqt.utils import GeneratorWorker, thread_worker
 
 from astroapp.progress import Progress
 
-__all__ = ["Job", "Progress", "callback_job", "drive", "format_eta", "lower_thread_priority"]
+__all__ = ["Job", "Progress", "callback_job", "drive", "format_eta", "lower_thread_priority",
+           "run_in_thread"]
 
 _DONE = object()
 
@@ -128,3 +130,42 @@ def format_eta(seconds: float | None) -> str:
     if seconds >= 60:
         return f"ETA {seconds // 60}m{seconds % 60:02d}s"
     return f"ETA {seconds}s"
+
+
+class _Delivery(QObject):
+    """Carries one result from a reading thread to the UI thread (queued signals)."""
+
+    done = Signal(object)
+    failed = Signal(object)
+
+
+def _emit(signal, value) -> None:
+    try:
+        signal.emit(value)
+    except RuntimeError:  # the receiver was deleted meanwhile (its window closed)
+        pass
+
+
+def run_in_thread(func: Callable[..., Any], *args: Any, parent: QObject,
+                  on_done: Callable[[Any], None], on_failed: Callable[[BaseException], None],
+                  name: str = "astroapp-read") -> None:
+    """`func(*args)` in a plain daemon thread; its return value (or exception) reaches
+    `on_done` (or `on_failed`) on the UI thread by a queued signal, and nothing arrives once
+    `parent` is deleted. For short reads (imagery); long jobs are `Job`s. A plain thread, not
+    a thread-pool runnable: its signals still arrive after an earlier event loop has quit."""
+    carrier = _Delivery(parent)
+    carrier.done.connect(on_done)
+    carrier.failed.connect(on_failed)
+    carrier.done.connect(carrier.deleteLater)
+    carrier.failed.connect(carrier.deleteLater)
+
+    def work() -> None:
+        lower_thread_priority()
+        try:
+            result = func(*args)
+        except Exception as exc:  # noqa: BLE001 - handed to on_failed on the UI thread
+            _emit(carrier.failed, exc)
+        else:
+            _emit(carrier.done, result)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
