@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QKeySequence, QPen, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
 
 from astroapp.geo.tiles import WORLD, MercatorGrid
 from astroapp.gui import imagery
+from astroapp.gui.workers import run_in_thread
 from astroapp.gui.zoom_view import ZoomView
 from astroapp.pipeline.manual import (
     MIN_TIE_POINTS,
@@ -51,20 +51,6 @@ log = logging.getLogger(__name__)
 VIEW_PX = 1024  # satellite view resolution
 CLICK_SLOP_PX = 4  # a press and release closer than this is a click, not a pan
 COLUMNS = ("#", "Photo x", "Photo y", "Lon", "Lat", "Residual (px)", "Residual (km)", "RMS if deleted (px)")
-
-
-class _ViewLoader(QObject):
-    """Carries the satellite view from its reading thread to the dialog (queued signals)."""
-
-    loaded = Signal(object)
-    failed = Signal(object)
-
-
-def _emit(signal, value) -> None:
-    try:
-        signal.emit(value)
-    except RuntimeError:  # the dialog was closed meanwhile
-        pass
 
 
 class Marker(QGraphicsEllipseItem):
@@ -231,21 +217,9 @@ class ManualGeorefDialog(QDialog):
         else:  # nothing proposed: the whole world, to be zoomed in by the analyst
             bounds = (-WORLD, -WORLD, WORLD, WORLD)
         self.pending_grid = MercatorGrid(bounds, VIEW_PX, VIEW_PX)
-        loader = _ViewLoader(self)
-        loader.loaded.connect(self._on_view_loaded)
-        loader.failed.connect(self._on_view_error)
-        source_id = self.source_id
-
-        def work() -> None:  # a plain thread: signals from it reach the dialog queued
-            try:
-                result = imagery.read_satellite(source_id, bounds, VIEW_PX, VIEW_PX)
-            except Exception as exc:  # noqa: BLE001 - shown in the dialog
-                _emit(loader.failed, exc)
-            else:
-                _emit(loader.loaded, result)
-
-        self._loader = loader
-        threading.Thread(target=work, name="astroapp-satellite-view", daemon=True).start()
+        run_in_thread(imagery.read_satellite, self.source_id, bounds, VIEW_PX, VIEW_PX,
+                      parent=self, on_done=self._on_view_loaded, on_failed=self._on_view_error,
+                      name="astroapp-satellite-view")
 
     def _on_view_loaded(self, result) -> None:
         from astroapp.gui.qimages import numpy_to_qimage

@@ -8,7 +8,6 @@ reader, in the EXIF-upright frame that every stored pixel coordinate uses.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from PySide6.QtCore import Qt
@@ -23,9 +22,8 @@ from PySide6.QtWidgets import (
 )
 
 from astroapp.catalog.photo_reader import read_photo
-from astroapp.gui.manual_georef import _emit
-from astroapp.gui.manual_georef import _ViewLoader as _Loader  # loaded/failed, queued
 from astroapp.gui.qimages import numpy_to_qimage
+from astroapp.gui.workers import run_in_thread
 from astroapp.gui.zoom_view import ZoomView
 
 HELP = "wheel: zoom · drag: pan · 0: fit · 1: 100 % · Esc: close"
@@ -72,21 +70,8 @@ class PhotoWindow(QDialog):
         self._load()
 
     def _load(self) -> None:
-        loader = _Loader(self)
-        loader.loaded.connect(self._on_loaded)
-        loader.failed.connect(self._on_failed)
-        path = self.path
-
-        def work() -> None:  # signals from a plain thread reach the window queued
-            try:
-                image = _decode(path)
-            except Exception as exc:  # noqa: BLE001 - shown in the window, never a traceback
-                _emit(loader.failed, exc)
-            else:
-                _emit(loader.loaded, image)
-
-        self._loader = loader
-        threading.Thread(target=work, name="astroapp-photo-view", daemon=True).start()
+        run_in_thread(_decode, self.path, parent=self, on_done=self._on_loaded,
+                      on_failed=self._on_failed, name="astroapp-photo-view")
 
     def _on_loaded(self, image: QImage) -> None:
         item = QGraphicsPixmapItem(QPixmap.fromImage(image))
