@@ -16,16 +16,9 @@ from test_index_support import make_model
 from astroapp import config
 from astroapp.catalog import Catalog
 from astroapp.cli import main
+from astroapp.evaluation.demo_score import TruthScore, run_scored_demo, score_localizations
 from astroapp.geo.footprint import Footprint
-from astroapp.pipeline.demo import (
-    CACHED,
-    CANCELLED,
-    NOT_AVAILABLE,
-    STEP_NAMES,
-    TruthScore,
-    _score,
-    run_demo,
-)
+from astroapp.pipeline.demo import CACHED, CANCELLED, NOT_AVAILABLE, STEP_NAMES, run_demo
 from astroapp.progress import Progress
 
 N_PHOTOS = 3
@@ -45,7 +38,7 @@ def demo_home(tmp_path_factory):
     seen: list[Progress] = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASTROAPP_HOME", str(home))
-        summary = run_demo(progress=seen.append, model=model, **FAST)
+        summary = run_scored_demo(progress=seen.append, model=model, **FAST)
     # as written by this run (later tests write the same files from other catalogues)
     written = {p.name: p.read_text() for p in summary.files}
     return home, model, summary, seen, written
@@ -128,7 +121,7 @@ def test_rerun_adds_nothing_and_reports_the_same(demo_home, monkeypatch):
     home, model, first, _, _ = demo_home
     monkeypatch.setenv("ASTROAPP_HOME", str(home))
     before = _photo_rows(first.catalog_path)
-    s = run_demo(model=model, **FAST)
+    s = run_scored_demo(model=model, **FAST)
     assert s.ok, s.format_table()
     assert [st.status for st in s.steps] == [CACHED] * 5  # exports too: nothing changed
     assert s.added_this_run == 0 and s.localized_this_run == 0
@@ -174,8 +167,8 @@ def test_score_against_truth_on_a_real_catalogue(tmp_path):
                                        method={"stage": "coregistration"})
             cat.add_candidates(loc, [{"tile_id": "t", "source_id": "s", "angle": 0,
                                       "score": 1.0, "footprint": top.to_list()}])
-        score = _score(cat, ids, {pid: f"p{i}.jpg" for i, pid in enumerate(ids)},
-                       truth_by_file)
+        score = score_localizations(cat, ids, {pid: f"p{i}.jpg" for i, pid in enumerate(ids)},
+                                    truth_by_file)
     assert isinstance(score, TruthScore)
     assert (score.photos, score.retrieval_scored, score.retrieval_correct) == (3, 3, 2)
     assert (score.retrieval_correct_k, score.candidates_k) == (2, 1)

@@ -1,7 +1,8 @@
 """`astroapp demo`: the whole main job on the bundled demo, then the app on its catalogue.
 
 Prepares the demo world and roll, the demo index, imports and localizes the roll, writes the
-exports and prints a summary (`astroapp.pipeline.demo.run_demo`); then opens the desktop app
+exports and prints a summary with the score against the roll's truth.json
+(`astroapp.evaluation.demo_score.run_scored_demo`); then opens the desktop app
 unless --no-gui or no display is available. Re-running is fast: everything is cached.
 """
 
@@ -45,7 +46,7 @@ def display_available() -> bool:
 
 
 def run_demo_cmd(args: argparse.Namespace) -> int:
-    from astroapp.pipeline.demo import run_demo
+    from astroapp.evaluation.demo_score import run_scored_demo
 
     if args.photos < 1:
         raise UserError("--photos must be at least 1")
@@ -72,8 +73,8 @@ def run_demo_cmd(args: argparse.Namespace) -> int:
     from astroapp.cli.progress import ProgressBars
 
     with ProgressBars(stage_lines=True) as bars:  # each step's outcome stays as a line
-        summary = run_demo(args.catalog, progress=bars, n_photos=args.photos,
-                           seed=args.seed, model=args.model, matcher=matcher)
+        summary = run_scored_demo(args.catalog, progress=bars, n_photos=args.photos,
+                                  seed=args.seed, model=args.model, matcher=matcher)
     print(summary.format_table(), flush=True)
     code = 0 if summary.ok else 1
     if args.no_gui:
