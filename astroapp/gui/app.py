@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import sys
 import time
@@ -28,6 +29,15 @@ def application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+# What a batch imports, loaded before the window. torch._dynamo: building a model on torch's
+# meta device (how astroapp.checkpoints checks a weights file's config) runs its init functions
+# through torch._refs, which imports torch._dynamo on first use: ~820 modules (sympy & co.) and
+# 120k objects. Left to the first batch's worker, that was seconds of imports and three full
+# garbage collections of 70-230 ms (every thread paused) at the batch's start.
+CORE_MODULES = ("astroapp.index", "astroapp.matching", "astroapp.pipeline.localize", "astroapp.retrieval",
+                "astroapp.catalog.importer", "safetensors.torch", "torch._dynamo")
+
+
 def load_core() -> float:
     """Import the heavy core (torch, OpenCV, faiss, the pipeline) on the UI thread, before the
     window exists; returns the seconds it took.
@@ -38,13 +48,11 @@ def load_core() -> float:
     Also used by the benchmark, so that it measures the app as users start it.
     """
     t0 = time.perf_counter()
-    try:
-        import astroapp.index  # noqa: F401
-        import astroapp.matching  # noqa: F401
-        import astroapp.pipeline.localize  # noqa: F401
-        import astroapp.retrieval  # noqa: F401
-    except Exception as exc:  # noqa: BLE001 - the first batch reports the real error
-        log.warning("could not pre-load the localization core: %s", exc)
+    for name in CORE_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - the first batch reports the real error
+            log.warning("could not pre-load %s: %s", name, exc)
     from astroapp.gui.map_view import world_image
 
     world_image()  # the maps' Blue Marble (decoded and its seam filled, ~0.5 s) before the window
