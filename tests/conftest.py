@@ -24,13 +24,22 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
-    """The app's main window, shown, over a new empty catalogue (test files whose window needs
-    photos define their own)."""
+def open_window(qtbot):
+    """Opens the app's main window, shown, over a catalogue file (default settings)."""
     from astroapp.gui.main_window import MainWindow
     from astroapp.gui.settings import AppSettings
 
-    win = MainWindow(tmp_path / "catalog.sqlite", settings=AppSettings())
-    qtbot.addWidget(win)
-    win.show()
-    return win
+    def open_(catalog_path):
+        win = MainWindow(catalog_path, settings=AppSettings())
+        qtbot.addWidget(win)
+        win.show()
+        return win
+
+    return open_
+
+
+@pytest.fixture
+def window(open_window, tmp_path):
+    """The app's main window, shown, over a new empty catalogue (test files whose window needs
+    photos define their own)."""
+    return open_window(tmp_path / "catalog.sqlite")

@@ -42,12 +42,9 @@ def _catalogue(tmp_path):
 
 
 @pytest.fixture
-def setup(qtbot, tmp_path):
+def setup(open_window, tmp_path):
     path, ids = _catalogue(tmp_path)
-    win = MainWindow(path, settings=AppSettings())
-    qtbot.addWidget(win)
-    win.show()
-    return win, ids
+    return open_window(path), ids
 
 
 def test_review_action_shortcut_and_toolbar_open_the_selected_photo(qtbot, setup):

@@ -11,15 +11,13 @@ from PIL import Image
 from PySide6.QtCore import Qt
 
 from astroapp.catalog import Catalog
-from astroapp.gui.main_window import MainWindow
-from astroapp.gui.settings import AppSettings
 
 FOOTPRINT = [[10.0, 21.0], [12.0, 21.0], [12.0, 19.0], [10.0, 19.0]]
 SIZES = [(90 + 10 * i, 60 + 4 * i) for i in range(5)]  # each photo's caption names its size
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
+def window(open_window, tmp_path):
     path = tmp_path / "catalog.sqlite"
     rng = np.random.default_rng(0)
     ids = []
@@ -37,10 +35,7 @@ def window(qtbot, tmp_path):
                                  gcps=gcps, correspondences=corr)
             cat.set_status(pid, "review", "check it")
             ids.append(pid)
-    win = MainWindow(path, settings=AppSettings())
-    qtbot.addWidget(win)
-    win.show()
-    return win, ids
+    return open_window(path), ids
 
 
 def test_opening_a_photo_does_not_wait_for_its_imagery(qtbot, window):
