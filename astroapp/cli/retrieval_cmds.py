@@ -31,7 +31,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
             where = str(path) if path else f"not found (see `astroapp model info {name}`)"
         print(f"{mark} {name:<14} {what}\n    weights: {where}")
     _list_published()
+    _list_trained()
     return 0
+
+
+def _list_trained() -> None:
+    """Models trained from the catalogue (`model train astroloc`), usable with --weights."""
+    from astroapp.training.card import trained_dir, trained_models
+
+    found = trained_models()
+    if not found:
+        return
+    print(f"\ntrained from the catalogue (in {trained_dir()}; use with --model NAME --weights FILE):")
+    for path, report in found:
+        rec = " ".join(f"{k} {v:.3f}" for k, v in report.get("val_recalls", {}).items()) or "-"
+        state = ("beat the default: installed as it" if report.get("comparison", {}).get("better")
+                 else "kept apart (did not beat the default)")
+        print(f"  {report.get('architecture', path.stem):<14} {path}\n    {report.get('steps', '?')} steps, "
+              f"validation {rec}; {state}")
 
 
 def _list_published() -> None:
