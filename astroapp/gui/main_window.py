@@ -341,6 +341,9 @@ class MainWindow(QMainWindow):
             m.addAction(a)
         m = bar.addMenu("&View")
         m.addAction(self.act_refresh)
+        from astroapp.gui import training_action
+
+        training_action.install(self)  # Tools > Improve retrieval from accepted photos (issue 19)
         m = bar.addMenu("&Help")
         m.addAction(self.act_help)
 
