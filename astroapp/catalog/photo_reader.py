@@ -6,18 +6,27 @@ they cannot disagree on orientation or size. An image of more than `max_pixels` 
 import's decompression-bomb limit) is refused from its header before anything is decoded; a
 JPEG far larger than what is needed is decoded at a reduced DCT scale (1/2..1/8), which is
 faster and bounds memory. The GeoTIFF export, which copies full-resolution pixels in strips,
-takes the header (`photo_header`) from here and turns its strips with the same orientation.
+reads them here too (`open_photo_rows`: windows decoded by GDAL, turned to the same frame).
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from astroapp.catalog.orientation import QUARTER_TURNED, exif_orientation, upright
+from astroapp.catalog.orientation import (
+    QUARTER_TURNED,
+    exif_orientation,
+    orient_array,
+    stored_window,
+    upright,
+)
 
 # Larger images are refused as decompression bombs: Pillow's warning threshold, fixed here so
 # that code elsewhere raising Image.MAX_IMAGE_PIXELS (big rasters) does not lift it for photos.
@@ -125,3 +134,44 @@ def read_photo(path: str | Path, min_side: int | None = None, max_side: int | No
         raise PhotoReadError(f"cannot read image {path}: {exc}") from exc
     except MemoryError as exc:
         raise PhotoReadError(f"image {path} is too large to decode in memory") from exc
+
+
+class PhotoRows:
+    """Full-resolution rows of a photo in its displayed frame, read a window at a time (the
+    GeoTIFF export copies photos of any size in bounded memory); from `open_photo_rows`."""
+
+    def __init__(self, header: PhotoHeader, dataset) -> None:
+        self.header = header
+        self._src = dataset
+        self.bands = [1, 2, 3] if dataset.count >= 3 else [1]
+        self.dtype = dataset.dtypes[0]
+
+    def read(self, row: int, rows: int) -> np.ndarray:
+        """Displayed rows [row, row + rows) as (bands, rows, width)."""
+        from rasterio.windows import Window
+
+        w, h = self.header.stored_size
+        window = Window(*stored_window(self.header.orientation, w, h, row, rows))
+        block = orient_array(self._src.read(self.bands, window=window), self.header.orientation)
+        return np.ascontiguousarray(block)
+
+
+@contextlib.contextmanager
+def open_photo_rows(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> Iterator[PhotoRows]:
+    """The photo opened for reading displayed rows at full resolution (GDAL decodes only
+    the windows asked for); the header's frame and pixel limit as `read_photo`'s."""
+    import rasterio  # here: the catalogue's other users need no GDAL
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    header = photo_header(path, max_pixels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        try:
+            dataset = rasterio.open(header.path)
+        except RasterioIOError as exc:
+            raise PhotoReadError(f"cannot read image {header.path}: {exc}") from exc
+    with dataset:
+        if (dataset.width, dataset.height) != header.stored_size:
+            raise PhotoReadError(f"image {header.path}: GDAL reads {dataset.width}x"
+                                 f"{dataset.height} px, its header says {header.stored_size}")
+        yield PhotoRows(header, dataset)

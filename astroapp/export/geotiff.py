@@ -19,12 +19,13 @@ well under a pixel between them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import threading
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -42,8 +43,7 @@ from rasterio.windows import transform as window_transform
 from shapely.geometry import Polygon
 
 from astroapp.atomic import atomic_path, remove_dead_temporaries
-from astroapp.catalog.orientation import orient_array, stored_window
-from astroapp.catalog.photo_reader import PhotoReadError, photo_header
+from astroapp.catalog.photo_reader import PhotoReadError, PhotoRows, open_photo_rows, photo_header
 from astroapp.export.records import ExportRecord
 from astroapp.progress import Progress, ProgressFn, ignore
 
@@ -120,11 +120,11 @@ def write_gcp_geotiff(
     """Original pixels + an n x n GCP grid (EPSG:4326), written atomically."""
     if record.path is None:
         raise ValueError(f"{record.file_name}: no image file recorded")
-    record, orientation = displayed_frame(record)
+    record, _ = displayed_frame(record)
     with _open_photo(record) as src:
-        bands = [1, 2, 3] if src.count >= 3 else [1]
+        bands = src.bands
         width, height = record.image_size()
-        profile = _tiff_profile(width, height, len(bands), src.dtypes[0], compress)
+        profile = _tiff_profile(width, height, len(bands), src.dtype, compress)
         gcps = [
             GroundControlPoint(row=y, col=x, x=lon, y=lat, id=str(i + 1))
             for i, (x, y, lon, lat) in enumerate(record.gcp_grid(n))
@@ -140,9 +140,7 @@ def write_gcp_geotiff(
                 for row in range(0, height, STRIP_ROWS):
                     _check(cancel)
                     rows = min(STRIP_ROWS, height - row)
-                    stored = Window(*stored_window(orientation, src.width, src.height, row, rows))
-                    block = orient_array(src.read(bands, window=stored), orientation)
-                    dst.write(np.ascontiguousarray(block), window=Window(0, row, width, rows))
+                    dst.write(src.read(row, rows), window=Window(0, row, width, rows))
                     if on_strip is not None:
                         on_strip(row)
                 _add_overviews(dst)
@@ -316,24 +314,14 @@ def displayed_frame(record: ExportRecord) -> tuple[ExportRecord, int]:
     return replace(record, width=shown[0], height=shown[1]), orientation
 
 
-def _open_photo(record: ExportRecord) -> rasterio.DatasetReader:
-    """The photo file as stored (`record` sized in the displayed frame)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        try:
-            src = rasterio.open(record.path)
-        except rasterio.errors.RasterioIOError as exc:
-            raise ValueError(f"{record.file_name}: cannot read {record.path}: {exc}") from exc
-    stored = {(src.width, src.height), (src.height, src.width)}
-    if record.width and record.height and (record.width, record.height) not in stored:
-        size = f"{src.width}x{src.height}"
-        src.close()
-        raise ValueError(
-            f"{record.file_name}: file is {size} px but the catalogue says "
-            f"{record.width}x{record.height} (file changed since import?)"
-        )
-    return src
-
+@contextlib.contextmanager
+def _open_photo(record: ExportRecord) -> Iterator[PhotoRows]:
+    """The photo's displayed rows at full resolution, through the one photo reader."""
+    try:
+        with open_photo_rows(record.path) as rows:
+            yield rows
+    except PhotoReadError as exc:
+        raise ValueError(f"{record.file_name}: {exc}") from exc
 
 def _tiff_profile(width: int, height: int, count: int, dtype: str, compress: str) -> dict:
     profile = {
