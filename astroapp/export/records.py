@@ -110,10 +110,9 @@ class ExportRecord:
             return int(self.width), int(self.height)
         if self.path is None:
             raise ValueError(f"{self.file_name}: image size unknown and no file path")
-        import rasterio
+        from astroapp.catalog.photo_reader import photo_header
 
-        with rasterio.open(self.path) as src:
-            return src.width, src.height
+        return photo_header(self.path).file_size  # the displayed (EXIF-upright) frame
 
     def ground_homography(self) -> np.ndarray:
         """3x3 homography photo px (edge coordinates) -> Web Mercator metres.

@@ -31,12 +31,12 @@ def _open_source(source_id: str):
     return open_source(source_id)
 
 
-_plate_carree = functools.lru_cache(maxsize=1)(plate_carree)  # decoded once per app
+world_rgb = functools.lru_cache(maxsize=1)(plate_carree)  # the Blue Marble, decoded once per app
 
 
 def read_blue_marble(bounds, width: int, height: int) -> np.ndarray:
     """The bundled world (plate carree) resampled onto a Mercator box, longitudes wrapped."""
-    world = _plate_carree()
+    world = world_rgb()
     h, w = world.shape[:2]
     xmin, ymin, xmax, ymax = bounds
     xs = xmin + (np.arange(width) + 0.5) * (xmax - xmin) / width

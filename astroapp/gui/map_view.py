@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
 )
 
-from astroapp.geo.sources.bluemarble import bmng_path
+from astroapp.gui.imagery import world_rgb
 
 # The bundled Blue Marble has no bathymetry over part of the Southern Ocean: a flat fill of
 # this colour from a straight edge near 60 S down to the Antarctic coast, which the map showed
@@ -75,14 +75,12 @@ def world_image() -> QImage:
     """Loaded once per process, without the seam near Antarctica; a dark placeholder if the
     package data is missing."""
     try:
-        bgr = cv2.imread(str(bmng_path()), cv2.IMREAD_COLOR)  # Blue Marble, 5400 x 2700 plate carree
+        rgb = world_rgb()  # Blue Marble, 5400 x 2700 plate carree
     except Exception:  # noqa: BLE001 - a missing optional asset must not break the app
-        bgr = None
-    if bgr is None:
         image = QImage(720, 360, QImage.Format.Format_RGB32)
         image.fill(QColor(20, 30, 60))
         return image
-    rgb = np.ascontiguousarray(fill_southern_ocean_gap(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    rgb = np.ascontiguousarray(fill_southern_ocean_gap(rgb))
     h, w = rgb.shape[:2]
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
