@@ -83,6 +83,7 @@ class StallSampler:
         self.ui = threading.get_ident()
         self.samples: dict[float, list[dict[str, str]]] = {}  # gap start (tick stamp) -> samples
         self.gcs: list[tuple[float, float, int, str]] = []  # (start, ms, generation, thread)
+        self.cpu: dict[str, list[tuple[float, int, int]]] = {}  # thread -> (time, run ns, wait ns)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="uibench-watchdog", daemon=True)
 
@@ -107,6 +108,36 @@ class StallSampler:
         elif (ms := (time.perf_counter() - getattr(self, "_gc_t0", time.perf_counter())) * 1000) > 20:
             self.gcs.append((self._gc_t0, ms, info["generation"], threading.current_thread().name))
 
+    def _sched(self, threads) -> None:
+        """Linux's per-thread scheduler counters (ns on a CPU, ns runnable but waiting for
+        one): a gap in which the UI thread waited for a CPU is the machine's load; one in
+        which it neither ran nor waited was the UI thread blocked (on the GIL)."""
+        now = time.perf_counter()
+        for t in threads:
+            if t.native_id is None or t.name == "uibench-watchdog":
+                continue
+            try:
+                with open(f"/proc/self/task/{t.native_id}/schedstat") as f:
+                    run_ns, wait_ns = (int(v) for v in f.read().split()[:2])
+            except (OSError, ValueError):
+                continue
+            name = "UI" if t.ident == self.ui else t.name
+            self.cpu.setdefault(name, []).append((now, run_ns, wait_ns))
+
+    def _cpu_during(self, a: float, b: float) -> list[str]:
+        """Each busy thread's CPU time and run-queue wait between the counters read just
+        before tick `a` and just after tick `b`."""
+        out = []
+        for name, rows in self.cpu.items():
+            before = [r for r in rows if r[0] <= a]
+            after = [r for r in rows if r[0] >= b]
+            if before and after:
+                window = (after[0][0] - before[-1][0]) * 1000
+                run, wait = ((after[0][i] - before[-1][i]) / 1e6 for i in (1, 2))
+                if name == "UI" or run + wait > 5:
+                    out.append(f"{name} ran {run:.0f} ms, waited for a CPU {wait:.0f} ms (of {window:.0f} ms)")
+        return ["      CPU: " + "; ".join(out)] if out else []
+
     @staticmethod
     def _where(frame, depth: int = 4) -> str:
         parts = []
@@ -122,7 +153,9 @@ class StallSampler:
         while not self._stop.wait(self.every):
             stamps = self.rec.stamps
             if not stamps or time.perf_counter() - stamps[-1] < self.late:
+                self._sched(threading.enumerate())
                 continue
+            self._sched(threading.enumerate())
             names = {t.ident: t.name for t in threading.enumerate()}
             frames = sys._current_frames()
             sample = {("UI" if ident == self.ui else names.get(ident, str(ident))): self._where(f)
@@ -139,7 +172,9 @@ class StallSampler:
                 if name == "UI" or not where.startswith(("threading.py", "queue.py")):  # not idle
                     seen[f"{name}: {where}"] = seen.get(f"{name}: {where}", 0) + 1
         lines += [f"      {n}x {text}" for text, n in sorted(seen.items(), key=lambda kv: -kv[1])[:6]]
-        return lines or ["      (no sample: the UI thread held the GIL throughout, or one C call did)"]
+        if not seen:
+            lines.append("      (no stack sample: the watchdog never got the GIL during the gap)")
+        return lines + self._cpu_during(a, b)
 
 
 def regional_index(demo, model, out: Path) -> Path:
