@@ -111,6 +111,22 @@ def test_small_off_centre_photo_is_found(source, matcher, with_hints):
     assert not res.accepted and res.inliers < res.threshold
 
 
+def test_wrong_hint_falls_back_to_the_pyramid(source, matcher):
+    """A focal length 4x too short (a cropped photo, a wrong catalogue value) points the
+    search at the wrong scales; when they find nothing the rest of the pyramid is searched."""
+    # (with these scales alone this photo gets 5 inliers: measured with the fallback off)
+    pair, cam = condition_pair(source, Condition(ratio=8.0), np.random.default_rng(6))
+    wrong = ViewingHints(focal_mm=cam.effective_focal_mm / 4, tilt_deg=(0.0, 0.0),
+                         altitude_km=cam.altitude_km)
+    from astroapp.matching.coregister import _ground_width_km
+
+    hinted = ratios_for(wrong.ground_width_km(), _ground_width_km(pair.grid))
+    assert max(hinted) < 4 and hinted != DEFAULT_RATIOS  # the hint alone would miss it
+    res = coregister(pair.photo, pair.surroundings, grid=pair.grid, matcher=matcher, hints=wrong)
+    assert res.accepted, (res.inliers, res.reason)
+    assert is_correct_localization(res.footprint, pair.truth)
+
+
 @pytest.mark.parametrize("tilt", [30.0, 50.0])
 def test_oblique_photo_converges(source, matcher, tilt):
     """Tilted 30-50 degrees off nadir (strong perspective): the loop converges from the

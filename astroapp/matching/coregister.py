@@ -373,18 +373,24 @@ def coregister(
         ratios = window_search.ratios_for(
             hints.ground_width_km() if hints is not None else None,
             _ground_width_km(grid) if grid is not None else surroundings_km)
-        # The loop runs from each better window as the scales are scanned, coarse to fine,
-        # and the scan stops at the first accepted one; a seed whose first step finds fewer
-        # inliers than a seed has is not pursued (a chance window).
-        for seed in window_search.seeds(
-                prepared.features_at, _SurroundingsFeatures(matcher, surr, size), matcher, side,
-                size, ratios, ks, fit_homography, cancel, native_side=max(surr_size)):
-            attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel,
-                                     start=seed.homography,
-                                     min_first=window_search.MIN_SEED_INLIERS))
-            if attempts[-1].h_square is not None and attempts[-1].inliers >= calibration.threshold:
+        surr_features = _SurroundingsFeatures(matcher, surr, size)
+        # The hinted scales first; when they find nothing, the rest of the pyramid (a wrong
+        # focal length, or a photo cropped to less than its lens shows, must not prevent a
+        # match). The loop runs from each better window as the scales are scanned, coarse to
+        # fine, and the scan stops at the first accepted one; a seed whose first step finds
+        # fewer inliers than a seed has is not pursued (a chance window).
+        for scan in (ratios, window_search.other_ratios(ratios)):
+            for seed in window_search.seeds(
+                    prepared.features_at, surr_features, matcher, side, size, scan, ks,
+                    fit_homography, cancel, native_side=max(surr_size)):
+                attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel,
+                                         start=seed.homography,
+                                         min_first=window_search.MIN_SEED_INLIERS))
+                if _accepted(attempts[-1], calibration):
+                    break
+            if any(_accepted(a, calibration) for a in attempts):
                 break
-    if not any(a.h_square is not None and a.inliers >= calibration.threshold for a in attempts):
+    if not any(_accepted(a, calibration) for a in attempts):
         # EarthMatch's central start, for what the search missed; after a search, a start
         # whose first step finds less than a seed would is not pursued.
         first = window_search.MIN_SEED_INLIERS if search else 0
@@ -422,6 +428,10 @@ def coregister(
         matcher=matcher.name,
         threshold=int(calibration.threshold),
     )
+
+
+def _accepted(attempt: _Attempt, calibration: Any) -> bool:
+    return attempt.h_square is not None and attempt.inliers >= calibration.threshold
 
 
 class _SurroundingsFeatures:

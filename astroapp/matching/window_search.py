@@ -81,6 +81,14 @@ def ratios_for(footprint_km: tuple[float, float] | None,
     return tuple(float(r) for r in np.geomspace(lo, hi, n)) if n > 1 else (float(lo),)
 
 
+def other_ratios(ratios: tuple[float, ...]) -> tuple[float, ...]:
+    """The pyramid's ratios that `ratios` (a hinted range) leaves out: those more than half
+    a pyramid step from every searched one, coarse to fine."""
+    half = math.log(RATIO_STEP) / 2
+    return tuple(r for r in DEFAULT_RATIOS
+                 if all(abs(math.log(r / h)) > half for h in ratios))
+
+
 def windows(side: int, ratio: float) -> list[tuple[float, float, float]]:
     """Overlapping square windows (x0, y0, w) over a side x side image for a photo whose
     footprint is side / ratio wide: w = WINDOW_FACTOR footprints, half a window apart."""
