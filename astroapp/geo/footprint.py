@@ -26,9 +26,11 @@ GEOD = Geod(ellps="WGS84")
 Corner = tuple[float, float]
 
 
-def wrap_lon(lon: float) -> float:
-    """Longitude in [-180, 180)."""
-    return ((float(lon) + 180.0) % 360.0) - 180.0
+def wrap_lon(lon: float | np.ndarray) -> float | np.ndarray:
+    """Longitude(s) in [-180, 180): a float for a number, an array for an array."""
+    if np.ndim(lon) == 0:
+        return ((float(lon) + 180.0) % 360.0) - 180.0
+    return (np.asarray(lon, dtype=np.float64) + 180.0) % 360.0 - 180.0
 
 
 def unwrap_lons(lons: Sequence[float], period: float = 360.0) -> list[float]:

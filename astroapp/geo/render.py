@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 import cv2
 import numpy as np
 
-from astroapp.geo.footprint import Footprint
+from astroapp.geo.footprint import Footprint, wrap_lon
 from astroapp.geo.places import Split, place_split
 from astroapp.geo.tiles import WORLD, lonlat_to_mercator
 
@@ -362,7 +362,7 @@ def random_camera(rng: np.random.Generator, source, *,
         if bbox is not None:
             west, south, east, north = bbox
             span = (east - west) % 360 or 360.0
-            lon = ((west + rng.uniform(0, span) + 180) % 360) - 180
+            lon = wrap_lon(west + rng.uniform(0, span))
             lat = float(rng.uniform(max(south, -max_lat), min(north, max_lat)))
         elif cells is not None:
             west, south, east, north = cells[0][rng.choice(len(cells[0]), p=cells[1])]

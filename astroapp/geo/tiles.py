@@ -22,7 +22,7 @@ import mercantile
 import numpy as np
 from rasterio.transform import Affine
 
-from astroapp.geo.footprint import Footprint
+from astroapp.geo.footprint import Footprint, wrap_lon
 
 TILE_PX = 256
 BLOCK_SIZE = 4
@@ -101,7 +101,7 @@ def lonlat_to_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np
     """Vectorised lon/lat -> EPSG:3857; latitudes are clipped to the Mercator limit."""
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.clip(np.asarray(lat, dtype=np.float64), -MAX_LAT, MAX_LAT)
-    lon = np.where(np.abs(lon) > 180.0, (lon + 180.0) % 360.0 - 180.0, lon)  # as pyproj wraps
+    lon = np.where(np.abs(lon) > 180.0, wrap_lon(lon), lon)  # as pyproj wraps
     x = _R * np.radians(lon)
     y = _R * np.log(np.tan(math.pi / 4 + np.radians(lat) / 2))
     return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

@@ -23,7 +23,7 @@ import numpy as np
 
 from astroapp import config
 from astroapp.atomic import atomic_path
-from astroapp.geo.footprint import Footprint
+from astroapp.geo.footprint import Footprint, wrap_lon
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,9 @@ def up_azimuth(fp: Footprint) -> float:
     """Compass direction (degrees clockwise from north) that the photo's top edge faces."""
     tl, tr, br, bl = fp.corners
     lat0 = math.radians(sum(c[1] for c in fp.corners) / 4)
-
-    def d_lon(a: float, b: float) -> float:
-        return (a - b + 540.0) % 360.0 - 180.0
-
-    top = ((tl[0] + d_lon(tr[0], tl[0]) / 2), (tl[1] + tr[1]) / 2)
-    bot = ((bl[0] + d_lon(br[0], bl[0]) / 2), (bl[1] + br[1]) / 2)
-    east = d_lon(top[0], bot[0]) * math.cos(lat0)
+    top = ((tl[0] + wrap_lon(tr[0] - tl[0]) / 2), (tl[1] + tr[1]) / 2)
+    bot = ((bl[0] + wrap_lon(br[0] - bl[0]) / 2), (bl[1] + br[1]) / 2)
+    east = wrap_lon(top[0] - bot[0]) * math.cos(lat0)
     north = top[1] - bot[1]
     return math.degrees(math.atan2(east, north)) % 360.0
 

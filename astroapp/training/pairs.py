@@ -25,7 +25,7 @@ import numpy as np
 import shapely
 
 from astroapp.catalog.db import Catalog
-from astroapp.geo.footprint import Footprint
+from astroapp.geo.footprint import Footprint, wrap_lon
 from astroapp.geo.sources.base import TileRef, TileSource
 from astroapp.index.region import Region
 from astroapp.progress import Progress, ProgressFn, ignore
@@ -109,7 +109,7 @@ class PairSet:
 
 
 def cell_of(lon: float, lat: float, cell_deg: float) -> tuple[int, int]:
-    lon = ((lon + 180.0) % 360.0) - 180.0
+    lon = wrap_lon(lon)
     return (math.floor((lon + 180.0) / cell_deg), math.floor((min(lat, 89.999) + 90.0) / cell_deg))
 
 
