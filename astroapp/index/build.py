@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, build_faiss, choose_index_type, write_index_atomic
 from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
 from astroapp.index.errors import IndexCorruptError, IndexMismatchError
@@ -42,7 +43,6 @@ from astroapp.index.manifest import (
     model_fingerprint,
     preprocessing_of,
     read_manifest,
-    sha256_file,
     write_json_atomic,
 )
 from astroapp.index.store import N_ROT, TileStore, load_chunk, tiles_digest
