@@ -17,6 +17,7 @@ import numpy as np
 from astroapp import __version__
 from astroapp.geo.footprint import Footprint, lons_near, unwrap_lons
 from astroapp.geo.tiles import WORLD, lonlat_to_mercator, mercator_to_lonlat
+from astroapp.matching.geometry import apply_h
 
 # Property names and order shared by GeoJSON, CSV and the HTML popups.
 PROPERTY_NAMES = (
@@ -177,9 +178,8 @@ class ExportRecord:
         lon0 = unwrap_lons([c[0] for c in self.footprint.corners])[0]
         lons = lons_near(corr[:, 2], lon0)
         mx, my = _lonlat_to_merc(lons, corr[:, 3])
-        back = inv @ np.vstack([mx, my, np.ones(len(corr))])
-        dx = back[0] / back[2] - corr[:, 0]
-        dy = back[1] / back[2] - corr[:, 1]
+        back = apply_h(inv, np.column_stack([mx, my]))
+        dx, dy = back[:, 0] - corr[:, 0], back[:, 1] - corr[:, 1]
         return float(np.sqrt(np.mean(dx * dx + dy * dy)))
 
     def ground_sample_m(self) -> float:
