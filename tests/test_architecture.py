@@ -26,9 +26,8 @@ def _lint_imports() -> str:
 def test_import_linter_contracts_are_kept():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}  # this checkout's astroapp
-    proc = subprocess.run([_lint_imports(), "--config", str(ROOT / "pyproject.toml"), "--no-cache",
-                           "--no-logo"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([_lint_imports(), "--no-cache", "--no-logo"],  # pyproject.toml's
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 broken" in proc.stdout and "layers" in proc.stdout
 
