@@ -10,7 +10,6 @@ connection (SQLite connections are per thread).
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -22,23 +21,17 @@ from superqt.utils import GeneratorWorker, thread_worker
 
 from astroapp.progress import Progress
 
-__all__ = ["Job", "Progress", "callback_job", "drive", "format_eta", "lower_thread_priority",
-           "run_in_thread"]
+__all__ = ["Job", "Progress", "callback_job", "drive", "format_eta", "run_in_thread"]
 
 _DONE = object()
 
 
-def lower_thread_priority(nice: int = 10) -> None:
-    """Let the UI thread win the CPU: background work runs at a lower priority.
-
-    On Linux the nice value is per thread (and inherited by the threads it starts, such as
-    compute pools created from it); elsewhere this is a no-op.
-    """
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except OSError:
-            pass
+# Worker threads keep the default priority. A lowered one (nice 10, as they had) does not let
+# the UI thread win anything it needs: both run Python under one GIL, and on a busy machine a
+# low-priority worker descheduled while holding the GIL blocked the UI thread for 100-170 ms
+# (benchmarks.ui_responsiveness with UIBENCH_DEBUG: the UI thread neither ran nor waited for a
+# CPU while the worker waited for one). At the default priority no such gap was seen (two runs
+# each way, machine load 10-15 on 2 cores).
 
 
 def drive(
@@ -57,7 +50,6 @@ def drive(
         reports.put(event)
 
     def target() -> None:
-        lower_thread_priority()
         try:
             outcome["value"] = func(progress=progress, cancel=cancel)
         except BaseException as exc:  # noqa: BLE001 - handed over to the worker's errored signal
@@ -160,7 +152,6 @@ def run_in_thread(func: Callable[..., Any], *args: Any, parent: QObject,
     carrier.failed.connect(carrier.deleteLater)
 
     def work() -> None:
-        lower_thread_priority()
         try:
             result = func(*args)
         except Exception as exc:  # noqa: BLE001 - handed to on_failed on the UI thread
