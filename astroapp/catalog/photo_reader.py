@@ -72,34 +72,37 @@ class PhotoFrame:
         return self.file_size[0] / self.rgb.shape[1]
 
 
-def _open(path: Path, max_pixels: int) -> tuple[Image.Image, PhotoHeader]:
-    if not path.is_file():
-        raise PhotoReadError(f"cannot read image {path}: no such file")
-    img = Image.open(path)
-    width, height = img.size
-    if width * height > max_pixels:
-        img.close()
-        raise PhotoReadError(
-            f"image {path} is {width}x{height} = {width * height} pixels, more than the limit "
-            f"of {max_pixels} (the import's): refused as a possible decompression bomb")
-    return img, PhotoHeader(path, (width, height), exif_orientation(img), img.format or "?")
-
-
 _ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
            Image.DecompressionBombError)
 
 
-def photo_header(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> PhotoHeader:
-    """The photo's stored size, EXIF orientation and format (nothing decoded)."""
-    path = Path(path)
+@contextlib.contextmanager
+def _opened(path: Path, max_pixels: int) -> Iterator[tuple[Image.Image, PhotoHeader]]:
+    """The file opened by Pillow with its header, refused above `max_pixels` before any
+    decoding; every failure inside becomes a PhotoReadError naming the file."""
+    if not path.is_file():
+        raise PhotoReadError(f"cannot read image {path}: no such file")
     try:
-        img, header = _open(path, max_pixels)
-        img.close()
-        return header
+        with Image.open(path) as img:
+            width, height = img.size
+            if width * height > max_pixels:
+                raise PhotoReadError(
+                    f"image {path} is {width}x{height} = {width * height} pixels, more than the "
+                    f"limit of {max_pixels} (the import's): refused as a possible "
+                    "decompression bomb")
+            yield img, PhotoHeader(path, (width, height), exif_orientation(img), img.format or "?")
     except PhotoReadError:
         raise
     except _ERRORS as exc:
         raise PhotoReadError(f"cannot read image {path}: {exc}") from exc
+    except MemoryError as exc:
+        raise PhotoReadError(f"image {path} is too large to decode in memory") from exc
+
+
+def photo_header(path: str | Path, max_pixels: int = MAX_PHOTO_PIXELS) -> PhotoHeader:
+    """The photo's stored size, EXIF orientation and format (nothing decoded)."""
+    with _opened(Path(path), max_pixels) as (_, header):
+        return header
 
 
 def read_photo(path: str | Path, min_side: int | None = None, max_side: int | None = None,
@@ -111,29 +114,20 @@ def read_photo(path: str | Path, min_side: int | None = None, max_side: int | No
     resampled so that its longer side is at most max_side (a display size). Without either,
     full resolution.
     """
-    path = Path(path)
-    try:
-        img, header = _open(path, max_pixels)
-        with img:
-            w, h = header.stored_size
-            fit = max_side / max(w, h) if max_side and max(w, h) > max_side else 1.0
-            want = (max(1, round(w * fit)), max(1, round(h * fit))) if fit < 1.0 else (0, 0)
-            if min_side:
-                want = (max(want[0], min_side), max(want[1], min_side))
-            if 0 < want[0] < w and 0 < want[1] < h:
-                img.draft("RGB", want)  # JPEG: the smallest DCT scale still >= want
-            rgb = upright(img).convert("RGB")  # the catalogue's frame
-            if fit < 1.0:
-                shown = (want[1], want[0]) if header.orientation in QUARTER_TURNED else want
-                if rgb.size != shown:
-                    rgb = rgb.resize(shown, Image.Resampling.BILINEAR, reducing_gap=2.0)
-            return PhotoFrame(np.asarray(rgb, dtype=np.uint8).copy(), header)
-    except PhotoReadError:
-        raise
-    except _ERRORS as exc:
-        raise PhotoReadError(f"cannot read image {path}: {exc}") from exc
-    except MemoryError as exc:
-        raise PhotoReadError(f"image {path} is too large to decode in memory") from exc
+    with _opened(Path(path), max_pixels) as (img, header):
+        w, h = header.stored_size
+        fit = max_side / max(w, h) if max_side and max(w, h) > max_side else 1.0
+        want = (max(1, round(w * fit)), max(1, round(h * fit))) if fit < 1.0 else (0, 0)
+        if min_side:
+            want = (max(want[0], min_side), max(want[1], min_side))
+        if 0 < want[0] < w and 0 < want[1] < h:
+            img.draft("RGB", want)  # JPEG: the smallest DCT scale still >= want
+        rgb = upright(img).convert("RGB")  # the catalogue's frame
+        if fit < 1.0:
+            shown = (want[1], want[0]) if header.orientation in QUARTER_TURNED else want
+            if rgb.size != shown:
+                rgb = rgb.resize(shown, Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return PhotoFrame(np.asarray(rgb, dtype=np.uint8).copy(), header)
 
 
 class PhotoRows:

@@ -143,6 +143,15 @@ def correspondence_pairs(correspondences, grid: MercatorGrid) -> tuple[np.ndarra
     return photo[ok], view[ok]
 
 
+def satellite_view(source_id: str | None, footprint, margin: float,
+                   view_px: int) -> tuple[MercatorGrid, np.ndarray, str]:
+    """A square satellite view around a footprint (`margin` times its size around): its
+    grid, pixels and what they came from."""
+    grid = MercatorGrid(view_bounds([footprint], margin=margin), view_px, view_px)
+    sat, origin = read_satellite(source_id, grid.bounds_3857, view_px, view_px)
+    return grid, sat, origin
+
+
 @dataclass
 class ReviewImages:
     """What the review's pair view shows for one photo, computed off the UI thread: the
@@ -181,16 +190,12 @@ def review_images(photo_path, photo_size: tuple[int, int] | None, localization, 
     right, source_id = "no localization yet", None
     if cand is not None and cand.footprint:
         source_id = cand.source_id
-        bounds = view_bounds([cand.footprint], margin=0.5)
-        grid = MercatorGrid(bounds, view_px, view_px)
-        sat, origin = read_satellite(source_id, bounds, view_px, view_px)
+        grid, sat, origin = satellite_view(source_id, cand.footprint, 0.5, view_px)
         quad = np.column_stack(grid.mercator_to_pixel(*mercator_corners(cand.footprint).T))
         right = f"candidate #{cand.rank} {cand.tile_id} ({origin}); tile outlined"
     elif loc is not None and loc.footprint and photo_size is not None:
         source_id = loc.source_id
-        bounds = view_bounds([loc.footprint], margin=0.35)
-        grid = MercatorGrid(bounds, view_px, view_px)
-        sat, origin = read_satellite(source_id, bounds, view_px, view_px)
+        grid, sat, origin = satellite_view(source_id, loc.footprint, 0.35, view_px)
         size = photo_frame(loc.gcps, photo_size)
         h = photo_to_view_h(loc.footprint, size, grid)
         photo_pts, view_pts = correspondence_pairs(loc.correspondences, grid)
