@@ -154,10 +154,10 @@ def test_settings_dialog_persists(qtbot, tmp_path):
     save_settings(value)
     again = load_settings()
     assert again == value and again.verify_shortlist == 30
-    from astroapp.gui.backend import _reranker
+    from astroapp.gui.backend import localize_settings
 
-    assert _reranker(again).shortlist == 30
-    assert _reranker(AppSettings(verify_shortlist=0)) is False
+    assert localize_settings(again).reranker().shortlist == 30
+    assert localize_settings(AppSettings(verify_shortlist=0)).reranker() is None
     assert again.catalog_path() == tmp_path / "other.sqlite"
     assert again.reviewer_name() == "analyst-7" and again.device == "cpu"
     assert AppSettings().reviewer_name()  # the OS user by default

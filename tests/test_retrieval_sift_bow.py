@@ -152,6 +152,7 @@ def test_app_localizes_with_a_sift_bow_index_when_no_model_is_named(tmp_path, ea
     from astroapp.catalog.importer import import_paths
     from astroapp.gui import backend
     from astroapp.gui.settings import AppSettings
+    from astroapp.progress import drain
 
     out = tmp_path / "idx"
     assert main(["index", "build", str(earthloc_folder), "--model", "sift-bow", "--out", str(out),
@@ -166,7 +167,7 @@ def test_app_localizes_with_a_sift_bow_index_when_no_model_is_named(tmp_path, ea
         pid = catalog.photos()[0].id
     settings = AppSettings(index_dir=str(out), model="", verify_shortlist=0,
                            localize_options={"k": 1})
-    backend.localize(cat_path, [pid], settings, lambda *a: None, threading.Event())
+    drain(backend.localize_job(cat_path, [pid], settings, threading.Event()))
     with Catalog(cat_path) as catalog:
         photo_row = catalog.get_photo(pid)
         assert photo_row.status != "failed", photo_row.status_reason

@@ -136,7 +136,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _cmd_localize(args: argparse.Namespace) -> int:
     from astroapp.cli.catalog_cmds import open_catalog
-    from astroapp.pipeline.localize import localize_photos
+    from astroapp.pipeline.service import LocalizationService, LocalizeSettings
 
     if args.index is not None and not args.index.is_dir():
         raise UserError(f"--index {args.index}: no such folder")
@@ -180,13 +180,14 @@ def _cmd_localize(args: argparse.Namespace) -> int:
             if event.result is not None:  # a photo finished: its line stays above the bar
                 bars.write(event.text())
 
+        settings = LocalizeSettings(k=args.k, max_candidates=args.max_candidates, size=args.size,
+                                    use_prior=not args.no_prior, rerank=_reranker(args))
+        service = LocalizationService(catalog, index=args.index, model=args.model,
+                                      matcher=matcher, settings=settings, weights=args.weights)
         try:
             with ProgressBars(quiet=args.quiet) as bars:
-                summary = localize_photos(catalog, ids, index_dir=args.index, model=args.model,
-                                          weights=args.weights, matcher=matcher,
-                                          progress=progress, k=args.k,
-                                          max_candidates=args.max_candidates, size=args.size,
-                                          use_prior=not args.no_prior, rerank=_reranker(args))
+                service.ensure_index(progress=bars)  # no --index: the demo world's, built once
+                summary = service.localize(ids, progress=progress)
         except (TileIndexError, WeightsError) as exc:
             raise UserError(str(exc)) from exc
         if args.json:

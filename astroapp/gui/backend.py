@@ -1,24 +1,28 @@
-"""The core calls the GUI makes, gathered in one place (Qt-free, run inside workers).
+"""The GUI's background jobs: the app's settings turned into pipeline calls, run in workers.
 
-Each function opens its own `Catalog` because it runs on a worker thread and SQLite
-connections belong to the thread that opened them.
+Qt-free glue only: every localization step goes through the pipeline's one
+`LocalizationService` (the CLI calls the same), built here from the app's settings. Each job
+is a generator a `gui.workers.Job` drives on a worker thread; it yields the core's
+`astroapp.progress.Progress` events unchanged and returns the core's summary. Each job opens
+its own `Catalog`, because SQLite connections belong to the thread that opened them.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from astroapp.catalog.db import Catalog
 from astroapp.gui.workers import Progress, drive
 
-ProgressFn = Callable[..., None]
+if TYPE_CHECKING:  # the pipeline (OpenCV, torch) is imported by the jobs, off the startup path
+    from astroapp.pipeline.service import LocalizationService, LocalizeSettings
 
 
 def import_job(catalog_path: Path, paths: Sequence[str | Path], cancel: threading.Event) -> Iterator[Progress]:
-    """Import files, folders and zip rolls, one report per file; returns the ImportReport."""
+    """Import files, folders and zip rolls, one event per file; returns the ImportReport."""
     from astroapp.catalog.importer import iter_import
 
     report: list = []
@@ -37,63 +41,56 @@ def load_retrieval_model(settings) -> Any:
     return load_model(**kwargs)
 
 
-def localize(
-    catalog_path: Path,
-    photo_ids: Sequence[int],
-    settings,
-    progress: ProgressFn,
-    cancel: threading.Event,
-) -> Any:
-    """Retrieval + coregistration for the photos, recording results in the catalogue.
+def localize_settings(settings) -> LocalizeSettings:
+    """The localization options of the app's settings: re-ranking of `verify_shortlist`
+    tiles (0: off), plus any `localize_options` (k, max_candidates, size...)."""
+    from astroapp.pipeline.service import LocalizeSettings
 
-    Runs on a worker thread: opens its own catalogue connection and loads the model there.
-    """
-    from astroapp.pipeline.localize import localize_photos
-
-    index_dir = settings.index_dir or None
-    # With an index and no model named, the index's own model (localize reads its manifest):
-    # an index built with another model than the bundled one is then used, not refused.
-    model = None
-    if index_dir is None or settings.model or settings.weights:
-        model = load_retrieval_model(settings)
-    if index_dir is None:  # the bundled default: the demo world's index, built on first use
-        from astroapp.index.demo import ensure_demo_index
-
-        index_dir = ensure_demo_index(model, cancel=cancel, progress=progress)
-    with Catalog(catalog_path) as catalog:
-        return localize_photos(
-            catalog,
-            list(photo_ids),
-            index_dir=index_dir,
-            model=model,
-            matcher=settings.matcher or None,
-            progress=progress,
-            cancel=cancel,
-            **{"rerank": _reranker(settings), **dict(settings.localize_options or {})},
-        )
+    return LocalizeSettings.from_options(settings.localize_options,
+                                         rerank=int(settings.verify_shortlist))
 
 
-def _reranker(settings: Any) -> Any:
-    """The re-ranking the settings ask for (False: off)."""
-    if settings.verify_shortlist <= 0:
-        return False
-    from astroapp.pipeline.rerank import Reranker
+def service_for(catalog: Catalog, settings) -> LocalizationService:
+    """The localization service as the app's settings configure it. With an index and no
+    model named, the index's own model is used (an index built with another model than the
+    bundled one is then used, not refused); no index: the demo world's."""
+    from astroapp.pipeline.service import LocalizationService
 
-    return Reranker(shortlist=settings.verify_shortlist)
+    return LocalizationService(catalog, index=settings.index_dir or None,
+                               model=settings.model or None, matcher=settings.matcher or None,
+                               settings=localize_settings(settings),
+                               weights=settings.weights or None, device=settings.device or None)
+
+
+def localize_job(catalog_path: Path, photo_ids: Sequence[int], settings,
+                 cancel: threading.Event) -> Iterator[Progress]:
+    """Retrieval + re-ranking + coregistration of the photos, stored in the catalogue: the
+    "localize" events per photo (after the demo world's "index" events the first time the
+    bundled index is built); returns the LocalizeSummary.
+
+    The service runs in `drive`'s helper thread (with its own catalogue connection)."""
+
+    def run(progress, cancel):
+        with Catalog(catalog_path) as catalog:
+            service = service_for(catalog, settings)
+            service.ensure_index(progress, cancel)  # no index: the demo world's, built once
+            return service.localize(list(photo_ids), progress, cancel)
+
+    return (yield from drive(run, cancel))
+
+
+def catalog_service(catalog: Catalog) -> LocalizationService:
+    """The service on an open catalogue for the steps that need no model (review decisions,
+    manual fits, releasing a cancelled batch's photos): nothing is loaded until used."""
+    from astroapp.pipeline.service import LocalizationService
+
+    return LocalizationService(catalog)
 
 
 def release_stuck(catalog: Catalog, photo_ids: Sequence[int]) -> int:
-    """Photos of a finished or cancelled batch still in `localizing` go back to `new`.
-
-    The pipeline should never leave any; this is the GUI's guarantee when it was cancelled
-    or crashed mid-photo. Returns how many were released.
-    """
-    if photo_ids:
-        stuck = catalog.photos(status="localizing", ids=photo_ids)
-        for photo in stuck:
-            catalog.set_status(photo.id, "new", "localization was interrupted")
-        return len(stuck)
-    return 0
+    """Photos of a finished or cancelled batch still in `localizing` go back to `new` (the
+    service's guarantee for a batch cancelled or crashed mid-photo); how many."""
+    return catalog_service(catalog).release_stuck(photo_ids)
 
 
 EXPORT_LABELS = {  # format -> (label, writes a folder?, file suffix)
@@ -123,7 +120,8 @@ def export_job(
     ids: Sequence[int] | None,
     cancel: threading.Event,
 ) -> Iterator[Progress]:
-    """Export the catalogue's localized photos with the export module; returns its ExportResult."""
+    """Export the catalogue's localized photos with the export module (its "export" events);
+    returns its ExportResult."""
     from astroapp.export import export_records, records_from_catalog
 
     with Catalog(catalog_path) as catalog:
@@ -148,26 +146,24 @@ def coregister_candidate_job(
     cancel: threading.Event,
 ) -> Iterator[Progress]:
     """Coregister the photo against one retrieval candidate the reviewer picked, through the
-    pipeline's `coregister_candidate` (the same frame and store step as localize). Returns
-    the LocalizeOutcome's figures as a dict, None when cancelled."""
+    service (the same frame and store step as localize). Returns the LocalizeOutcome's
+    figures as a dict, None when cancelled."""
     from astroapp.matching import CoregCancelled
-    from astroapp.pipeline.localize import coregister_candidate
 
-    yield Progress("coregister", 0, 1, message=f"coregistering with candidate #{candidate_rank}…",
-                   photo_id=photo_id)
-    opts = dict(settings.localize_options or {})
-    kwargs = {k: int(opts[k]) for k in ("size", "iterations") if k in opts}
     with Catalog(catalog_path) as catalog:
+        photo = catalog.get_photo(photo_id)
+        name = photo.label if photo is not None else ""
+        yield Progress("coregister", 0, 1, item=name, photo_id=photo_id,
+                       message=f"coregistering with candidate #{candidate_rank}…")
         try:
-            out = coregister_candidate(catalog, photo_id, candidate_rank,
-                                       index=settings.index_dir or None,
-                                       matcher=settings.matcher or None, reviewer=reviewer,
-                                       cancel=cancel, **kwargs)
+            out = service_for(catalog, settings).coregister_candidate(
+                photo_id, candidate_rank, reviewer=reviewer, cancel=cancel)
         except CoregCancelled:
             return None
         loc = catalog.get_localization(out.localization_id)
-    yield Progress("coregister", 1, 1, message=f"candidate #{candidate_rank}: {out.inliers} "
-                   f"inliers, confidence {out.confidence:.3f}", photo_id=photo_id, result=out)
+    yield Progress("coregister", 1, 1, item=name, photo_id=photo_id, result=out,
+                   message=f"candidate #{candidate_rank}: {out.inliers} inliers, confidence "
+                           f"{out.confidence:.3f}")
     return {"photo_id": photo_id, "localization_id": out.localization_id,
             "inliers": out.inliers, "confidence": out.confidence,
             "footprint": bool(loc is not None and loc.footprint), "reason": out.reason}

@@ -55,7 +55,7 @@ from astroapp.gui.settings import (
     save_settings,
     save_window_geometry,
 )
-from astroapp.gui.workers import Job, Progress, callback_job, format_eta
+from astroapp.gui.workers import Job, Progress, format_eta
 
 log = logging.getLogger(__name__)
 
@@ -395,6 +395,12 @@ class MainWindow(QMainWindow):
         self.counts_label.setText(f"{total} photos &nbsp; " + " &nbsp; ".join(parts))
         self.counts = dict(counts)
 
+    @property
+    def service(self):
+        """The localization service on the window's catalogue (review decisions, manual fits);
+        background jobs make their own on their thread (gui.backend)."""
+        return backend.catalog_service(self.catalog)
+
     def selected_ids(self) -> list[int]:
         rows = sorted({i.row() for i in self.table.selectionModel().selectedRows()})
         return [self.model.photo_at(r).id for r in rows]
@@ -645,7 +651,7 @@ class MainWindow(QMainWindow):
         settings = AppSettings(**vars(self.settings))
         return self._start_job(
             "localize",
-            callback_job(functools.partial(backend.localize, self.catalog_path, ids, settings)),
+            functools.partial(backend.localize_job, self.catalog_path, ids, settings),
             f"Localize {len(ids)} photo{'s' if len(ids) != 1 else ''}",
             ids,
         )
@@ -697,7 +703,7 @@ class MainWindow(QMainWindow):
 
     def _review_many(self, ids: list[int], action: str, note: str | None = None) -> list[int]:
         who = self.settings.reviewer_name()
-        changed = self.catalog.review_many(ids, who, action, note)
+        changed = self.service.review_many(ids, action, who, note)
         self.model.refresh_photos(changed)
         self.review.undo_stack.extend(changed)
         skipped = len(ids) - len(changed)

@@ -82,7 +82,10 @@ class LocalizeSummary:
         return text + (" (cancelled)" if self.cancelled else "") + f" in {self.seconds:.1f} s"
 
 
-def _resolve_model(model: Any, weights: Any = None, index_dir: Any = None) -> Any:
+def _resolve_model(model: Any, weights: Any = None, index_dir: Any = None,
+                   device: str | None = None) -> Any:
+    """A retrieval model: `model` itself, or loaded by name (None: the model the index was
+    built with, else the bundled one) with `weights` on `device`."""
     if model is None and index_dir and not weights:  # the model the index was built with
         from astroapp.index.manifest import read_manifest
 
@@ -93,7 +96,7 @@ def _resolve_model(model: Any, weights: Any = None, index_dir: Any = None) -> An
     if model is None or isinstance(model, str):
         from astroapp.retrieval import load_model
 
-        kwargs = {"weights": weights} if weights else {}
+        kwargs = {k: v for k, v in (("weights", weights), ("device", device)) if v}
         return load_model(model, **kwargs) if model else load_model(**kwargs)
     return model
 
@@ -244,12 +247,9 @@ def coregister_candidate(
     matcher = _resolve_matcher(matcher)
     source = SourceCache(index).get(chosen.source_id or "bluemarble")
     frame = read_photo(photo.path, min_side=2 * size)
-    surr, grid = candidate_surroundings(source, chosen, size)
-    if cancel is not None and cancel.is_set():
-        raise CoregCancelled()
     prepared = PreparedPhoto(frame.rgb, matcher, size, frame_size=frame.file_size)
-    res = coregister(prepared, surr, grid=grid, angle=chosen.angle, iterations=iterations,
-                     cancel=cancel, hints=photo_hints(catalog, photo))
+    res = coregister_on(prepared, source, chosen, size, iterations=iterations, cancel=cancel,
+                        hints=photo_hints(catalog, photo))
     method = dict(loc.method) if isinstance(loc.method, dict) else {}
     method.pop("tried", None)
     cal = getattr(matcher, "calibration", None)
@@ -274,6 +274,76 @@ def coregister_candidate(
         seconds=time.perf_counter() - t0)
 
 
+class SurroundingsUnavailable(RuntimeError):
+    """A candidate's surroundings could not be read from its source."""
+
+
+def read_localization_frame(photo: Any, model: Any, size: int) -> Any:
+    """The photo decoded once for a localization (retrieval, re-ranking, coregistration):
+    a PhotoFrame at least twice the larger of the matcher's and the model's input side."""
+    try:
+        return read_photo(photo.path, min_side=2 * max(size, *map(int, model.input_size)))
+    except PhotoReadError as exc:
+        raise RuntimeError(f"retrieval: {exc}") from exc
+
+
+def shortlist_size(catalog: Any, photo_id: int, index: Any, k: int, reranker: Reranker | None,
+                   use_prior: bool = True) -> int:
+    """How many candidates retrieval hands on: `k`, or with a reranker its budget for the
+    photo's search area (every tile of a small area is verified)."""
+    if reranker is None:
+        return k
+    from astroapp.pipeline.retrieve import SearchPrior, photo_prior
+
+    prior = photo_prior(catalog, photo_id) if use_prior else SearchPrior()
+    n_area = (len(index.tiles_in_region(prior.region, prior.width_km))
+              if prior.region is not None else len(index))
+    return max(k, reranker.budget(n_area))
+
+
+def retrieve_shortlist(catalog: Any, photo_id: int, frame: Any, index: Any, model: Any, k: int,
+                       use_prior: bool = True) -> Any:
+    """The retrieval step for one decoded photo: its RetrievalResult (not stored); raises
+    RuntimeError with retrieval's reason when it failed."""
+    from astroapp.pipeline.retrieve import retrieve_candidates
+
+    found = retrieve_candidates(catalog, [photo_id], index, model, k=k, use_prior=use_prior,
+                                store=False, frames={photo_id: frame})
+    if not found or found[0].error:
+        raise RuntimeError(found[0].error if found else "retrieval returned nothing")
+    return found[0]
+
+
+def rerank_candidates(reranker: Reranker, frame: Any, found: Any, sources: SourceCache, *,
+                      budget: int | None = None, cancel: threading.Event | None = None
+                      ) -> list[Any]:
+    """The re-ranking step: retrieval's candidates in the order geometric verification
+    gives them; raises CoregCancelled on cancel."""
+    width = found.width_km
+    cands = reranker.rerank(frame.rgb, list(found.candidates), tile_reader(sources, reranker.size),
+                            cancel=cancel, budget=budget,
+                            photo_width_km=math.sqrt(width[0] * width[1]) if width else None)
+    if cancel is not None and cancel.is_set():
+        raise CoregCancelled()
+    return cands
+
+
+def coregister_on(prepared: PreparedPhoto, source: Any, cand: Any, size: int, *,
+                  iterations: int = DEFAULT_ITERATIONS, cancel: threading.Event | None = None,
+                  hints: Any = None) -> CoregResult:
+    """The coregistration step: the prepared photo against one candidate's 3x3 surroundings
+    (read from `source`); SurroundingsUnavailable when they cannot be read, CoregCancelled
+    on cancel."""
+    try:
+        surr, grid = candidate_surroundings(source, cand, size)
+    except Exception as exc:  # noqa: BLE001 - any source failure: the caller decides
+        raise SurroundingsUnavailable(str(exc)) from exc
+    if cancel is not None and cancel.is_set():
+        raise CoregCancelled()
+    return coregister(prepared, surr, grid=grid, angle=cand.angle, iterations=iterations,
+                      cancel=cancel, hints=hints)
+
+
 def localize_photo(
     catalog: Any,
     photo_id: int,
@@ -295,41 +365,22 @@ def localize_photo(
     With a `reranker`, its shortlist is retrieved and verified geometrically first; the
     best `k` of the new order are kept and coregistered in that order.
     """
-    from astroapp.pipeline.retrieve import SearchPrior, photo_prior, retrieve_candidates
-
     t0 = time.perf_counter()
     photo = catalog.get_photo(photo_id)
     if photo is None:
         raise KeyError(f"no photo with id {photo_id} in the catalogue")
-    shortlist = k
-    if reranker is not None:  # verify every tile of a small search area, else the shortlist
-        prior = photo_prior(catalog, photo_id) if use_prior else SearchPrior()
-        n_area = (len(index.tiles_in_region(prior.region, prior.width_km))
-                  if prior.region is not None else len(index))
-        shortlist = max(k, reranker.budget(n_area))
-    try:  # decoded once, for retrieval and coregistration alike
-        frame = read_photo(photo.path, min_side=2 * max(size, *map(int, model.input_size)))
-    except PhotoReadError as exc:
-        raise RuntimeError(f"retrieval: {exc}") from exc
-    found = retrieve_candidates(catalog, [photo_id], index, model, k=shortlist,
-                                use_prior=use_prior, store=False, frames={photo_id: frame})
-    if not found or found[0].error:
-        raise RuntimeError(found[0].error if found else "retrieval returned nothing")
-    cands = list(found[0].candidates)
+    shortlist = shortlist_size(catalog, photo_id, index, k, reranker, use_prior)
+    frame = read_localization_frame(photo, model, size)
+    found = retrieve_shortlist(catalog, photo_id, frame, index, model, shortlist, use_prior)
+    cands = list(found.candidates)
     if cancel is not None and cancel.is_set():
         raise CoregCancelled()
     t_retrieval = time.perf_counter() - t0
-    image = frame.rgb
     if reranker is not None and cands:
-        width = found[0].width_km
-        cands = reranker.rerank(image, cands, tile_reader(sources, reranker.size), cancel=cancel,
-                                photo_width_km=math.sqrt(width[0] * width[1]) if width else None,
-                                budget=shortlist)
-        if cancel is not None and cancel.is_set():
-            raise CoregCancelled()
+        cands = rerank_candidates(reranker, frame, found, sources, budget=shortlist, cancel=cancel)
     cands = cands[:k]
     t_rerank = time.perf_counter() - t0 - t_retrieval
-    prepared = PreparedPhoto(image, matcher, size, frame_size=frame.file_size)
+    prepared = PreparedPhoto(frame.rgb, matcher, size, frame_size=frame.file_size)
     hints = photo_hints(catalog, photo)
     best: CoregResult | None = None
     best_cand = None
@@ -341,14 +392,13 @@ def localize_photo(
             raise CoregCancelled()
         tried += 1
         try:
-            surr, grid = candidate_surroundings(sources.get(cand.source_id), cand, size)
-        except Exception as exc:  # noqa: BLE001 - an unreadable candidate: try the next one
+            res = coregister_on(prepared, sources.get(cand.source_id), cand, size,
+                                iterations=iterations, cancel=cancel, hints=hints)
+        except SurroundingsUnavailable as exc:  # an unreadable candidate: try the next one
             log.warning("photo %s: candidate %s unavailable: %s", photo_id, cand.tile_id, exc)
             per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id,
                                   "error": f"surroundings unavailable: {exc}"})
             continue
-        res = coregister(prepared, surr, grid=grid, angle=cand.angle, iterations=iterations,
-                         cancel=cancel, hints=hints)
         per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "inliers": res.inliers,
                               "confidence": round(res.confidence, 6), "reason": res.reason,
                               "seconds": round(res.seconds, 3)})
