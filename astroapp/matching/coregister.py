@@ -10,9 +10,11 @@ surroundings.
 
 Two additions for real astronaut photos (issue 13): both images are normalised (haze
 stretched per channel) and the photo's keypoints keep off clouds, space and hardware
-(`photometric`); and the loop starts from the best window of a scale-aware search
-(`window_search`) instead of the central tile, falling back to the central tile when the
-search finds nothing convincing or its start does not reach the acceptance threshold.
+(`photometric`); and the loop starts from the windows of a scale-aware search
+(`window_search`) instead of the central tile: from each better window as the scales are
+scanned (hinted scales first, then the rest of the pyramid), stopping at the first accepted
+result, and from the central tile when none is accepted. The loop ends early once a step
+moves the view by a pixel or less (the next view would be the same).
 """
 
 from __future__ import annotations

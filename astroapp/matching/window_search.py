@@ -8,12 +8,15 @@ looked for at the scale it should have, in overlapping windows (side `WINDOW_FAC
 expected footprint, half a window apart), with the ratio test local to each window. The
 surroundings' features are computed once (tile by tile, so a feature cap per image does not
 thin them out); the photo's once per scale, at about the size its footprint has in the
-surroundings (fine detail the surroundings cannot show only adds wrong matches). The window
-whose homography has most inliers seeds the iterative loop.
+surroundings (fine detail the surroundings cannot show only adds wrong matches). Windows
+overlap, so each window's best and second-best match per photo feature is merged from the
+cells their edges cut (`window_cells`): one pass over the similarities per scale. After each
+scale the window whose homography has most inliers so far seeds the iterative loop.
 
 The expected footprint comes from the viewing hints (focal length, tilt, altitude ->
 ground width of the frame) and the surroundings' ground width (from their georeference, or
-given); with either unknown, a small pyramid of scales is searched. A search matches the photo
+given); with either unknown, a small pyramid of scales is searched, and when the hinted
+scales find nothing, the rest of the pyramid (`other_ratios`). A search matches the photo
 against a hundred windows or more, so it runs only for matchers that match many windows from
 one descriptor product (`match_subsets`, SIFT's); the others keep EarthMatch's central start.
 """
