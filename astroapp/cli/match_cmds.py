@@ -91,12 +91,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.renders <= 0 and not args.labelled:
         raise UserError("nothing to calibrate on: give --renders N > 0 and/or --labelled DIR")
 
-    def progress(done: int, total: int, what: str) -> None:
-        if not args.quiet:
-            print(f"\r{what}: {done}/{total}", end="", file=sys.stderr, flush=True)
-            if done == total:
-                print(file=sys.stderr)
+    from astroapp.cli.progress import ProgressBars
 
+    progress = ProgressBars(quiet=args.quiet)
     samples = []
     sources = []
     if args.renders > 0:
@@ -114,6 +111,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             print(f"skipped: {err}", file=sys.stderr)
         samples += got
         sources.append(f"labelled set {folder} ({len(got)} pairs)")
+    progress.close()
     try:
         cal = fit_from_samples(matcher, samples, "; ".join(sources))
     except ValueError as exc:

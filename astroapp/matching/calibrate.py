@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,11 +32,11 @@ from astroapp.matching.base import Matcher
 from astroapp.matching.calibration import Calibration, fit_calibration, uncalibrated
 from astroapp.matching.coregister import DEFAULT_SIZE, PreparedPhoto, coregister
 from astroapp.matching.imageio import read_rgb
+from astroapp.progress import Progress, ProgressFn
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -66,7 +65,7 @@ def samples_from_renders(
     source: str = "bluemarble",
     split: str | None = "train",
     size: int = DEFAULT_SIZE,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> list[Sample]:
     from astroapp.geo.sources import open_source
     from astroapp.matching.render_pairs import (
@@ -95,8 +94,9 @@ def samples_from_renders(
                 reason=res.reason,
                 geometry_ok=res.homography is not None,
             ))
-        if progress:
-            progress(i + 1, n, "renders")
+        if progress:  # stage "calibrate": renders done of n
+            progress(Progress("calibrate", i + 1, n, item=f"render {i + 1}",
+                              message=f"{len(pairs)} pairs"))
     return out
 
 
@@ -148,7 +148,7 @@ def read_labels(folder: Path) -> list[tuple[Path, bool, int | None]]:
 
 
 def samples_from_folder(
-    matcher: Matcher, folder: Path, size: int = DEFAULT_SIZE, progress: Progress | None = None
+    matcher: Matcher, folder: Path, size: int = DEFAULT_SIZE, progress: ProgressFn | None = None
 ) -> tuple[list[Sample], list[str]]:
     """Samples of a user's labelled set, plus errors (one per unreadable pair, which is skipped)."""
     neutral = uncalibrated(matcher.name)
@@ -166,8 +166,9 @@ def samples_from_folder(
             continue
         out.append(Sample(sample_inliers(res, correct), correct, "labelled", str(pair), None,
                           res.reason, res.homography is not None))
-        if progress:
-            progress(i + 1, len(labels), str(folder))
+        if progress:  # stage "calibrate": labelled pairs done
+            progress(Progress("calibrate", i + 1, len(labels), item=Path(str(pair)).name,
+                              message=str(folder)))
     return out, errors
 
 
