@@ -24,6 +24,7 @@ from pathlib import Path
 from astroapp import __version__, config
 from astroapp.atomic import fsync_dir
 from astroapp.digests import sha256_file
+from astroapp.progress import Progress, ProgressFn, ignore
 
 CHUNK = 1 << 16
 UNVERIFIED = "third-party record, not yet checked against the file: the build machines are offline"
@@ -192,10 +193,9 @@ def _resume_offset(resp, offset: int) -> int:
 
 
 def _download(spec: PublishedWeights, url: str, part: Path, dest: Path, timeout: float,
-              progress: bool) -> None:
-    """Bring `part` up to the whole file, continuing what it already holds."""
-    from tqdm import tqdm
-
+              progress: ProgressFn) -> None:
+    """Bring `part` up to the whole file, continuing what it already holds; a "download"
+    event (bytes done of total, item the file name) after each block."""
     offset = part.stat().st_size if part.is_file() else 0
     if spec.size is not None and offset > spec.size:
         offset = 0  # not a prefix of this file: start again
@@ -213,15 +213,13 @@ def _download(spec: PublishedWeights, url: str, part: Path, dest: Path, timeout:
         length = resp.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else spec.size
         done = offset
-        with open(part, "ab" if offset else "wb") as fh, tqdm(
-            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=spec.filename, disable=not progress, leave=False,
-        ) as bar:
+        with open(part, "ab" if offset else "wb") as fh:
+            progress(Progress("download", done, total, item=spec.filename))
             try:
                 for block in iter(lambda: resp.read(CHUNK), b""):
                     fh.write(block)
                     done += len(block)
-                    bar.update(len(block))
+                    progress(Progress("download", done, total, item=spec.filename))
             except (TimeoutError, OSError, http.client.HTTPException) as exc:
                 fh.flush()
                 raise FetchError(
@@ -239,8 +237,12 @@ def _download(spec: PublishedWeights, url: str, part: Path, dest: Path, timeout:
 
 
 def fetch(name: str | PublishedWeights, url: str | None = None, dest_dir: Path | None = None,
-          sha256: str | None = None, progress: bool = True, timeout: float = 20.0) -> Path:
+          sha256: str | None = None, progress: ProgressFn | None = None,
+          timeout: float = 20.0) -> Path:
     """Download a published weights file into the data dir (or `dest_dir`) and verify it.
+
+    `progress` gets "download" events (bytes done of total, `item` the file name; the CLI
+    draws them).
 
     `url` replaces the published address (a mirror must serve the same bytes); `sha256`
     replaces the pinned digest (required where none is pinned). Returns the installed path;
@@ -264,7 +266,7 @@ def fetch(name: str | PublishedWeights, url: str | None = None, dest_dir: Path |
     if target.is_file() and _check_digest(spec, sha256_file(target), sha256) is None:
         return target
     part = target.with_name(target.name + ".part")
-    _download(spec, url, part, target, timeout, progress)
+    _download(spec, url, part, target, timeout, progress or ignore)
     digest = sha256_file(part)
     wanted = _check_digest(spec, digest, sha256)
     if wanted is not None:

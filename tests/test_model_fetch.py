@@ -23,6 +23,7 @@ from astroapp.fetch import (
     find_weights,
     weights_home,
 )
+from astroapp.progress import Progress
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -100,13 +101,19 @@ def test_good_digest_installs_atomically(server, tmp_path):
     server.payload = _payload()
     for prefix_only in (False, True):
         spec = _spec(server.payload, prefix_only)
-        path = fetch(spec, url=server.url, dest_dir=tmp_path, progress=False)
+        seen: list[Progress] = []
+        path = fetch(spec, url=server.url, dest_dir=tmp_path, progress=seen.append)
         assert path == tmp_path / spec.filename
+        # "download" events: bytes done, monotone, up to the whole file, named by the file
+        assert {(e.stage, e.item, e.total) for e in seen} == {
+            ("download", spec.filename, len(server.payload))}
+        assert [e.done for e in seen] == sorted(e.done for e in seen)
+        assert seen[-1].done == len(server.payload)
         assert path.read_bytes() == server.payload
         assert not list(tmp_path.glob("*.part"))
     # Already installed with the right digest: no second download.
     n = len(server.requests)
-    fetch(_spec(server.payload), url=server.url, dest_dir=tmp_path, progress=False)
+    fetch(_spec(server.payload), url=server.url, dest_dir=tmp_path)
     assert len(server.requests) == n
 
 
@@ -114,7 +121,7 @@ def test_bad_digest_is_refused_and_nothing_installed(server, tmp_path):
     server.payload = _payload()
     spec = _spec(b"another file")
     with pytest.raises(FetchError, match="refused test.pth .*nothing was installed"):
-        fetch(spec, url=server.url, dest_dir=tmp_path, progress=False)
+        fetch(spec, url=server.url, dest_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # neither the file nor its .part
 
 
@@ -123,10 +130,10 @@ def test_interrupted_transfer_resumes_from_part_file(server, tmp_path):
     server.drop_after = 100_000
     spec = _spec(server.payload)
     with pytest.raises(FetchError, match="run the same command again to resume"):
-        fetch(spec, url=server.url, dest_dir=tmp_path, progress=False)
+        fetch(spec, url=server.url, dest_dir=tmp_path)
     part = tmp_path / "test.pth.part"
     assert part.stat().st_size == 100_000 and not (tmp_path / "test.pth").exists()
-    path = fetch(spec, url=server.url, dest_dir=tmp_path, progress=False)
+    path = fetch(spec, url=server.url, dest_dir=tmp_path)
     assert path.read_bytes() == server.payload and not part.exists()
     assert server.requests[-1] == "bytes=100000-"  # continued, not restarted
 
@@ -135,7 +142,7 @@ def test_server_without_range_support_restarts(server, tmp_path):
     server.payload = _payload()
     server.ranges = False
     (tmp_path / "test.pth.part").write_bytes(server.payload[:5000])
-    path = fetch(_spec(server.payload), url=server.url, dest_dir=tmp_path, progress=False)
+    path = fetch(_spec(server.payload), url=server.url, dest_dir=tmp_path)
     assert path.read_bytes() == server.payload
 
 
@@ -143,11 +150,11 @@ def test_unpinned_entry_needs_explicit_digest(server, tmp_path):
     server.payload = _payload(1000)
     spec = PublishedWeights("free", "free.pth", server.url, "tests")
     with pytest.raises(FetchError, match="no digest is pinned .*--sha256"):
-        fetch(spec, dest_dir=tmp_path, progress=False)
+        fetch(spec, dest_dir=tmp_path)
     with pytest.raises(FetchError, match="64 hex digits"):
-        fetch(spec, dest_dir=tmp_path, sha256="abc", progress=False)
+        fetch(spec, dest_dir=tmp_path, sha256="abc")
     digest = hashlib.sha256(server.payload).hexdigest()
-    assert fetch(spec, dest_dir=tmp_path, sha256=digest, progress=False).is_file()
+    assert fetch(spec, dest_dir=tmp_path, sha256=digest).is_file()
 
 
 def test_cli_offline_names_url_and_destination(capsys):

@@ -16,7 +16,8 @@ from tqdm import tqdm
 from astroapp.progress import Progress
 
 UNITS = {"import": "photo", "index": "tile", "localize": "photo", "retrieve": "photo",
-         "export": "file", "train": "step"}
+         "export": "file", "train": "step", "download": "B"}
+BYTES = {"download"}  # stages that count bytes: shown in KiB/MiB
 
 
 class ProgressBars:
@@ -39,9 +40,10 @@ class ProgressBars:
         if p.stage != self.stage or self.bar is None:
             self.close()
             self.stage = p.stage
+            scale = {"unit_scale": True, "unit_divisor": 1024} if p.stage in BYTES else {}
             self.bar = tqdm(total=p.total, unit=UNITS.get(p.stage, "item"),
                             desc=self.desc.get(p.stage, p.stage), file=self.file,
-                            disable=True if self.quiet else None, dynamic_ncols=True)
+                            disable=True if self.quiet else None, dynamic_ncols=True, **scale)
         self.last = p
         bar = self.bar
         if p.total is not None and bar.total != p.total:

@@ -63,13 +63,15 @@ def _list_published() -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
+    from astroapp.cli.progress import ProgressBars
     from astroapp.fetch import FetchError, fetch, get_published
 
     try:
         spec = get_published(args.name)
         print(f"fetching {spec.filename} from {args.url or spec.url}", flush=True)
-        path = fetch(spec, url=args.url, dest_dir=Path(args.dest) if args.dest else None,
-                     sha256=args.sha256, progress=not args.no_progress)
+        with ProgressBars(quiet=args.no_progress, desc={"download": spec.filename}) as bars:
+            path = fetch(spec, url=args.url, dest_dir=Path(args.dest) if args.dest else None,
+                         sha256=args.sha256, progress=bars)
     except FetchError as exc:
         raise UserError(str(exc)) from exc
     print(f"installed {path} ({spec.used_by})")
