@@ -138,6 +138,21 @@ class StallSampler:
                     out.append(f"{name} ran {run:.0f} ms, waited for a CPU {wait:.0f} ms (of {window:.0f} ms)")
         return ["      CPU: " + "; ".join(out)] if out else []
 
+    def cause(self, a: float, b: float) -> str:
+        """The UI thread during a gap: runnable but waiting for a CPU most of it (the
+        machine's load), a garbage collection, or neither (blocked: its own work or the GIL)."""
+        if any(a - 0.001 <= start <= b and ms > 0.5 * (b - a) * 1000 for start, ms, _, _ in self.gcs):
+            return "garbage collection"
+        rows = self.cpu.get("UI", [])
+        before = [r for r in rows if r[0] <= a]
+        after = [r for r in rows if r[0] >= b]
+        if not before or not after:
+            return "unknown"
+        window, run, wait = after[0][0] - before[-1][0], after[0][1] - before[-1][1], after[0][2] - before[-1][2]
+        if wait > 0.5 * window * 1e9:
+            return "UI thread waiting for a CPU (machine load)"
+        return "UI thread running" if run > 0.5 * window * 1e9 else "UI thread blocked (GIL)"
+
     @staticmethod
     def _where(frame, depth: int = 4) -> str:
         parts = []
@@ -299,10 +314,17 @@ def main(argv: list[str] | None = None) -> int:
             new = sorted({m.split(".")[0] for m in set(sys.modules) - modules})
             print(f"  {label}: {len(set(sys.modules) - modules)} modules first imported during it, "
                   f"from {', '.join(new)}")
+            kinds: dict[str, int] = {}
             for a, b in zip(stamps, stamps[1:], strict=False):
                 if (b - a) * 1000 > 50:
                     print(f"  {label}: gap {(b - a) * 1000:.0f} ms at t={a - t0:.2f} s")
                     print("\n".join(sampler.report(a, b, t0)))
+                if (b - a) * 1000 > TARGET_MS:
+                    kind = sampler.cause(a, b)
+                    kinds[kind] = kinds.get(kind, 0) + 1
+            if kinds:
+                print(f"  {label}: gaps > {TARGET_MS:.0f} ms by cause: "
+                      + ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
         win.jobFinished.disconnect()
         rows.append((label, seconds, st))
         return done[0]
