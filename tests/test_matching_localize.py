@@ -19,6 +19,7 @@ from astroapp.geo.render import random_camera, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
 from astroapp.index import build_index
 from astroapp.pipeline.localize import localize_photos
+from astroapp.pipeline.service import LocalizationService, LocalizeSettings
 from astroapp.progress import Progress
 
 # zoom-6 blocks over north Africa / Arabia: textured desert, well inside the world
@@ -169,6 +170,44 @@ def test_cancel_leaves_nothing_localizing(tmp_path, world):
         assert cat.get_photo(far_id).status == "new"
         assert time.perf_counter() - t0 < 0.5 + 5.0
     assert not cat.photos(status="localizing")
+    cat.close()
+
+
+def test_service_runs_each_step_like_localize(tmp_path, world):
+    """The one localization service step by step (retrieve, re-rank, coregister, store), a
+    reviewer's chosen candidate, review and undo, and a whole batch through it."""
+    root, model, photos, _, _ = world
+    cat, ids, far_id, _ = _catalog(tmp_path, world)
+    service = LocalizationService(cat, index=root / "idx", model=model, matcher="sift",
+                                  settings=LocalizeSettings(k=12, max_candidates=12))
+    pid = ids[0]
+    frame = service.read_frame(pid)
+    found = service.retrieve(pid, frame)
+    assert found.ok and len(found.candidates) == 12  # the re-ranking shortlist: all 12 blocks
+    cands = service.rerank(found, frame)
+    assert sorted(c.tile_id for c in cands) == sorted(c.tile_id for c in found.candidates)
+    assert all(c.inliers is not None for c in cands)  # verified geometrically
+    res = service.coregister(pid, cands[0], frame)
+    assert res.accepted and res.has_footprint
+    loc_id = service.store(pid, res, cands[0], cands)
+    loc = cat.latest_localization(pid)
+    assert loc.id == loc_id and len(cat.candidates(loc_id)) == 12
+    assert Footprint.from_list(loc.footprint).iou(photos[0][1]) > 0.6
+    # a reviewer re-runs coregistration on a stored candidate: a new current localization
+    out = service.coregister_candidate(pid, cands[0].rank, reviewer="ana")
+    assert out.outcome == "localized" and out.localization_id != loc_id
+    assert cat.latest_localization(pid).method["chosen_by"] == "ana"
+    service.review(pid, "accept", "ana")
+    assert cat.get_photo(pid).status == "accepted"
+    assert service.undo_review(pid, "ana").action == "accept"
+    assert cat.get_photo(pid).status == "localized"
+    # the whole batch through the service: the same events as localize_photos
+    seen: list[Progress] = []
+    summary = service.localize([ids[1], far_id], progress=seen.append)
+    assert [o.outcome for o in summary.outcomes] == ["localized", "review"]
+    assert [(e.done, e.photo_id) for e in seen if e.result is not None] == [(1, ids[1]),
+                                                                             (2, far_id)]
+    assert service.release_stuck([*ids, far_id]) == 0
     cat.close()
 
 
