@@ -35,12 +35,12 @@ def main() -> int:
     sys.path.insert(0, str(HERE.parents[1]))
     import torch
 
+    from astroapp.checkpoints import save_safetensors
     from astroapp.geo.demo import prepare_demo
     from astroapp.gui.app import application
     from astroapp.gui.backend import load_retrieval_model
     from astroapp.gui.main_window import MainWindow
     from astroapp.gui.settings import AppSettings
-    from astroapp.retrieval.weights import save_safetensors
 
     app = application([])
     work = Path(tempfile.mkdtemp(prefix="astroapp-shots-"))
