@@ -89,7 +89,16 @@ def test_import_localize_review_accept_export(qtbot, window, tmp_path):
         assert win.localize_all() is not None
         assert win.cancel_button.isVisible() and not win.act_localize_all.isEnabled()
         win.job.worker.yielded.connect(lambda p: ticks.append((p.done, p.total, win.progress.format())))
+        events = []
+        win.job.worker.yielded.connect(events.append)
     kind, summary = done.args
+    # the pipeline's own events reach the window unchanged, named by photo, not database id
+    labels = {p.id: p.label for p in win.catalog.photos()}
+    finished = [e for e in events if e.result is not None]
+    assert {e.stage for e in events} == {"localize"} and len(finished) == N_PHOTOS
+    assert all(e.item == labels[e.photo_id] for e in events)
+    log_text = win.log_view.toPlainText()
+    assert all(f"  {e.item}: {e.message}" in log_text for e in finished)
     assert kind == "localize" and not summary.cancelled and len(summary.outcomes) == N_PHOTOS
     dones = [t[0] for t in ticks]  # a report as each photo starts and as it finishes
     assert dones == sorted(dones) and set(range(1, N_PHOTOS + 1)) <= set(dones)
