@@ -516,7 +516,7 @@ class MainWindow(QMainWindow):
             if now - self._last_reload > 1.0 or p.done == p.total:
                 self._last_reload = now
                 self.reload()
-        elif photo_id is not None:
+        elif photo_id is not None and p.stage in ROW_CHANGING_STAGES:  # (an export changes none)
             self.model.refresh_photos([photo_id])
             if self.review.photo_id == photo_id:
                 self.review.refresh()
@@ -928,6 +928,9 @@ class MainWindow(QMainWindow):
             pass
         self.catalog.close()
         super().closeEvent(event)
+
+
+ROW_CHANGING_STAGES = ("localize", "coregister")  # events whose photo's row is refreshed
 
 
 def describe_summary(kind: str, summary) -> str:
