@@ -34,7 +34,7 @@ def application(argv: list[str] | None = None) -> QApplication:
 # through torch._refs, which imports torch._dynamo on first use: ~820 modules (sympy & co.) and
 # 120k objects. Left to the first batch's worker, that was seconds of imports and three full
 # garbage collections of 70-230 ms (every thread paused) at the batch's start.
-CORE_MODULES = ("astroapp.index", "astroapp.matching", "astroapp.pipeline.localize", "astroapp.retrieval",
+CORE_MODULES = ("astroapp.index", "astroapp.matching", "astroapp.pipeline.service", "astroapp.retrieval",
                 "astroapp.catalog.importer", "safetensors.torch", "torch._dynamo")
 
 
