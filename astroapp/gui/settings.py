@@ -26,7 +26,7 @@ class AppSettings:
     reviewer: str = ""  # empty: the OS user
     verify_shortlist: int = 100  # retrieved tiles verified geometrically before coregistration; 0: off
     demo_offered: bool = False
-    # extra keyword arguments for localize_photos (k, max_candidates, size...): not persisted
+    # extra localization options (LocalizeSettings: k, max_candidates, size...): not persisted
     localize_options: dict | None = field(default=None, compare=False, repr=False)
 
     def catalog_path(self) -> Path:
