@@ -9,6 +9,11 @@ found, if any, is stored for the reviewer). Only errors (an
 unreadable photo, an unusable source) mark a photo `failed`; the batch goes on. Photos are
 `localizing` only while being worked on: a cancel puts the current photo back to its
 previous status within about a second (the cancel event is polled between iterations).
+
+Each step is a function here (`read_localization_frame`, `retrieve_shortlist`,
+`rerank_candidates`, `coregister_on`, `_store`); `localize_photo` composes them for one photo,
+`iter_localize` runs a batch and yields its `Progress` events. Callers (CLI, GUI) go through
+`pipeline.service.LocalizationService`, which calls these.
 """
 
 from __future__ import annotations
