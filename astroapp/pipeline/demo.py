@@ -8,7 +8,7 @@ and through its layer's public function: the demo world and roll (`geo.demo.prep
 the demo world's tile index for the retrieval model (`index.demo.ensure_demo_index`), import
 of the roll (`catalog.importer.iter_import`) and of its NASA metadata CSV
 (`catalog.nasa_csv.import_nasa_csv`: the nadir prior of retrieval), localization of the roll's
-new photos (`pipeline.localize.localize_photos`), exports (`export.export_catalog`) into
+new photos (`pipeline.service.LocalizationService`), exports (`export.export_catalog`) into
 `<data dir>/demo/exports/`. Everything is cached or idempotent, so a re-run only re-reads and
 re-reports. A step that cannot run (no model weights, an earlier step it needs did not run)
 is reported as "not available" with the reason, a failing step as "failed"; the steps after
@@ -39,7 +39,7 @@ from astroapp.export import export_catalog
 from astroapp.geo.demo import demo_roll_dir, prepare_demo
 from astroapp.index.demo import demo_index_dir, ensure_demo_index
 from astroapp.index.manifest import MANIFEST_NAME
-from astroapp.pipeline.localize import localize_photos
+from astroapp.pipeline.service import LocalizationService, LocalizeSettings
 from astroapp.progress import Progress, ProgressFn
 from astroapp.retrieval import WeightsError, load_model
 
@@ -336,10 +336,11 @@ def _localize_roll(run: DemoRun, rep: StepReport) -> None:
     def on_photo(event: Progress) -> None:
         run.report("localize", event.done, event.total or 0, event.message, event.item)
 
+    service = LocalizationService(catalog, index=run.index_folder, model=run.model,
+                                  matcher=run.matcher,
+                                  settings=LocalizeSettings.from_options(run.localize_options))
     try:
-        result = localize_photos(catalog, todo, index_dir=run.index_folder, model=run.model,
-                                 matcher=run.matcher, progress=on_photo, cancel=run.cancel,
-                                 **run.localize_options)
+        result = service.localize(todo, progress=on_photo, cancel=run.cancel)
     except BaseException:
         # interrupted mid-photo (Ctrl-C): nothing of the roll may stay `localizing`
         for pid in todo:
