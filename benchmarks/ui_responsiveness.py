@@ -89,8 +89,10 @@ class StallSampler:
 
     def start(self) -> None:
         import gc
+        import threading
 
         gc.callbacks.append(self._on_gc)
+        self._sched(threading.enumerate())  # counters before the first tick, for a gap there
         self._thread.start()
 
     def stop(self) -> None:

@@ -76,6 +76,7 @@ def test_f_opens_the_selected_photo_at_full_resolution(qtbot, window):
     assert dlg.scale() == pytest.approx(fitted)
     qtbot.keyClick(dlg.view, Qt.Key.Key_Escape)  # Esc closes the photo, not the job
     assert not dlg.isVisible() and win.isVisible()
+    assert not dlg.view.scene().items()  # the closed window let its full-size pixmap go
 
 
 def test_menu_action_from_the_review_opens_the_reviewed_photo(qtbot, window):

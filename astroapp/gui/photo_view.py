@@ -67,6 +67,7 @@ class PhotoWindow(QDialog):
             for k in keys:
                 QShortcut(QKeySequence(k), self).activated.connect(slot)
         self.resize(1200, 850)
+        self.finished.connect(self._release)  # a closed window keeps no 50-MB pixmap
         self._load()
 
     def _load(self) -> None:
@@ -74,6 +75,8 @@ class PhotoWindow(QDialog):
                       on_failed=self._on_failed, name="astroapp-photo-view")
 
     def _on_loaded(self, image: QImage) -> None:
+        if not self.isVisible():  # closed while decoding
+            return
         item = QGraphicsPixmapItem(QPixmap.fromImage(image))
         item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         scene = self.view.scene()
@@ -83,6 +86,9 @@ class PhotoWindow(QDialog):
         self.image_size = (image.width(), image.height())
         self.status.setText(f"{self.path.name}: {image.width()} x {image.height()} px, full resolution — {HELP}")
         self.fit()
+
+    def _release(self) -> None:
+        self.view.scene().clear()
 
     def _on_failed(self, exc: Exception) -> None:
         self.error = str(exc)
