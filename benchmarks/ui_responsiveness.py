@@ -299,10 +299,10 @@ def main(argv: list[str] | None = None) -> int:
             modules = set(sys.modules)
             print(f"  {label}: {len(gc.get_objects())} objects tracked by the GC "
                   f"({gc.get_freeze_count()} frozen) at the start")
-        rec.start()
         sampler = StallSampler(rec) if debug else None
         if sampler:
-            sampler.start()
+            sampler.start()  # first: its counters must predate the first tick
+        rec.start()
         t0 = time.perf_counter()
         start()
         while not done:
