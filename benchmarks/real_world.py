@@ -200,15 +200,16 @@ def _folder_mb(folder: Path) -> float:
 def recall(index_dir: Path, model_name: str, pairs: list[Pair], origin: dict,
            photos: Path) -> dict[str, tuple[float, float]]:
     """R@1/R@10 of the descriptor alone, with the metadata prior, and re-ranked."""
+    from astroapp.catalog.photo_reader import read_photo
     from astroapp.geo.viewing import ViewingHints
     from astroapp.index import Region, TileIndex, embed_images
     from astroapp.pipeline.rerank import Reranker, tile_reader
-    from astroapp.pipeline.retrieve import photo_region, read_photo
+    from astroapp.pipeline.retrieve import photo_region
     from astroapp.retrieval import load_model
 
     model = load_model(model_name, device="cpu")
     index = TileIndex.open(index_dir, model=model)
-    images = [read_photo(photos / f"{p.photo_id}.jpg", 512) for p in pairs]
+    images = [read_photo(photos / f"{p.photo_id}.jpg", min_side=1024).rgb for p in pairs]
     desc = embed_images(model, images)
     reranker = Reranker()
     read = tile_reader(index, reranker.size)
