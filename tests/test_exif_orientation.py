@@ -109,3 +109,27 @@ def test_quarter_turned_jpeg_import_localize_geotiff(tmp_path, orientation):
     top_left = next(g for g in gcps if g.row == 0 and g.col == 0)
     bottom_right = next(g for g in gcps if g.row == H and g.col == W)
     assert top_left.y > bottom_right.y and top_left.x < bottom_right.x  # north-west to south-east
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_one_reader_gives_one_frame_at_any_size(tmp_path, orientation):
+    """read_photo (full, display size), photo_header and open_photo_rows (the GeoTIFF's
+    strips) all give the displayed frame of a quarter-turned JPEG, with the file scale."""
+    from astroapp.catalog.photo_reader import open_photo_rows, photo_header
+
+    upright = np.zeros((120, 80, 3), np.uint8)  # displayed: 80 wide, 120 high
+    upright[:20] = (250, 30, 30)  # a red band at the top of the displayed frame
+    path = tmp_path / "turned.jpg"
+    path.write_bytes(_jpeg_with_orientation(upright, orientation))
+    header = photo_header(path)
+    assert header.stored_size == (120, 80) and header.file_size == (80, 120)
+    full = read_photo(path)
+    assert full.rgb.shape == (120, 80, 3) and full.scale_to_file == 1.0
+    assert full.rgb[:15, :, 0].mean() > 200 and full.rgb[30:, :, 0].mean() < 40
+    shown = read_photo(path, max_side=60)
+    assert shown.rgb.shape == (60, 40, 3) and shown.scale_to_file == 2.0
+    assert shown.rgb[:7, :, 0].mean() > 200
+    with open_photo_rows(path) as rows:
+        top = rows.read(0, 10)
+    assert top.shape == (3, 10, 80)
+    assert np.abs(np.moveaxis(top, 0, -1).astype(int) - full.rgb[:10].astype(int)).max() <= 8
