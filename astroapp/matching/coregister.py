@@ -54,6 +54,7 @@ DEFAULT_SIZE = 512
 DEFAULT_ITERATIONS = 4
 RANSAC_THRESHOLD_PX = 3.0
 MIN_MATCHES = 8
+MIN_FIRST_INLIERS = 12  # a loop (after a search) whose first step finds fewer is not pursued
 CONVERGED_PX = 1.0  # a step that moves no corner of the view further than this ends the loop
 
 
@@ -387,7 +388,7 @@ def coregister(
                     fit_homography, cancel, native_side=max(surr_size)):
                 attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel,
                                          start=seed.homography,
-                                         min_first=window_search.MIN_SEED_INLIERS))
+                                         min_first=MIN_FIRST_INLIERS))
                 if _accepted(attempts[-1], calibration):
                     break
             if any(_accepted(a, calibration) for a in attempts):
@@ -395,7 +396,7 @@ def coregister(
     if not any(_accepted(a, calibration) for a in attempts):
         # EarthMatch's central start, for what the search missed; after a search, a start
         # whose first step finds less than a seed would is not pursued.
-        first = window_search.MIN_SEED_INLIERS if search else 0
+        first = MIN_FIRST_INLIERS if search else 0
         attempts += [_iterate(prepared, k, surr, iterations, cancel, min_first=first) for k in ks]
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)

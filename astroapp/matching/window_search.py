@@ -45,7 +45,11 @@ HINT_MARGIN = 1.35  # widen the hinted ratio range by this factor each way
 MIN_PHOTO_SIDE = 160  # px: below this a photo has too few features to seed anything
 SEARCH_SIDE = 256  # px: the photo's side at the coarse scales of the search
 MAX_SEARCH_SURROUNDINGS = 1024  # px: the surroundings' side at most, for the search
-MIN_SEED_INLIERS = 12
+# A window this good seeds a loop, whose first step at full size verifies it cheaply (see
+# coregister.MIN_FIRST_INLIERS): small footprints (scale ratio ~10) reach 8-10 in their
+# window, wrong pairs' best windows ~6 by chance (real cross pairs).
+MIN_SEED_INLIERS = 8
+CLEAR_SEED_INLIERS = 24  # a seed this good, and twice what a finer scale finds: scan no further
 STRONG_SEED_INLIERS = 40  # stop scanning finer scales after a window this good
 MIN_MATCHES = 8
 
@@ -200,7 +204,7 @@ def seeds(
         if best is not None and best is not before:
             yield best
         if best is not None and (best.inliers >= STRONG_SEED_INLIERS or (
-                best.ratio < ratio and ratio_best * 2 < best.inliers >= 2 * MIN_SEED_INLIERS)):
+                best.ratio < ratio and ratio_best * 2 < best.inliers >= CLEAR_SEED_INLIERS)):
             break  # a sure window, or past the scale where the photo showed (less than half)
 
 
