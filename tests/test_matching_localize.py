@@ -235,3 +235,27 @@ def test_localize_cli(tmp_path, world, capsys):
     assert main([*common, "999"]) == 2
     assert "no photo with id 999" in capsys.readouterr().err
     assert main(["--catalog", str(cat_path), "localize", "--index", str(tmp_path / "none")]) == 2
+
+
+def test_a_photo_is_decoded_once_per_localization(tmp_path, world, monkeypatch):
+    """Retrieval and coregistration share one decode of the photo (the one photo reader,
+    counted where the pipeline calls it)."""
+    import astroapp.pipeline.localize as localize_module
+    import astroapp.pipeline.retrieve as retrieve_module
+    from astroapp.catalog import photo_reader
+
+    decoded = []
+
+    def counted(path, *args, **kwargs):
+        decoded.append(Path(path).name)
+        return photo_reader.read_photo(path, *args, **kwargs)
+
+    monkeypatch.setattr(localize_module, "read_photo", counted)
+    monkeypatch.setattr(retrieve_module, "read_photo", counted)
+    root, model, photos, _, _ = world
+    cat, ids, _, _ = _catalog(tmp_path, world)
+    summary = localize_photos(cat, ids[:1], index_dir=root / "idx", model=model, k=4,
+                              max_candidates=2)
+    assert [o.photo_id for o in summary.outcomes] == ids[:1]
+    assert decoded == [photos[0][0].name]
+    cat.close()
