@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 STRAY_GLOB = ".*.part*"  # what `atomic_path` names its temporary files
@@ -48,6 +49,37 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
             tmp.unlink()
         raise
     fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path,
+               keep_existing: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a new temporary folder next to `target`; when the writer succeeds it takes the
+    name `target` (a folder already there is moved aside, then deleted), so a reader finds
+    the old folder or the complete new one, never a half-written one. When
+    `keep_existing(target)` is true at that moment (another process finished first), the
+    folder already there stays. The temporary folder is removed in every case."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".dirpart",
+                                dir=target.parent))
+    try:
+        yield tmp
+        if keep_existing is not None and keep_existing(target):
+            return
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-",
+                                        suffix=".dirold", dir=target.parent))
+            os.replace(target, old / target.name)
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another writer's folder took the name meanwhile
+            if keep_existing is None or not keep_existing(target):
+                raise
+        fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 _TEMP_NAME = re.compile(r"^\.(?P<stem>.*)\.(?P<pid>\d+)-[a-z0-9_]+\.part(?P<suffix>.*)$")

@@ -54,6 +54,28 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
+def test_atomic_dir_swaps_a_whole_folder_only_on_success(tmp_path):
+    from astroapp.atomic import atomic_dir
+
+    target = tmp_path / "roll"
+    target.mkdir()
+    (target / "a.jpg").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "b.jpg").write_text("half")
+        raise RuntimeError("boom")
+    assert sorted(p.name for p in target.iterdir()) == ["a.jpg"]
+    _only(tmp_path, "roll")
+    with atomic_dir(target) as tmp:
+        (tmp / "b.jpg").write_text("new")
+        assert not (target / "b.jpg").exists()  # not visible before the end
+    assert sorted(p.name for p in target.iterdir()) == ["b.jpg"]
+    _only(tmp_path, "roll")
+    with atomic_dir(target, keep_existing=lambda t: (t / "b.jpg").is_file()) as tmp:
+        (tmp / "c.jpg").write_text("late")  # another writer finished first: its folder stays
+    assert sorted(p.name for p in target.iterdir()) == ["b.jpg"]
+    _only(tmp_path, "roll")
+
+
 def test_geojson_interrupted(records, tmp_path, monkeypatch):
     target = tmp_path / "out.geojson"
     target.write_text("previous export")

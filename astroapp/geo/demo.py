@@ -11,8 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +20,7 @@ import piexif
 from PIL import Image
 
 from astroapp import config
-from astroapp.atomic import atomic_path
+from astroapp.atomic import atomic_dir, atomic_path
 from astroapp.geo.places import place_split  # noqa: F401  (re-exported for trainers)
 from astroapp.geo.render import random_camera, render_photo
 from astroapp.geo.sources.bluemarble import BlueMarbleSource
@@ -172,22 +170,7 @@ def prepare_demo(root: Path | None = None, n_photos: int = 24, seed: int = 0) ->
     paths = DemoPaths(root=root, roll_dir=roll, truth_path=roll / "truth.json")
     if _is_complete(roll, n_photos, seed):
         return paths
-    tmp = root / f".roll.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    # rendered aside, then swapped in whole; a roll another process finished first is kept
+    with atomic_dir(roll, keep_existing=lambda r: _is_complete(r, n_photos, seed)) as tmp:
         _render_roll(tmp, n_photos, seed)
-        if roll.exists():
-            if _is_complete(roll, n_photos, seed):  # another process finished first
-                return paths
-            old = root / f".roll.old-{os.getpid()}"
-            os.replace(roll, old)
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, roll)
-        except OSError:
-            if not _is_complete(roll, n_photos, seed):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return paths
