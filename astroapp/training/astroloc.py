@@ -344,7 +344,7 @@ def train_astroloc(
         "steps": step,
         "val_recalls": final,
         "start_recalls": {k: v for k, v in history[0].items() if k.startswith("R@")} if history and history[0]["step"] == 0 else {},
-        "history": history[-50:],
+        "history": [h for h in history[:-50] if "R@1" in h] + history[-50:],  # every validation, the last steps
         "seconds": round(seconds, 1),
         "pairs_per_second": round(sum(h.get("pairs", 0) for h in history) / max(1e-9, sum(h.get("seconds", 0.0) for h in history)), 2),
         "device": str(dev),
