@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 import shapely
@@ -115,3 +116,20 @@ def test_cli_errors_are_messages_not_tracebacks(world, capsys, tmp_path):
     assert "weights file not found" in err and "dinov2" in err and "Traceback" not in err
     assert main(["model", "train", "astroloc", "--catalog", world["catalog"]]) == 2
     assert "--from-catalog" in capsys.readouterr().err
+
+
+def test_the_tiles_can_come_from_an_index(world, capsys, tmp_path):
+    """--index: the pairs use the tile source the index was built from."""
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    for path in sorted(Path(world["tiles"]).iterdir())[:40]:
+        shutil.copy(path, tiles / path.name)
+    assert main(["index", "build", str(tiles), "--model", "astroapp-small", "--out", str(tmp_path / "index"),
+                 "--device", "cpu", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["model", "train", "astroloc", "--from-catalog", "--catalog", world["catalog"], "--index",
+                 str(tmp_path / "index"), "--cell-deg", "15", "--dry-run"]) == 0
+    assert f"tile source {tiles}" in capsys.readouterr().out
+    assert main(["model", "train", "astroloc", "--from-catalog", "--catalog", world["catalog"], "--index",
+                 str(tmp_path / "nothing"), "--dry-run"]) == 2
+    assert "cannot read the index" in capsys.readouterr().err
