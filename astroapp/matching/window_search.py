@@ -208,14 +208,6 @@ def seeds(
             break  # a sure window, or past the scale where the photo showed (less than half)
 
 
-def search(*args: Any, **kwargs: Any) -> Seed | None:
-    """The best window over all the scales `seeds` scans (same arguments), or None."""
-    best = None
-    for best in seeds(*args, **kwargs):  # noqa: B007 (the last seed is the best)
-        pass
-    return best
-
-
 def window_cells(kp: np.ndarray, wins: list[tuple[float, float, float]]
                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The grid cut by every window's edges: each cell's keypoint indices, and each window's
