@@ -12,6 +12,7 @@ import training_fixtures as tf
 from astroapp.catalog.db import Catalog
 from astroapp.cli import main
 from astroapp.geo.footprint import Footprint
+from astroapp.geo.places import place_cell
 from astroapp.geo.sources.opener import open_source
 from astroapp.training.pairs import (
     TRAIN,
@@ -19,7 +20,6 @@ from astroapp.training.pairs import (
     PairError,
     PlaceSplit,
     build_pairs,
-    cell_of,
     training_photos,
 )
 
@@ -39,7 +39,7 @@ def test_positives_are_the_blocks_overlapping_by_iou(pairs, world):
     refs = list(open_source(world["tiles"]).tiles())
     with Catalog(world["catalog"]) as cat:
         photos, _ = training_photos(cat)
-    place = PlaceSplit({cell_of(*fp.centroid(), 15) for _, _, _, fp, _ in photos}, 15, 0.2)
+    place = PlaceSplit({place_cell(*fp.centroid(), 15) for _, _, _, fp, _ in photos}, 15, 0.2)
     assert len(pairs.split(TRAIN)) >= 20 and len(pairs.split(VAL)) >= 3
     for p in pairs.photos[:12]:
         for b, iou in p.positives:
@@ -58,7 +58,7 @@ def test_positives_are_the_blocks_overlapping_by_iou(pairs, world):
 
 def test_no_place_in_both_splits(pairs):
     def cells(fp: Footprint) -> set:
-        return {cell_of(lon, lat, 15) for lon, lat in (*fp.corners, fp.centroid())}
+        return {place_cell(lon, lat, 15) for lon, lat in (*fp.corners, fp.centroid())}
 
     train_cells = set().union(*(cells(p.footprint) for p in pairs.split(TRAIN)))
     val_cells = set().union(*(cells(p.footprint) for p in pairs.split(VAL)))

@@ -19,9 +19,10 @@ CELL_DEG = 20.0
 TEST_FRACTION = 0.2
 
 
-def place_cell(lon: float, lat: float) -> tuple[int, int]:
+def place_cell(lon: float, lat: float, cell_deg: float = CELL_DEG) -> tuple[int, int]:
+    """The (column, row) of the cell_deg-degree grid cell holding (lon, lat)."""
     lon = wrap_lon(lon)
-    return (math.floor((lon + 180.0) / CELL_DEG), math.floor((min(lat, 89.999) + 90.0) / CELL_DEG))
+    return (math.floor((lon + 180.0) / cell_deg), math.floor((min(lat, 89.999) + 90.0) / cell_deg))
 
 
 def place_split(lon: float, lat: float) -> Split:

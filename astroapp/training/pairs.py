@@ -16,7 +16,6 @@ border are left out and counted).
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +24,8 @@ import numpy as np
 import shapely
 
 from astroapp.catalog.db import Catalog
-from astroapp.geo.footprint import Footprint, wrap_lon
+from astroapp.geo.footprint import Footprint
+from astroapp.geo.places import place_cell
 from astroapp.geo.sources.base import TileRef, TileSource
 from astroapp.index.region import Region
 from astroapp.progress import Progress, ProgressFn, ignore
@@ -108,18 +108,13 @@ class PairSet:
         return h.hexdigest()[:16]
 
 
-def cell_of(lon: float, lat: float, cell_deg: float) -> tuple[int, int]:
-    lon = wrap_lon(lon)
-    return (math.floor((lon + 180.0) / cell_deg), math.floor((min(lat, 89.999) + 90.0) / cell_deg))
-
-
 def _cell_hash(cell: tuple[int, int], cell_deg: float) -> float:
     digest = hashlib.sha1(f"astroapp-train-place:{cell_deg:g}:{cell[0]}:{cell[1]}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32
 
 
 def _cells(fp: Footprint, cell_deg: float) -> set[tuple[int, int]]:
-    return {cell_of(lon, lat, cell_deg) for lon, lat in (*fp.corners, fp.centroid())}
+    return {place_cell(lon, lat, cell_deg) for lon, lat in (*fp.corners, fp.centroid())}
 
 
 class PlaceSplit:
@@ -201,7 +196,7 @@ def build_pairs(
     polys = [r.footprint.polygon() for r in refs]
     tree = shapely.STRtree(polys)
     centres = np.array([r.footprint.centroid() for r in refs])
-    place = PlaceSplit({cell_of(*fp.centroid(), cell_deg) for _, _, _, fp, _ in photos}, cell_deg, val_fraction)
+    place = PlaceSplit({place_cell(*fp.centroid(), cell_deg) for _, _, _, fp, _ in photos}, cell_deg, val_fraction)
     rng = np.random.default_rng(seed)
     used: dict[int, int] = {}  # source block index -> PairSet block index
     block_split: dict[int, str | None] = {}
@@ -246,7 +241,7 @@ def build_pairs(
             picked = inside + [i for i in order[: 20 * negatives + 50]
                                if dist[i] > region.radius_km and split_of_block(i) == split][: negatives - len(inside)]
         out.append(PhotoPairs(
-            pid, name, path, fp, split, "{}_{}".format(*cell_of(*fp.centroid(), cell_deg)),
+            pid, name, path, fp, split, "{}_{}".format(*place_cell(*fp.centroid(), cell_deg)),
             tuple((use(i), round(float(v), 4)) for i, v in pos),
             frozenset(use(i) for i in hits if split_of_block(i) == split),
             tuple(use(i) for i in picked),
