@@ -45,5 +45,12 @@ def build_world(root: Path) -> dict:
 
 
 def world(request) -> dict:
-    """The world for a test session (pytest's `request`); built on first use."""
-    return build_world(Path(request.config.cache.mkdir("astroapp-training-world")) / "world")
+    """The world for a test session (pytest's `request`); built on first use.
+
+    Kept in pytest's cache folder when the cache plugin is on, else in the session's temp dir."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        base = Path(cache.mkdir("astroapp-training-world"))
+    else:
+        base = request.getfixturevalue("tmp_path_factory").getbasetemp() / "astroapp-training-world"
+    return build_world(base / "world")
