@@ -93,3 +93,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 class UserError(Exception):
     """An error caused by input the user gave: printed as one clear line, exit code 2."""
+
+
+def int_list(text: str, option: str, what: str) -> list[int]:
+    """A comma-separated option value ("9,10,11") as integers; anything else is a UserError."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise UserError(f"{option} takes comma-separated {what}, not {text!r}") from exc

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from astroapp.cli import UserError
+from astroapp.cli import UserError, int_list
 from astroapp.export import FORMATS
 
 _SUFFIX_FORMATS = {".geojson": "geojson", ".json": "geojson", ".csv": "csv", ".html": "html",
@@ -74,12 +74,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         bad = [s for s in statuses if s not in STATUSES]
         if bad:
             raise UserError(f"unknown status {bad[0]!r}: choose from {', '.join(STATUSES)}")
-    ids = None
-    if args.ids:
-        try:
-            ids = [int(v) for v in args.ids.split(",") if v.strip()]
-        except ValueError as exc:
-            raise UserError(f"--ids takes comma-separated photo ids, not {args.ids!r}") from exc
+    ids = int_list(args.ids, "--ids", "photo ids") if args.ids else None
     out = args.out.expanduser()
     if fmt == "geotiff":
         if out.exists() and not out.is_dir():

@@ -6,7 +6,7 @@ import argparse
 import json
 import signal
 
-from astroapp.cli import UserError
+from astroapp.cli import UserError, int_list
 
 
 def add_astroloc_options(q: argparse.ArgumentParser) -> None:
@@ -56,12 +56,7 @@ def train_astroloc_from_catalog(args: argparse.Namespace) -> int:
         raise UserError(f"--model-config: {exc}") from exc
     if args.input_size:
         cfg["input_size"] = [args.input_size, args.input_size]
-    zooms = None
-    if args.zooms:
-        try:
-            zooms = [int(z) for z in args.zooms.split(",") if z.strip()]
-        except ValueError as exc:
-            raise UserError(f"--zooms: expected numbers like 9,10,11, got {args.zooms!r}") from exc
+    zooms = int_list(args.zooms, "--zooms", "zoom levels (e.g. 9,10,11)") if args.zooms else None
     import threading
 
     cancel = threading.Event()

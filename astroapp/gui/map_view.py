@@ -14,17 +14,17 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPen, QPixmap, QPolygonF, QTransform
+from PySide6.QtGui import QBrush, QColor, QImage, QPen, QPixmap, QPolygonF, QTransform
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPixmapItem,
     QGraphicsPolygonItem,
-    QGraphicsScene,
     QGraphicsView,
     QLabel,
 )
 
 from astroapp.gui.imagery import world_rgb
+from astroapp.gui.zoom_view import setup_pannable
 
 # The bundled Blue Marble has no bathymetry over part of the Southern Ocean: a flat fill of
 # this colour from a straight edge near 60 S down to the Antarctic coast, which the map showed
@@ -120,12 +120,8 @@ class MapView(QGraphicsView):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
-        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        setup_pannable(self, QColor(10, 12, 20))
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
-        self.setBackgroundBrush(QBrush(QColor(10, 12, 20)))
         image = world_image()
         base = QGraphicsPixmapItem(QPixmap.fromImage(image))
         base.setTransformationMode(Qt.TransformationMode.SmoothTransformation)

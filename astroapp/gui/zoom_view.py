@@ -9,16 +9,22 @@ from PySide6.QtWidgets import QGraphicsScene, QGraphicsView
 WHEEL_ZOOM = 1.2  # scale factor per wheel notch
 
 
+def setup_pannable(view: QGraphicsView, background: QColor) -> None:
+    """A scene of its own, smooth rendering, drag to pan, zoom about the cursor: how every
+    image view of the app (pair view, tie points, full-size photo, world map) starts."""
+    view.setScene(QGraphicsScene(view))
+    view.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
+    view.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+    view.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+    view.setBackgroundBrush(QBrush(background))
+
+
 class ZoomView(QGraphicsView):
     """Shared by the review's pair view and the tie-point views: one zoom/fit behaviour."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setScene(QGraphicsScene(self))
-        self.setRenderHints(QPainter.RenderHint.Antialiasing | QPainter.RenderHint.SmoothPixmapTransform)
-        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
-        self.setBackgroundBrush(QBrush(QColor(18, 20, 26)))
+        setup_pannable(self, QColor(18, 20, 26))
         self._user_zoomed = False
 
     def fit(self) -> None:
