@@ -14,7 +14,9 @@ stretched per channel) and the photo's keypoints keep off clouds, space and hard
 (`window_search`) instead of the central tile: from each better window as the scales are
 scanned (hinted scales first, then the rest of the pyramid), stopping at the first accepted
 result, and from the central tile when none is accepted. The loop ends early once a step
-moves the view by a pixel or less (the next view would be the same).
+moves the view by a pixel or less (the next view would be the same). When none is accepted
+and the hints say the photo is oblique (>= 25 deg off nadir), the search runs again on the
+photo stretched by 1/cos(tilt) along six directions (`tilt`, ASIFT), at the hinted scales.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from astroapp.matching import window_search
+from astroapp.matching import tilt, window_search
 from astroapp.matching.base import Features, Matcher, Matches
 from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import (
@@ -121,6 +123,20 @@ class PreparedPhoto:
             mask = resize_square(np.ascontiguousarray(np.rot90(self.mask, -k)), side)
             self._scaled[key] = _features_masked(self.matcher, small, mask)
         return self._scaled[key]
+
+    def warped(self, affine: np.ndarray) -> PreparedPhoto:
+        """This photo with its square mapped by `affine` (3x3, square pixel centres onto
+        themselves, e.g. a tilt stretch): results still refer to the original photo's pixels."""
+        out = object.__new__(PreparedPhoto)
+        out.matcher, out.size, out.original_size = self.matcher, self.size, self.original_size
+        dsize = (self.size, self.size)
+        out.square = cv2.warpAffine(self.square, affine[:2], dsize, flags=cv2.INTER_LINEAR)
+        # Off the warped square (black) and its edge: no keypoints.
+        mask = cv2.warpAffine(self.mask, affine[:2], dsize, flags=cv2.INTER_NEAREST)
+        out.mask = cv2.erode(mask, np.ones((5, 5), np.uint8))
+        out.to_square = affine @ self.to_square
+        out._features, out._scaled = {}, {}
+        return out
 
 
 def _equalises(matcher: Matcher) -> bool:
@@ -221,6 +237,7 @@ class _Attempt:
     pts_s: np.ndarray
     reason: str | None
     iteration_inliers: list[int]
+    photo: PreparedPhoto | None = None  # the (tilt-stretched) photo it matched; None: the photo
 
 
 def _view_mask(h_surr_to_view: np.ndarray, surr_size: int, size: int) -> np.ndarray:
@@ -377,27 +394,42 @@ def coregister(
             hints.ground_width_km() if hints is not None else None,
             _ground_width_km(grid) if grid is not None else surroundings_km)
         surr_features = _SurroundingsFeatures(matcher, surr, size)
+
+        def scan(photo: PreparedPhoto, scans: tuple[tuple[float, ...], ...]) -> None:
+            # The loop runs from each better window as the scales are scanned, coarse to
+            # fine, and the scan stops at the first accepted one; a seed whose first step
+            # finds fewer inliers than a seed has is not pursued (a chance window).
+            for ratios_ in scans:
+                for seed in window_search.seeds(
+                        photo.features_at, surr_features, matcher, side, size, ratios_, ks,
+                        fit_homography, cancel, native_side=max(surr_size)):
+                    attempts.append(_iterate(photo, seed.k, surr, iterations, cancel,
+                                             start=seed.homography,
+                                             min_first=MIN_FIRST_INLIERS))
+                    attempts[-1].photo = photo
+                    if _accepted(attempts[-1], calibration):
+                        return
+
         # The hinted scales first; when they find nothing, the rest of the pyramid (a wrong
         # focal length, or a photo cropped to less than its lens shows, must not prevent a
-        # match). The loop runs from each better window as the scales are scanned, coarse to
-        # fine, and the scan stops at the first accepted one; a seed whose first step finds
-        # fewer inliers than a seed has is not pursued (a chance window).
-        for scan in (ratios, window_search.other_ratios(ratios)):
-            for seed in window_search.seeds(
-                    prepared.features_at, surr_features, matcher, side, size, scan, ks,
-                    fit_homography, cancel, native_side=max(surr_size)):
-                attempts.append(_iterate(prepared, seed.k, surr, iterations, cancel,
-                                         start=seed.homography,
-                                         min_first=MIN_FIRST_INLIERS))
-                if _accepted(attempts[-1], calibration):
-                    break
-            if any(_accepted(a, calibration) for a in attempts):
-                break
+        # match).
+        scan(prepared, (ratios, window_search.other_ratios(ratios)))
     if not any(_accepted(a, calibration) for a in attempts):
         # EarthMatch's central start, for what the search missed; after a search, a start
         # whose first step finds less than a seed would is not pursued.
         first = MIN_FIRST_INLIERS if search else 0
         attempts += [_iterate(prepared, k, surr, iterations, cancel, min_first=first) for k in ks]
+    if search and hints is not None and not any(_accepted(a, calibration) for a in attempts):
+        # An oblique photo: its foreshortening undone along each direction in turn (ASIFT),
+        # at the hinted scales only, until one is accepted.
+        for factor in tilt.stretch_factors(hints.tilt_deg):
+            for direction in tilt.DIRECTIONS_DEG:
+                scan(prepared.warped(tilt.stretch(size, direction, factor)), (ratios,))
+                if any(_accepted(a, calibration) for a in attempts):
+                    break
+            else:
+                continue
+            break
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
 
@@ -405,10 +437,11 @@ def coregister(
     corr = np.zeros((0, 4), np.float64)
     if best.h_square is not None:
         # original photo (edges) -> centres -> rotated square -> 3S surroundings -> original
-        h = CENTRE_TO_EDGE @ surr_to_orig @ best.h_square @ prepared.rotation(best.k) @ EDGE_TO_CENTRE
+        src = best.photo or prepared
+        h = CENTRE_TO_EDGE @ surr_to_orig @ best.h_square @ src.rotation(best.k) @ EDGE_TO_CENTRE
         homography = h / h[2, 2]
         corners = apply_h(homography, edge_corners(prepared.original_size))
-        back = CENTRE_TO_EDGE @ np.linalg.inv(prepared.rotation(best.k))
+        back = CENTRE_TO_EDGE @ np.linalg.inv(src.rotation(best.k))
         pq = apply_h(back, best.pts_q)
         ps = apply_h(CENTRE_TO_EDGE @ surr_to_orig, best.pts_s)
         corr = np.hstack([pq, ps])

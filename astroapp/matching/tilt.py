@@ -1,0 +1,53 @@
+"""Affine tilt simulation for oblique photos (ASIFT, Morel & Yu 2009).
+
+A photo taken `t` degrees off nadir sees the ground foreshortened by about cos(t) along the
+line of sight, whose direction in the frame (the camera's roll about its optical axis) is
+unknown. SIFT's descriptors tolerate a foreshortening of ~1.4 (about 45 degrees); beyond, the
+same ground looks too different from a nadir mosaic. Stretching the photo by 1/cos(t) along a
+few directions undoes the foreshortening for the direction closest to the true one, so one
+of the stretched photos matches like a nadir photo would.
+
+Each stretch is an affine map of the photo square onto itself (stretched, then shrunk to fit
+the square), so the homography found for a stretched photo composes with it into one that
+maps the original photo's pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MIN_TILT_DEG = 25.0  # below this the foreshortening (< 1.10) is within SIFT's tolerance
+DIRECTIONS_DEG = (0.0, 30.0, 60.0, 90.0, 120.0, 150.0)  # 30 deg apart: stretch off by < 4 %
+MAX_STRETCH = 2.5  # 66 deg: a frame more oblique than this is mostly haze
+
+
+def stretch_factors(tilt_deg: tuple[float, float] | None) -> tuple[float, ...]:
+    """Stretch factors (1/cos of the tilt) worth simulating for a tilt range: none below
+    MIN_TILT_DEG, one for a narrow range, two (its ends) for a wide one (a NASA code)."""
+    if tilt_deg is None:
+        return ()
+    lo, hi = (max(MIN_TILT_DEG, float(t)) for t in tilt_deg)
+    if hi <= MIN_TILT_DEG:
+        return ()
+    fac = [min(MAX_STRETCH, 1.0 / math.cos(math.radians(t))) for t in (lo, hi)]
+    # Two factors closer than SIFT's tolerance (~1.25 apart) are one.
+    return (fac[1],) if fac[1] / fac[0] < 1.25 else (fac[0], fac[1])
+
+
+def stretch(size: int, angle_deg: float, factor: float) -> np.ndarray:
+    """Pixel-centre map (3x3) of a size x size square onto itself: a stretch by `factor`
+    along the direction `angle_deg` (counter-clockwise from the x axis, as seen on screen),
+    about the square's centre, then shrunk so the stretched square fits in the square."""
+    a = math.radians(angle_deg)
+    u = np.array([math.cos(a), -math.sin(a)])  # image y points down
+    m = np.eye(2) + (factor - 1.0) * np.outer(u, u)
+    half = (size - 1) / 2.0
+    corners = np.array([[-half, -half], [half, -half], [half, half], [-half, half]])
+    extent = np.abs(corners @ m.T).max()
+    m *= half / extent
+    out = np.eye(3)
+    out[:2, :2] = m
+    out[:2, 2] = half - m @ np.array([half, half])
+    return out
