@@ -41,6 +41,13 @@ def test_stretch_factors_from_the_tilt():
     assert max(tilt.stretch_factors((80.0, 80.0))) == tilt.MAX_STRETCH
 
 
+def test_directions_closer_for_stronger_stretches():
+    for tilt_deg, count in ((30.0, 3), (49.0, 4), (63.0, 6)):
+        dirs = tilt.directions(1 / math.cos(math.radians(tilt_deg)))
+        assert len(dirs) == count and dirs[0] == 0.0 and max(dirs) < 180.0
+        assert np.allclose(np.diff(dirs), 180.0 / count)
+
+
 @pytest.fixture(scope="module")
 def oblique():
     """A photo of a 1536-px scene foreshortened 2.5 times along 35 degrees (66 deg off nadir:

@@ -16,7 +16,7 @@ scanned (hinted scales first, then the rest of the pyramid), stopping at the fir
 result, and from the central tile when none is accepted. The loop ends early once a step
 moves the view by a pixel or less (the next view would be the same). When none is accepted
 and the hints say the photo is oblique (>= 25 deg off nadir), the search runs again on the
-photo stretched by 1/cos(tilt) along six directions (`tilt`, ASIFT), at the hinted scales.
+photo stretched by 1/cos(tilt) along a few directions (`tilt`, ASIFT), at the hinted scales.
 """
 
 from __future__ import annotations
@@ -423,7 +423,7 @@ def coregister(
         # An oblique photo: its foreshortening undone along each direction in turn (ASIFT),
         # at the hinted scales only, until one is accepted.
         for factor in tilt.stretch_factors(hints.tilt_deg):
-            for direction in tilt.DIRECTIONS_DEG:
+            for direction in tilt.directions(factor):
                 scan(prepared.warped(tilt.stretch(size, direction, factor)), (ratios,))
                 if any(_accepted(a, calibration) for a in attempts):
                     break

@@ -5,7 +5,9 @@ line of sight, whose direction in the frame (the camera's roll about its optical
 unknown. SIFT's descriptors tolerate a foreshortening of ~1.4 (about 45 degrees); beyond, the
 same ground looks too different from a nadir mosaic. Stretching the photo by 1/cos(t) along a
 few directions undoes the foreshortening for the direction closest to the true one, so one
-of the stretched photos matches like a nadir photo would.
+of the stretched photos matches like a nadir photo would. The directions are 72/t degrees
+apart for a stretch t (ASIFT's longitude sampling): more for a stronger stretch, whose
+descriptors tolerate less error in its direction.
 
 Each stretch is an affine map of the photo square onto itself (stretched, then shrunk to fit
 the square), so the homography found for a stretched photo composes with it into one that
@@ -19,7 +21,7 @@ import math
 import numpy as np
 
 MIN_TILT_DEG = 25.0  # below this the foreshortening (< 1.10) is within SIFT's tolerance
-DIRECTIONS_DEG = (0.0, 30.0, 60.0, 90.0, 120.0, 150.0)  # 30 deg apart: stretch off by < 4 %
+DIRECTION_STEP_DEG = 72.0  # directions 72/t degrees apart for a stretch t (Morel & Yu)
 MAX_STRETCH = 2.5  # 66 deg: a frame more oblique than this is mostly haze
 
 
@@ -34,6 +36,13 @@ def stretch_factors(tilt_deg: tuple[float, float] | None) -> tuple[float, ...]:
     fac = [min(MAX_STRETCH, 1.0 / math.cos(math.radians(t))) for t in (lo, hi)]
     # Two factors closer than SIFT's tolerance (~1.25 apart) are one.
     return (fac[1],) if fac[1] / fac[0] < 1.25 else (fac[0], fac[1])
+
+
+def directions(factor: float) -> tuple[float, ...]:
+    """Stretch directions (degrees in [0, 180)) for a stretch `factor`, evenly spaced at
+    most DIRECTION_STEP_DEG / factor apart: 3 at 30 deg off nadir, 4 at 49, 6 at 63."""
+    n = max(1, math.ceil(180.0 * factor / DIRECTION_STEP_DEG))
+    return tuple(180.0 * i / n for i in range(n))
 
 
 def stretch(size: int, angle_deg: float, factor: float) -> np.ndarray:
