@@ -37,7 +37,10 @@ def test_stretch_factors_from_the_tilt():
     assert tilt.stretch_factors((0.0, 20.0)) == ()  # within SIFT's own tolerance
     (one,) = tilt.stretch_factors((49.0, 49.0))
     assert one == pytest.approx(1 / math.cos(math.radians(49.0)))
-    assert len(tilt.stretch_factors((30.0, 70.0))) == 2  # a wide range (a NASA code): both ends
+    wide = tilt.stretch_factors((45.0, 75.0))  # NASA's high-oblique code: up to its upper end
+    assert len(wide) == 2 and wide[1] == tilt.MAX_STRETCH and wide[1] / wide[0] == pytest.approx(
+        tilt.FACTOR_STEP)
+    assert len(tilt.stretch_factors((15.0, 45.0))) == 1  # low oblique: the lower end is SIFT's
     assert max(tilt.stretch_factors((80.0, 80.0))) == tilt.MAX_STRETCH
 
 

@@ -23,19 +23,25 @@ import numpy as np
 MIN_TILT_DEG = 25.0  # below this the foreshortening (< 1.10) is within SIFT's tolerance
 DIRECTION_STEP_DEG = 72.0  # directions 72/t degrees apart for a stretch t (Morel & Yu)
 MAX_STRETCH = 2.5  # 66 deg: a frame more oblique than this is mostly haze
+FACTOR_STEP = 1.6  # stretches of a wide tilt range this far apart (SIFT bridges ~1.25 each way)
+MIN_RANGE_STRETCH = 1.2  # 34 deg: a range's stretches below this are left to SIFT
 
 
 def stretch_factors(tilt_deg: tuple[float, float] | None) -> tuple[float, ...]:
-    """Stretch factors (1/cos of the tilt) worth simulating for a tilt range: none below
-    MIN_TILT_DEG, one for a narrow range, two (its ends) for a wide one (a NASA code)."""
+    """Stretch factors (1/cos of the tilt), ascending, worth simulating for a tilt range:
+    none below MIN_TILT_DEG; the range's upper end, and for a wide range (a NASA code) more
+    down to its lower end, FACTOR_STEP apart (SIFT bridges the rest), none under
+    MIN_RANGE_STRETCH (the unstretched search has tried those)."""
     if tilt_deg is None:
         return ()
-    lo, hi = (max(MIN_TILT_DEG, float(t)) for t in tilt_deg)
+    lo, hi = (float(t) for t in tilt_deg)
     if hi <= MIN_TILT_DEG:
         return ()
-    fac = [min(MAX_STRETCH, 1.0 / math.cos(math.radians(t))) for t in (lo, hi)]
-    # Two factors closer than SIFT's tolerance (~1.25 apart) are one.
-    return (fac[1],) if fac[1] / fac[0] < 1.25 else (fac[0], fac[1])
+    f_lo, f_hi = (min(MAX_STRETCH, 1.0 / math.cos(math.radians(t))) for t in (lo, hi))
+    out = [f_hi]
+    while out[-1] / FACTOR_STEP >= max(MIN_RANGE_STRETCH, f_lo / math.sqrt(FACTOR_STEP)):
+        out.append(out[-1] / FACTOR_STEP)
+    return tuple(reversed(out))
 
 
 def directions(factor: float) -> tuple[float, ...]:
