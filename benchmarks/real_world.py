@@ -1,13 +1,14 @@
 """Real ISS photos among real satellite blocks: retrieval recall and the whole pipeline.
 
     .venv/bin/python -m benchmarks.real_world [--work DIR] [--distractors 1100]
-        [--models sift-bow astroapp-small] [--no-pipeline] [--local-voting]
+        [--models sift-bow astroapp-small] [--no-pipeline] [--local-voting] [--pairs DIR]
 
 Built from the real pairs in ../shared/data/real_pairs (a real ISS photo and the 3x3
 Sentinel-2 surroundings that EarthLoc/EarthMatch published for it; their georeference is not
 given). Each pair's surroundings are cut 3x3 into EarthLoc-named blocks (4x4 tiles at the zoom
 among EarthLoc's 9-11 whose block width is closest to the photo's expected width from NASA's
-focal length and tilt), placed at a made-up place (the five places are >= 4,000 km apart).
+focal length and tilt), placed at a made-up place (>= 4,000 km apart; any number of pairs:
+`--pairs DIR` takes another folder of pairs in the same layout, e.g. held-out photos).
 Distractors (EarthLoc-named blocks at zooms 9-11 on free grid cells within 700 km of a place,
 so inside the search circles):
   - 85 %: real Sentinel-2 texture, a crop of another pair's surroundings (side 20-70 % of it,
@@ -47,6 +48,7 @@ from PIL import Image
 
 REAL_PAIRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real_pairs"
 PLACES = [(10.0, 46.0), (-100.0, 38.0), (135.0, -25.0), (-62.0, -12.0), (80.0, 55.0)]
+MIN_PLACE_GAP_KM = 4000.0
 ZOOMS = (9, 10, 11)
 YEAR = 2021
 DISTRACTOR_RADIUS_KM = 700.0
@@ -98,13 +100,34 @@ def _expected_zoom(meta: dict, lat: float) -> int:
     return min(ZOOMS, key=lambda z: abs(math.log(4 * 256 * ground_resolution_m(z, lat) / 1000 / w)))
 
 
-def make_database(work: Path, n_distractors: int, seed: int = 0) -> tuple[Path, list[Pair], dict]:
+def places(n: int) -> list[tuple[float, float]]:
+    """`n` made-up places >= MIN_PLACE_GAP_KM apart: PLACES first, then points of a Fibonacci
+    lattice (|lat| <= 60) taken greedily, the gap shrinking only if the globe runs out."""
+    from astroapp.index.region import haversine_km
+
+    out = list(PLACES[:n])
+    golden = math.pi * (3 - math.sqrt(5))
+    lattice = [(math.degrees((i * golden) % (2 * math.pi)) - 180.0,
+                math.degrees(math.asin(-0.866 + 1.732 * (i + 0.5) / 400))) for i in range(400)]
+    gap = MIN_PLACE_GAP_KM
+    while len(out) < n:
+        for lon, lat in lattice:
+            if len(out) < n and abs(lon) <= 170 and all(  # off the antimeridian
+                    haversine_km(lon, lat, a, b) >= gap for a, b in out):
+                out.append((lon, lat))
+        gap *= 0.8
+    return out
+
+
+def make_database(work: Path, n_distractors: int, seed: int = 0,
+                  pairs_dir: Path = REAL_PAIRS) -> tuple[Path, list[Pair], dict]:
     """The EarthLoc folder, the pairs (with their truth) and, per distractor, its origin."""
     from astroapp.geo.tiles import block_bounds
 
     db = work / "db"
-    pairs = [Pair(p.name, p, json.loads((p / "meta.json").read_text()), PLACES[i])
-             for i, p in enumerate(sorted(REAL_PAIRS.iterdir())) if (p / "meta.json").is_file()]
+    folders = [p for p in sorted(pairs_dir.iterdir()) if (p / "meta.json").is_file()]
+    pairs = [Pair(p.name, p, json.loads((p / "meta.json").read_text()), place)
+             for p, place in zip(folders, places(len(folders)), strict=True)]
     origin: dict[str, int] = {}
     used: set[tuple[int, int, int]] = set()
     rng = np.random.default_rng(seed)
@@ -202,7 +225,7 @@ def recall(index_dir: Path, model_name: str, pairs: list[Pair], origin: dict,
     """R@1/R@10 of the descriptor alone, with the metadata prior, and re-ranked."""
     from astroapp.catalog.photo_reader import read_photo
     from astroapp.geo.viewing import ViewingHints
-    from astroapp.index import Region, TileIndex, embed_images
+    from astroapp.index import Region, TileIndex, describe_queries
     from astroapp.pipeline.rerank import Reranker, tile_reader
     from astroapp.pipeline.retrieve import photo_region
     from astroapp.retrieval import load_model
@@ -210,7 +233,7 @@ def recall(index_dir: Path, model_name: str, pairs: list[Pair], origin: dict,
     model = load_model(model_name, device="cpu")
     index = TileIndex.open(index_dir, model=model)
     images = [read_photo(photos / f"{p.photo_id}.jpg", min_side=1024).rgb for p in pairs]
-    desc = embed_images(model, images)
+    desc = describe_queries(model, images)
     reranker = Reranker()
     read = tile_reader(index, reranker.size)
     hits = {"descriptor": [], "prior": [], "reranked": []}
@@ -339,14 +362,16 @@ def main(argv: list[str] | None = None) -> int:
                          "(the local features' own ceiling, no index)")
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pairs", type=Path, default=REAL_PAIRS,
+                    help="folder of pairs (query.jpg, surroundings.jpg, meta.json per photo)")
     args = ap.parse_args(argv)
-    if not REAL_PAIRS.is_dir():
-        print(f"no real pairs at {REAL_PAIRS}: nothing to measure")
+    if not args.pairs.is_dir():
+        print(f"no real pairs at {args.pairs}: nothing to measure")
         return 1
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, ASTROAPP_HOME=str(work / "home"))
-    db, pairs, origin = make_database(work, args.distractors, args.seed)
+    db, pairs, origin = make_database(work, args.distractors, args.seed, args.pairs)
     photos, nasa = write_queries(work, pairs)
     n_tiles = sum(1 for _ in db.rglob("*.jpg"))
     print(f"{len(pairs)} real photos, {n_tiles} blocks ({n_tiles - len(origin)} true, "

@@ -19,8 +19,8 @@ from astroapp.retrieval.salad import SALAD, sinkhorn_with_dustbin
 
 
 def test_registry_names_and_aliases():
-    assert set(available_models()) == {"astroapp-small", "sift-bow", "earthloc", "astroloc",
-                                       "astroloc-tiny"}
+    assert set(available_models()) == {"astroapp-small", "sift-bow", "sift-vote", "earthloc",
+                                       "astroloc", "astroloc-tiny"}
     assert load_model("bundled", weights="random").name == DEFAULT_MODEL == "astroapp-small"
     with pytest.raises(ValueError, match="available: astroapp-small"):
         load_model("resnet9000", weights="random")

@@ -58,13 +58,13 @@ def _lonlat(text: str) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- build
 def default_model_for(specs: list[str]) -> str:
-    """The bundled CNN for the bundled world (it was trained on it); sift-bow, learned from the
-    index's own tiles, for real imagery (EarthLoc folders, GeoTIFFs), where the CNN is at
-    chance (benchmarks/real_world.py)."""
-    from astroapp.retrieval.registry import SIFT_BOW
+    """The bundled CNN for the bundled world (it was trained on it); sift-vote, learned from
+    the index's own tiles, for real imagery (EarthLoc folders, GeoTIFFs), where the CNN is at
+    chance and sift-bow finds 2 of 5 photos in its top 10 (benchmarks/real_world.py)."""
+    from astroapp.retrieval.registry import SIFT_VOTE
 
     real = [s for s in specs if str(s).strip().lower() != "bluemarble"]
-    return SIFT_BOW if real else DEFAULT_RETRIEVAL_MODEL
+    return SIFT_VOTE if real else DEFAULT_RETRIEVAL_MODEL
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -145,6 +145,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         extra = f", nprobe {f['nprobe']}, re-rank x{f['refine']}" if f["type"] == "ivfpq" else ""
         print(f"faiss      {f['type']} ({f['factory']}{extra}), {f['file']}, "
               f"{f['size_bytes'] / 2**20:.1f} MiB, search on {index.backend}")
+        if man.get("local"):
+            loc = man["local"]
+            print(f"votes      {loc['ntotal']} local features (IVF{loc['nlist']}-PQ, "
+                  f"{loc['neighbours']} neighbours, nprobe {loc['nprobe']}), {loc['file']}, "
+                  f"{loc['size_bytes'] / 2**20:.1f} MiB: tiles ranked by their features' votes")
         pre = man["preprocessing"]
         print(f"input      {pre['input_size'][0]}x{pre['input_size'][1]} RGB, "
               f"angles {pre.get('angles')}")
@@ -172,7 +177,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- search
 def _cmd_search(args: argparse.Namespace) -> int:
     from astroapp.catalog.photo_reader import read_photo
-    from astroapp.index import Region, embed_images
+    from astroapp.index import Region, describe_queries
 
     folder = Path(args.dir)
     model = _model_for_index(folder, args.model, args.weights, args.device)
@@ -194,7 +199,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
                                      max_tilt_deg=args.max_tilt)
     elif args.near is not None:
         region = Region(*args.near, args.radius_km)
-    results = index.search(embed_images(model, images), k=max(args.k, args.rerank), region=region)
+    results = index.search(describe_queries(model, images), k=max(args.k, args.rerank),
+                           region=region)
     if args.rerank:
         from astroapp.pipeline.rerank import Reranker, tile_reader
 
@@ -264,7 +270,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("sources", nargs="+", metavar="SOURCE",
                    help="'bluemarble', a folder of EarthLoc tiles, or a GeoTIFF/VRT")
     b.add_argument("--model", default=None,
-                   help="retrieval model (default: the bundled CNN for 'bluemarble', sift-bow "
+                   help="retrieval model (default: the bundled CNN for 'bluemarble', sift-vote "
                         "for real imagery)")
     b.add_argument("--weights", default=None, help="weights file of the model")
     b.add_argument("--out", required=True, type=Path, help="index folder")

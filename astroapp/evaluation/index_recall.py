@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from astroapp.index.embed import embed_images
+from astroapp.index.embed import describe_queries
 from astroapp.index.region import Region
 
 
@@ -33,7 +33,7 @@ def retrieval_recall(index: Any, model: Any, queries: Sequence[Query],
     if not queries:
         raise ValueError("no queries to evaluate")
     kmax = max(ks)
-    desc = embed_images(model, [q.image for q in queries])
+    desc = describe_queries(model, [q.image for q in queries])
     regions = [Region.around_nadir(*q.nadir, altitude_km=q.altitude_km, max_tilt_deg=max_tilt_deg)
                if use_prior and q.nadir is not None else None for q in queries]
     t0 = time.perf_counter()

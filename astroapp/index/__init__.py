@@ -7,7 +7,13 @@
 """
 
 from astroapp.index.build import BuildReport, build_index
-from astroapp.index.embed import embed_images, embed_rotations, preprocess_images
+from astroapp.index.embed import (
+    Queries,
+    describe_queries,
+    embed_images,
+    embed_rotations,
+    preprocess_images,
+)
 from astroapp.index.errors import (
     IndexCorruptError,
     IndexMismatchError,
@@ -29,6 +35,8 @@ __all__ = [
     "TileIndex",
     "TileIndexError",
     "build_index",
+    "Queries",
+    "describe_queries",
     "embed_images",
     "embed_rotations",
     "haversine_km",

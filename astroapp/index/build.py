@@ -33,6 +33,7 @@ from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, build_faiss, choose_index_type, write_index_atomic
 from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
 from astroapp.index.errors import IndexCorruptError, IndexMismatchError
+from astroapp.index.local_votes import LocalCodes, build_local_index
 from astroapp.index.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -118,6 +119,10 @@ def build_index(
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     if chunk_size % batch_size:
         chunk_size = max(batch_size, (chunk_size // batch_size) * batch_size)
+    if embed_fn is not None and getattr(model, "local_votes", False):
+        raise ValueError(f"{model.name} keeps every tile's local features, which a distributed "
+                         "(Ray) build does not collect yet: build it without --ray, or use "
+                         "--model sift-bow with --ray")
     adapt_vocabulary(model, out, sources, seed)
     fp = fingerprint or model_fingerprint(model, weights)
     load_size = int(load_size or max(int(s) for s in model.input_size))
@@ -193,7 +198,8 @@ def build_index(
                 return report
         _finalise(store, out, fp, preprocessing_of(model, load_size), index_type, seed, report,
                   {"chunk_size": chunk_size, "batch_size": batch_size, "dtype": dtype,
-                   "workers": workers, "seed": seed})
+                   "workers": workers, "seed": seed},
+                  voting_model=model if getattr(model, "local_votes", False) else None)
     finally:
         store.close()
     report.completed = True
@@ -228,9 +234,9 @@ def adapt_vocabulary(model: Any, out: Path, sources: Sequence[Any], seed: int = 
         except Exception as exc:  # noqa: BLE001 - an unreadable tile is left out of the sample
             log.debug("vocabulary sample: tile %s unreadable: %s", ref.tile_id, exc)
     t0 = time.perf_counter()
-    model.fit(images, seed=seed)
+    model.fit(images, seed=seed, expected_tiles=len(refs))
     model.save_vocabulary(out)
-    log.info("sift-bow vocabulary learned from %d tiles in %.1f s", len(images),
+    log.info("%s vocabulary learned from %d tiles in %.1f s", model.name, len(images),
              time.perf_counter() - t0)
 
 
@@ -268,6 +274,8 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
     dim = int(model.descriptor_dim)
     np_dtype = np.dtype(dtype)
     total = len(todo)
+    voting = bool(getattr(model, "local_votes", False))
+    local = LocalCodes()
     done = 0
     stream = None
     try:
@@ -282,7 +290,12 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
         failures: list[tuple[int, str]] = []
         for loaded in stream:
             start, end = bounds[ci]
-            if loaded.pixels is not None:
+            if loaded.pixels is not None and voting:
+                dense, codes = model.describe_tiles(loaded.pixels)
+                buf[np.asarray(loaded.ids) - start] = dense[:, None, :].astype(np_dtype)
+                for tid, c in zip(loaded.ids, codes, strict=True):
+                    local.add(tid, c)
+            elif loaded.pixels is not None:
                 desc = embed_rotations(model, loaded.pixels, channels_last).numpy()
                 buf[np.asarray(loaded.ids) - start] = desc.astype(np_dtype)
             failures.extend(loaded.failures)
@@ -292,8 +305,10 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
                 progress(embed_progress(store, done, total))
             last_id = max(loaded.ids + [f[0] for f in loaded.failures])
             if last_id == end - 1:  # chunk complete: commit durably
-                store.commit_chunk(start, buf, failures)
+                store.commit_chunk(start, buf, failures,
+                                   local.arrays(model.code_size) if voting else None)
                 failures = []
+                local = LocalCodes()
                 ci += 1
                 if ci < len(bounds):
                     buf = np.zeros((bounds[ci][1] - bounds[ci][0], N_ROT, dim), dtype=np_dtype)
@@ -423,7 +438,8 @@ class _StreamedChunkVectors(ChunkVectors):
 
 
 def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: dict[str, Any],
-              index_type: str, seed: int, report: BuildReport, build_params: dict) -> None:
+              index_type: str, seed: int, report: BuildReport, build_params: dict,
+              voting_model: Any = None) -> None:
     chunks = store.chunks()
     n_tiles = store.tile_count()
     rows = store.db.execute("SELECT status = 'ok' FROM tiles ORDER BY id")
@@ -441,6 +457,9 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
     gen = old + 1
     fname = f"index-{gen:04d}.faiss"
     write_index_atomic(index, out / fname)
+    local = None
+    if voting_model is not None:  # every tile's local features, for nearest-neighbour votes
+        local = build_local_index(voting_model, out, chunks, valid, f"local-{gen:04d}.faiss")
     store.set_meta("generation", json.dumps(gen))
     sources = {sid: n for sid, _spec, n, _err in store.sources()}
     failed = int((~valid).sum())
@@ -469,9 +488,11 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
         "tiles_digest": tiles_digest(store.tile_rows(n_tiles)),
         "chunks_sha256": {c.file: sha256_file(out / c.file) for c in chunks},
     }
+    if local is not None:
+        manifest["local"] = local
     write_json_atomic(out / MANIFEST_NAME, manifest)
-    for p in out.glob("index-*.faiss"):
-        if p.name != fname:
+    for p in [*out.glob("index-*.faiss"), *out.glob("local-*.faiss")]:
+        if p.name not in (fname, local and local["file"]):
             p.unlink(missing_ok=True)
     report.index_type = kind
     report.vectors = int(index.ntotal)

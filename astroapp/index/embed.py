@@ -111,6 +111,35 @@ def embed_images(model: Any, images: Sequence[np.ndarray], batch_size: int = 32,
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
+@dataclass
+class Queries:
+    """What a search needs of query photos: their global descriptors and, for a local-vote
+    model (sift-vote), each photo's local features (N, 128)."""
+
+    dense: np.ndarray
+    local: list[np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.dense)
+
+    def __getitem__(self, i: int | slice) -> Queries:
+        """One query (as a batch of one) or a slice of them."""
+        s = slice(i, i + 1) if isinstance(i, int) else i
+        return Queries(self.dense[s], None if self.local is None else self.local[s])
+
+
+def describe_queries(model: Any, images: Sequence[np.ndarray], batch_size: int = 32,
+                     precision: str | None = None) -> Queries:
+    """The query side of every model: `embed_images`, plus the local features a local-vote
+    model's index is searched with (the photo at the model's input size, as tiles are)."""
+    if not getattr(model, "local_votes", False):
+        return Queries(embed_images(model, images, batch_size, precision))
+    from astroapp.retrieval.base import resize_rgb
+
+    dense, feats = model.describe([resize_rgb(im, model.input_size) for im in images])
+    return Queries(dense, feats)
+
+
 def use_channels_last(model: Any) -> bool:
     """On CPU, convolution nets run markedly faster in channels-last layout (oneDNN); the
     model's parameters are converted in place (same values, another memory layout)."""

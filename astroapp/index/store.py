@@ -26,6 +26,7 @@ from astroapp.index.region import EARTH_RADIUS_KM
 TILES_DB = "tiles.sqlite"
 CHUNKS_DIR = "chunks"
 N_ROT = 4
+LOCAL_SUFFIX = ".local.npz"  # a chunk's local-feature codes, beside it
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -214,10 +215,14 @@ class TileStore:
         return int(row[0])
 
     def commit_chunk(self, first_id: int, desc: np.ndarray,
-                     failures: Sequence[tuple[int, str]]) -> ChunkInfo:
-        """Write a chunk file durably, then record it and its tiles' status in one transaction."""
+                     failures: Sequence[tuple[int, str]],
+                     local: tuple[np.ndarray, np.ndarray] | None = None) -> ChunkInfo:
+        """Write a chunk file (and, for a local-vote model, its tiles' feature codes `local`)
+        durably, then record it and its tiles' status in one transaction."""
         name = f"chunk_{first_id:010d}.npy"
         path = self.folder / CHUNKS_DIR / name
+        if local is not None:
+            write_local_chunk(local_chunk_path(self.folder, f"{CHUNKS_DIR}/{name}"), *local)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, desc, allow_pickle=False)
         n = desc.shape[0]
@@ -234,11 +239,24 @@ class TileStore:
     def remove_stray_files(self) -> None:
         """Temporary files of a killed build, and chunk files never committed."""
         committed = {c.file.split("/")[-1] for c in self.chunks()}
+        committed |= {n.removesuffix(".npy") + LOCAL_SUFFIX for n in committed}
         for p in (self.folder / CHUNKS_DIR).glob("chunk_*"):
             if p.name not in committed:
                 p.unlink(missing_ok=True)
         remove_stray_temporaries(self.folder)
         remove_stray_temporaries(self.folder / CHUNKS_DIR)
+
+
+def local_chunk_path(folder: Path, chunk_file: str) -> Path:
+    """Where a descriptor chunk's local-feature codes live (local-vote models)."""
+    return Path(folder) / (chunk_file.removesuffix(".npy") + LOCAL_SUFFIX)
+
+
+def write_local_chunk(path: Path, tiles: np.ndarray, codes: np.ndarray) -> None:
+    """The feature codes of a chunk's tiles (the tile id of each feature and its code),
+    durably: written before the chunk's row is committed."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, tile=np.asarray(tiles, dtype=np.int32), codes=np.asarray(codes, np.uint8))
 
 
 def tiles_digest(rows: Sequence[tuple]) -> str:

@@ -14,7 +14,9 @@ import numpy as np
 from astroapp.atomic import remove_stray_temporaries
 from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, FlatSearcher, IVFPQSearcher, read_index
+from astroapp.index.embed import Queries
 from astroapp.index.errors import IndexCorruptError, IndexNotFoundError
+from astroapp.index.local_votes import LocalVoter
 from astroapp.index.manifest import (
     MANIFEST_NAME,
     REBUILD_HINT,
@@ -167,6 +169,20 @@ def verify_index(folder: str | Path) -> dict[str, Any]:
                                         f"the manifest (sha256 differs); {REBUILD_HINT}",
                                         part="chunks")
         load_chunk(folder, info, dim)
+    local = manifest.get("local")
+    if local is not None:
+        check_faiss_file(folder / local["file"], local)
+        for name, digest in local.get("chunks_sha256", {}).items():
+            try:
+                same = sha256_file(folder / name) == digest
+            except OSError as exc:
+                raise IndexCorruptError(f"feature codes {folder / name} cannot be read "
+                                        f"({exc.strerror or exc}); {REBUILD_HINT}",
+                                        part="chunks") from exc
+            if not same:
+                raise IndexCorruptError(f"feature codes {folder / name} do not match the "
+                                        f"manifest (sha256 differs); {REBUILD_HINT}",
+                                        part="chunks")
     covered = sum(c.count for c in chunks)
     if manifest["faiss"]["type"] == "ivfpq" and covered != len(tiles):
         raise IndexCorruptError(f"{folder}: descriptor chunks cover {covered} of {len(tiles)} "
@@ -214,12 +230,12 @@ def clear_index_files(folder: str | Path, keep_descriptors: bool) -> None:
     unless `keep_descriptors` the tile table and descriptor chunks."""
     folder = Path(folder)
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
-    for p in folder.glob("index-*.faiss"):
+    for p in [*folder.glob("index-*.faiss"), *folder.glob("local-*.faiss")]:
         p.unlink(missing_ok=True)
     if not keep_descriptors:
         for suffix in ("", "-wal", "-shm", "-journal"):
             (folder / (TILES_DB + suffix)).unlink(missing_ok=True)
-        for p in (folder / CHUNKS_DIR).glob("chunk_*.npy"):
+        for p in (folder / CHUNKS_DIR).glob("chunk_*.*"):
             p.unlink(missing_ok=True)
     remove_stray_temporaries(folder)
 
@@ -228,8 +244,10 @@ class TileIndex:
     """A complete index folder, opened read-only. Use `TileIndex.open(dir, model=...)`."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], searcher: Any,
-                 tiles: list[tuple], vectors: ChunkVectors | None) -> None:
+                 tiles: list[tuple], vectors: ChunkVectors | None,
+                 voter: LocalVoter | None = None) -> None:
         self.folder = folder
+        self._voter = voter
         self.manifest = manifest
         self.fingerprint: ModelFingerprint = fingerprint_from_manifest(manifest)
         self.dim = self.fingerprint.descriptor_dim
@@ -298,7 +316,11 @@ class TileIndex:
                                      int(refine or finfo["refine"]))
         else:
             raise IndexCorruptError(f"{folder}: unknown faiss index type {finfo['type']!r}")
-        return cls(folder, manifest, searcher, tiles, vectors)
+        voter = None
+        if manifest.get("local") is not None:
+            check_faiss_file(folder / manifest["local"]["file"], manifest["local"])
+            voter = LocalVoter.open(folder, manifest["local"], n_tiles, chunks)
+        return cls(folder, manifest, searcher, tiles, vectors, voter)
 
     def adapt_model(self, model: Any) -> None:
         """Give an index-adapted model (sift-bow) this index's vocabulary; others: no-op."""
@@ -376,17 +398,27 @@ class TileIndex:
         return out or {best[1]}
 
     # --- search --------------------------------------------------------------------------
-    def search(self, descriptors: np.ndarray, k: int = 10,
+    @property
+    def votes_locally(self) -> bool:
+        """Whether tiles are ranked by their local features' votes (a sift-vote index)."""
+        return self._voter is not None
+
+    def search(self, descriptors: np.ndarray | Queries, k: int = 10,
                region: Region | Sequence[Region | None] | None = None,
                width_km: Sequence[tuple[float, float] | None] | None = None,
                ) -> list[list[Candidate]]:
         """Per query, the top-k distinct tiles (each at its best rotation), best first.
 
-        `descriptors`: (N, D) query descriptors (L2-normalised here). `region`: one circle for
-        all queries or one per query (None = no prior); tiles outside are never returned.
-        `width_km`: per query, the photo's expected ground width (min, max) or None: only the
-        zooms whose blocks fit it are searched (see `fitting_zooms`).
+        `descriptors`: (N, D) query descriptors (L2-normalised here), or `Queries` from
+        `describe_queries` (a local-vote index then ranks by its features' votes).
+        `region`: one circle for all queries or one per query (None = no prior); tiles
+        outside are never returned. `width_km`: per query, the photo's expected ground width
+        (min, max) or None: only the zooms whose blocks fit it are searched (see
+        `fitting_zooms`).
         """
+        local = None
+        if isinstance(descriptors, Queries):
+            descriptors, local = descriptors.dense, descriptors.local
         q = np.asarray(descriptors, dtype=np.float32)
         if q.ndim == 1:
             q = q[None]
@@ -411,6 +443,12 @@ class TileIndex:
         if len(widths) != n:
             raise ValueError(f"{len(widths)} photo widths for {n} queries")
         out: list[list[Candidate]] = [[] for _ in range(n)]
+        if local is not None and self._voter is not None:
+            for i in range(n):
+                free_i = regions[i] is None and widths[i] is None
+                allowed = None if free_i else self.tiles_in_region(regions[i], widths[i])
+                out[i] = self._vote(local[i], q[i], k, allowed)
+            return out
         free = [i for i in range(n) if regions[i] is None and widths[i] is None]
         if free:
             for i, cands in zip(free, self._search_all(q[free], k), strict=True):
@@ -418,6 +456,29 @@ class TileIndex:
         for i in range(n):
             if i not in free:
                 out[i] = self._search_tiles(q[i], k, self.tiles_in_region(regions[i], widths[i]))
+        return out
+
+    def _vote(self, features: np.ndarray, q: np.ndarray, k: int,
+              tiles: np.ndarray | None) -> list[Candidate]:
+        """The top-k tiles by their local features' votes (rotation-free: angle 0); tiles
+        no feature voted for follow in the order of the global descriptor."""
+        assert self._voter is not None
+        scores = self._voter.votes(features, tiles)
+        keep = self._valid.copy()
+        if tiles is not None:
+            inside = np.zeros_like(keep)
+            inside[tiles] = True
+            keep &= inside
+        ids = np.nonzero(keep & (scores > 0))[0]
+        ids = ids[np.argsort(-scores[ids], kind="stable")[:k]]
+        out = [Candidate(self._tile_id[t], self._source[t], 0, float(scores[t]),
+                         self.footprint(t), rank + 1, int(t), self._zoom[t], self._year[t])
+               for rank, t in enumerate(ids)]
+        if len(out) < k:
+            rest = np.nonzero(keep & (scores <= 0))[0]
+            for c in self._search_tiles(q, k - len(out), rest):
+                out.append(Candidate(c.tile_id, c.source_id, 0, 0.0, c.footprint,
+                                     len(out) + 1, c.index_id, c.zoom, c.year))
         return out
 
     def _fold(self, scores: np.ndarray, labels: np.ndarray, k: int) -> list[Candidate]:

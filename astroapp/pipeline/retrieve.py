@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from astroapp.catalog.photo_reader import PhotoFrame, read_photo
-from astroapp.index import Candidate, Region, TileIndex, embed_images
+from astroapp.index import Candidate, Region, TileIndex, describe_queries
 from astroapp.progress import Progress, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def retrieve_candidates(
                     catalog.set_status(pid, "failed", reason)
                 log.warning("photo %s: %s", pid, exc)
         if ok_ids:
-            desc = embed_images(model, images, batch_size=batch_size)
+            desc = describe_queries(model, images, batch_size=batch_size)
             priors = [photo_prior(catalog, pid, max_tilt_deg) if use_prior else SearchPrior()
                       for pid in ok_ids]
             found = index.search(desc, k=k, region=[p.region for p in priors],

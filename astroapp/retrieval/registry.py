@@ -43,6 +43,11 @@ SIFT_BOW_HOW = (
     "nothing to obtain: its vocabulary is learned from the index's own tiles at `astroapp index "
     "build --model sift-bow` and stored with the index (vocabulary.safetensors)"
 )
+SIFT_VOTE = "sift-vote"
+SIFT_VOTE_HOW = (
+    "nothing to obtain: its vocabulary and feature quantizer are learned from the index's own "
+    "tiles at `astroapp index build --model sift-vote` and stored with the index"
+)
 BUNDLED_HOW = (
     "the file ships with astroapp in models/; rebuild it with `astroapp model train` "
     "(or `python -m astroapp.retrieval.train`)"
@@ -76,6 +81,12 @@ def _build_sift_bow(cfg: dict | None) -> RetrievalModel:
     from .sift_bow import DEFAULT_CONFIG, SiftBow
 
     return SiftBow(**dict(DEFAULT_CONFIG, **(cfg or {})))
+
+
+def _build_sift_vote(cfg: dict | None) -> RetrievalModel:
+    from .sift_vote import DEFAULT_CONFIG, SiftVote
+
+    return SiftVote(**dict(DEFAULT_CONFIG, **(cfg or {})))
 
 
 def _build_earthloc(cfg: dict | None) -> RetrievalModel:
@@ -122,6 +133,17 @@ SPECS: dict[str, ModelSpec] = {
         _build_sift_bow,
         (),
         aliases=("bow",),
+        weight_free=True,
+    ),
+    SIFT_VOTE: ModelSpec(
+        SIFT_VOTE,
+        "sift-vote (each tile's RootSIFT features in an IVF-PQ index, 32 B each; photo features "
+        "vote for tiles by nearest neighbours, ratio-weighted; learned from each index's own "
+        "tiles, rotation invariant)",
+        SIFT_VOTE_HOW,
+        _build_sift_vote,
+        (),
+        aliases=("vote",),
         weight_free=True,
     ),
     "earthloc": ModelSpec(

@@ -115,28 +115,37 @@ class SiftBow(RetrievalModel):
         """(B, words) float32 unit descriptors of RGB uint8 images (any size)."""
         if not self.is_fitted:
             raise VocabularyMissingError(
-                "the sift-bow descriptor has no vocabulary yet: it is learned from an index's "
-                "own tiles when the index is built (`astroapp index build ... --model "
-                "sift-bow`) and loaded with the index")
-        c = self.centroids.detach().cpu().float().numpy()
-        idf = self.idf.detach().cpu().float().numpy()
-        out = []
-        for img in images:
-            v = self.counts(self.local_features(img), c) ** self.power * idf
-            out.append(v / max(float(np.linalg.norm(v)), 1e-12))
+                f"the {self.name} descriptor has no vocabulary yet: it is learned from an "
+                "index's own tiles when the index is built (`astroapp index build ... --model "
+                f"{self.name}`) and loaded with the index")
+        out = [self.bag_of_words(self.local_features(img)) for img in images]
         if not out:
             return np.zeros((0, self.descriptor_dim), dtype=np.float32)
         return np.stack(out).astype(np.float32)
 
-    # --- learning the vocabulary --------------------------------------------------------
-    def fit(self, images: Iterable[np.ndarray], seed: int = 0) -> None:
-        """Learn the visual words (k-means on RootSIFT) and their idf weights from tiles of
-        the index being built."""
-        import faiss
+    def bag_of_words(self, desc: np.ndarray) -> np.ndarray:
+        """The unit descriptor of one image's RootSIFT features."""
+        c = self.centroids.detach().cpu().float().numpy()
+        v = self.counts(desc, c) ** self.power * self.idf.detach().cpu().float().numpy()
+        return (v / max(float(np.linalg.norm(v)), 1e-12)).astype(np.float32)
 
+    # --- learning the vocabulary --------------------------------------------------------
+    def fit(self, images: Iterable[np.ndarray], seed: int = 0,
+            expected_tiles: int | None = None) -> None:
+        """Learn the visual words (k-means on RootSIFT) and their idf weights from tiles of
+        the index being built (`expected_tiles`: how many it will hold, for what scales with
+        it in a subclass)."""
         from .base import resize_rgb
 
-        per_image = [self.local_features(resize_rgb(im, self.input_size)) for im in images]
+        self.fit_features([self.local_features(resize_rgb(im, self.input_size)) for im in images],
+                          seed, expected_tiles)
+
+    def fit_features(self, per_image: list[np.ndarray], seed: int = 0,
+                     expected_tiles: int | None = None) -> np.ndarray:
+        """`fit` on the tiles' RootSIFT features (one array per tile); returns the pooled
+        sample the words were learned from."""
+        import faiss
+
         per_image = [d for d in per_image if len(d)]
         if len(per_image) < 2:
             raise ValueError("too few tiles with texture to learn a sift-bow vocabulary "
@@ -157,8 +166,11 @@ class SiftBow(RetrievalModel):
             self.centroids.copy_(torch.from_numpy(c))
             self.idf.copy_(torch.from_numpy(idf.astype(np.float32)))
             self.fitted.fill_(1.0)
+        return pool
 
     # --- stored with the index ----------------------------------------------------------
+    def prepare_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Resize buffers whose size comes from the data (none here) before loading `state`."""
     def save_vocabulary(self, folder: str | Path) -> Path:
         """Write the vocabulary atomically into an index folder; returns its path."""
         from safetensors.torch import save_file
@@ -168,7 +180,7 @@ class SiftBow(RetrievalModel):
 
         path = Path(folder) / VOCABULARY_FILE
         state = {k: v.detach().cpu().float().contiguous() for k, v in self.state_dict().items()}
-        meta = {"architecture": NAME, "config": json.dumps(self.config)}
+        meta = {"architecture": self.name, "config": json.dumps(self.config)}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata=meta)
             tmp.chmod(0o644)  # safetensors writes a new file, without atomic_path's mode
@@ -187,18 +199,19 @@ class SiftBow(RetrievalModel):
         if path.is_dir():
             path = path / VOCABULARY_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no sift-bow vocabulary (the index was built "
+            raise FileNotFoundError(f"{path}: no {self.name} vocabulary (the index was built "
                                     "with another model, or its build never started)")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open API
         except (SafetensorError, OSError) as exc:
-            raise ValueError(f"{path}: unreadable sift-bow vocabulary ({exc})") from exc
+            raise ValueError(f"{path}: unreadable {self.name} vocabulary ({exc})") from exc
         cfg = json.loads(meta.get("config", "{}"))
-        if meta.get("architecture") != NAME or cfg != self.config:
+        if meta.get("architecture") != self.name or cfg != self.config:
             raise ValueError(f"{path}: a vocabulary for {meta.get('architecture')} {cfg}, not "
-                             f"for {NAME} {self.config}")
+                             f"for {self.name} {self.config}")
+        self.prepare_state(state)
         self.load_state_dict(state)
         self.weights_sha256 = sha256_file(path)
         self.weights_path = str(path)

@@ -1,0 +1,190 @@
+"""Every tile's local-feature codes, and tiles ranked by the votes of a photo's features.
+
+The index side of a local-vote model (`astroapp.retrieval.sift_vote`): while tiles are
+embedded, each chunk's feature codes are written beside its descriptor chunk
+(`chunk_<first>.local.npz`: the tile id and the code of each feature); when the index is
+finalised they are added, labelled by tile id, to a copy of the model's trained IVF-PQ index
+(`local-<generation>.faiss`, size and sha256 in the manifest). A query feature's `neighbours`
+nearest tile features each vote for their tile with 1 - d/d_k, a tile counted once per query
+feature (its nearest feature): see the model's docstring for why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astroapp.atomic import atomic_path
+from astroapp.digests import sha256_file
+from astroapp.index.errors import IndexCorruptError
+from astroapp.index.store import ChunkInfo, local_chunk_path
+from astroapp.lru import LRUCache
+
+NPROBE = 16  # cells probed per query feature in a search over the whole index, at least...
+MIN_SCANNED = 25_000  # ...as many as hold this many codes (a small index's cells are small)
+
+
+def read_local_chunk(folder: Path, chunk: ChunkInfo) -> tuple[np.ndarray, np.ndarray]:
+    """(tile ids, codes) of one chunk, checked to lie within it."""
+    path = local_chunk_path(folder, chunk.file)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            tiles, codes = z["tile"], z["codes"]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise IndexCorruptError(f"feature codes {path} are missing or unreadable ({exc}): "
+                                "rebuild the index", part="chunks") from exc
+    if tiles.ndim != 1 or codes.ndim != 2 or len(tiles) != len(codes) or (
+            len(tiles) and (tiles.min() < chunk.first_id
+                            or tiles.max() >= chunk.first_id + chunk.count)):
+        raise IndexCorruptError(f"feature codes {path} do not fit their chunk: rebuild the "
+                                "index", part="chunks")
+    return tiles, codes
+
+
+class LocalCodes:
+    """A chunk's feature codes being collected while its tiles are embedded."""
+
+    def __init__(self) -> None:
+        self._tiles: list[np.ndarray] = []
+        self._codes: list[np.ndarray] = []
+
+    def add(self, tile_id: int, codes: np.ndarray) -> None:
+        self._tiles.append(np.full(len(codes), tile_id, dtype=np.int32))
+        self._codes.append(codes)
+
+    def arrays(self, code_size: int) -> tuple[np.ndarray, np.ndarray]:
+        if not self._codes:
+            return np.zeros(0, np.int32), np.zeros((0, code_size), np.uint8)
+        return np.concatenate(self._tiles), np.concatenate(self._codes)
+
+
+def build_local_index(model: Any, folder: Path, chunks: list[ChunkInfo], valid: np.ndarray,
+                      file_name: str) -> dict[str, Any]:
+    """The voting index of every valid tile's features, written atomically; returns its
+    manifest entry."""
+    import faiss
+
+    index = model.feature_index()
+    digests = {}
+    for chunk in chunks:
+        tiles, codes = read_local_chunk(folder, chunk)
+        digests[local_chunk_path(folder, chunk.file).relative_to(folder).as_posix()] = (
+            sha256_file(local_chunk_path(folder, chunk.file)))
+        keep = valid[tiles]
+        if keep.any():
+            index.add_sa_codes(np.ascontiguousarray(codes[keep]), tiles[keep].astype(np.int64))
+    path = Path(folder) / file_name
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+    return {"file": file_name, "ntotal": int(index.ntotal), "nlist": int(index.nlist),
+            "nprobe": NPROBE, "neighbours": int(model.neighbours),
+            "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
+            "chunks_sha256": digests}
+
+
+# Up to this many features in the allowed tiles, a region search decodes their codes and
+# finds neighbours exactly among them (~0.1 s for 100 tiles), instead of probing the IVF
+# cells with a selector (most cells for a small region: seconds per photo).
+SUBSET_EXACT_MAX = 30_000
+CHUNKS_CACHED = 8
+REGION_NPROBE_MAX = 4  # x NPROBE cells at most for a larger region (time grows with cells)  # chunks' codes kept in memory for region searches
+
+
+@dataclass
+class LocalVoter:
+    """Ranks tiles by the ratio-weighted votes of a photo's local features."""
+
+    index: Any          # faiss IVF-PQ, labels = tile ids
+    n_tiles: int
+    neighbours: int
+    nprobe: int
+    folder: Path
+    chunks: list[ChunkInfo]
+
+    def __post_init__(self) -> None:
+        per_cell = max(self.index.ntotal / max(self.index.nlist, 1), 1.0)
+        self.nprobe = int(min(self.index.nlist, max(self.nprobe, np.ceil(MIN_SCANNED / per_cell))))
+        self._firsts = np.array([c.first_id for c in self.chunks], dtype=np.int64)
+        self._codes: LRUCache[int, tuple[np.ndarray, np.ndarray]] = LRUCache(CHUNKS_CACHED)
+
+    @classmethod
+    def open(cls, folder: Path, info: dict[str, Any], n_tiles: int,
+             chunks: list[ChunkInfo]) -> LocalVoter:
+        import faiss
+
+        path = Path(folder) / info["file"]
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise IndexCorruptError(f"{path} is not a readable feature index ({exc}): rebuild "
+                                    "the index", part="faiss") from exc
+        if index.ntotal != int(info["ntotal"]):
+            raise IndexCorruptError(f"{path} holds {index.ntotal} features, the manifest says "
+                                    f"{info['ntotal']}: rebuild the index", part="faiss")
+        return cls(index, n_tiles, int(info["neighbours"]), int(info["nprobe"]), Path(folder),
+                   list(chunks))
+
+    def votes(self, features: np.ndarray, tiles: np.ndarray | None = None) -> np.ndarray:
+        """(n_tiles,) vote totals; with `tiles`, neighbours are sought among those tiles'
+        features only."""
+        scores = np.zeros(self.n_tiles, dtype=np.float64)
+        if not len(features) or self.index.ntotal == 0 or (tiles is not None and not tiles.size):
+            return scores
+        q = np.ascontiguousarray(features, dtype=np.float32)
+        k = max(2, self.neighbours)
+        subset = self._subset(tiles) if tiles is not None else None
+        if subset is not None:
+            import faiss
+
+            owner, vectors = subset
+            dist, found = faiss.knn(q, vectors, min(k, len(vectors)))
+            nn = np.where(found >= 0, owner[np.maximum(found, 0)], -1)
+        else:
+            dist, nn = self.index.search(q, k, params=self._params(tiles))
+        ok = nn >= 0
+        last = np.where(ok, dist, -np.inf).max(axis=1, keepdims=True)
+        weight = np.where(ok, np.maximum(0.0, 1.0 - dist / np.maximum(last, 1e-12)), 0.0)
+        tile = np.where(ok, nn, 0)
+        key = (np.arange(len(nn))[:, None] * self.n_tiles + tile).ravel()
+        _, first = np.unique(key, return_index=True)  # a tile's nearest feature only
+        np.add.at(scores, tile.ravel()[first], weight.ravel()[first])
+        return scores
+
+    def _params(self, tiles: np.ndarray | None) -> Any:
+        """IVF search parameters: with a tile selection, more cells probed the smaller its
+        share, so that about as many of its features are scanned as a global search scans."""
+        import faiss
+
+        if tiles is None:
+            return faiss.SearchParametersIVF(nprobe=self.nprobe)
+        share = tiles.size / max(self.n_tiles, 1)
+        nprobe = int(min(self.index.nlist, REGION_NPROBE_MAX * self.nprobe,
+                         np.ceil(self.nprobe / max(share, 1e-9))))
+        return faiss.SearchParametersIVF(sel=faiss.IDSelectorBatch(tiles.astype(np.int64)),
+                                         nprobe=nprobe)
+
+    def _subset(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(tile id per feature, decoded features) of `tiles`, or None when they hold too
+        many features for an exact search (or their chunks are unknown)."""
+        if not self.chunks:
+            return None
+        which = np.searchsorted(self._firsts, tiles, side="right") - 1
+        owners, codes, total = [], [], 0
+        for ci in np.unique(which):
+            if ci < 0:
+                return None
+            chunk_tiles, chunk_codes = self._codes.get_or_make(
+                int(ci), lambda ci=int(ci): read_local_chunk(self.folder, self.chunks[ci]))
+            keep = np.isin(chunk_tiles, tiles[which == ci])
+            total += int(keep.sum())
+            if total > SUBSET_EXACT_MAX:
+                return None
+            owners.append(chunk_tiles[keep])
+            codes.append(chunk_codes[keep])
+        owner = np.concatenate(owners).astype(np.int64)
+        if not len(owner):
+            return owner, np.zeros((0, 128), np.float32)
+        return owner, self.index.sa_decode(np.ascontiguousarray(np.concatenate(codes)))
