@@ -43,3 +43,6 @@ def window(open_window, tmp_path):
     """The app's main window, shown, over a new empty catalogue (test files whose window needs
     photos define their own)."""
     return open_window(tmp_path / "catalog.sqlite")
+
+
+from world_blocks import earthloc_folder, world_tiles  # noqa: E402,F401 - shared fixtures
