@@ -1,7 +1,8 @@
 """Real ISS photos among real satellite blocks: retrieval recall and the whole pipeline.
 
     .venv/bin/python -m benchmarks.real_world [--work DIR] [--distractors 1100]
-        [--models sift-bow astroapp-small] [--no-pipeline] [--local-voting] [--pairs DIR]
+        [--models sift-vote sift-bow astroapp-small] [--no-pipeline] [--local-voting]
+        [--pairs DIR]
 
 Built from the real pairs in ../shared/data/real_pairs (a real ISS photo and the 3x3
 Sentinel-2 surroundings that EarthLoc/EarthMatch published for it; their georeference is not
@@ -356,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("/tmp/astroapp-real-world"))
     ap.add_argument("--distractors", type=int, default=1100)
-    ap.add_argument("--models", nargs="*", default=["sift-bow", "astroapp-small"])
+    ap.add_argument("--models", nargs="*", default=["sift-vote", "sift-bow", "astroapp-small"])
     ap.add_argument("--local-voting", action="store_true",
                     help="also measure nearest-neighbour voting on the blocks' RootSIFT features "
                          "(the local features' own ceiling, no index)")

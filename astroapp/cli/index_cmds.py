@@ -147,9 +147,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
               f"{f['size_bytes'] / 2**20:.1f} MiB, search on {index.backend}")
         if man.get("local"):
             loc = man["local"]
-            print(f"votes      {loc['ntotal']} local features (IVF{loc['nlist']}-PQ, "
-                  f"{loc['neighbours']} neighbours, nprobe {loc['nprobe']}), {loc['file']}, "
-                  f"{loc['size_bytes'] / 2**20:.1f} MiB: tiles ranked by their features' votes")
+            print(f"votes      {loc['ntotal']} local features in {len(loc['chunks_sha256'])} "
+                  f"code files ({loc['neighbours']} neighbours each): tiles ranked by their "
+                  "features' votes")
         pre = man["preprocessing"]
         print(f"input      {pre['input_size'][0]}x{pre['input_size'][1]} RGB, "
               f"angles {pre.get('angles')}")

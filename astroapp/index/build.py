@@ -33,7 +33,7 @@ from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, build_faiss, choose_index_type, write_index_atomic
 from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
 from astroapp.index.errors import IndexCorruptError, IndexMismatchError
-from astroapp.index.local_votes import LocalCodes, build_local_index
+from astroapp.index.local_votes import LocalCodes, local_manifest
 from astroapp.index.manifest import (
     FORMAT,
     FORMAT_VERSION,
@@ -459,7 +459,7 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
     write_index_atomic(index, out / fname)
     local = None
     if voting_model is not None:  # every tile's local features, for nearest-neighbour votes
-        local = build_local_index(voting_model, out, chunks, valid, f"local-{gen:04d}.faiss")
+        local = local_manifest(out, chunks, valid, voting_model.neighbours)
     store.set_meta("generation", json.dumps(gen))
     sources = {sid: n for sid, _spec, n, _err in store.sources()}
     failed = int((~valid).sum())
@@ -491,8 +491,8 @@ def _finalise(store: TileStore, out: Path, fp: ModelFingerprint, preprocessing: 
     if local is not None:
         manifest["local"] = local
     write_json_atomic(out / MANIFEST_NAME, manifest)
-    for p in [*out.glob("index-*.faiss"), *out.glob("local-*.faiss")]:
-        if p.name not in (fname, local and local["file"]):
+    for p in out.glob("index-*.faiss"):
+        if p.name != fname:
             p.unlink(missing_ok=True)
     report.index_type = kind
     report.vectors = int(index.ntotal)

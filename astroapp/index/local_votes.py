@@ -2,9 +2,9 @@
 
 The index side of a local-vote model (`astroapp.retrieval.sift_vote`): while tiles are
 embedded, each chunk's feature codes are written beside its descriptor chunk
-(`chunk_<first>.local.npz`: the tile id and the code of each feature); when the index is
-finalised they are added, labelled by tile id, to a copy of the model's trained IVF-PQ index
-(`local-<generation>.faiss`, size and sha256 in the manifest). A query feature's `neighbours`
+(`chunk_<first>.local.npz`: the tile id and the code of each feature; sha256 in the
+manifest); when the index is opened they are added, labelled by tile id, to a copy of the
+trained IVF-PQ stored with the vocabulary. A query feature's `neighbours`
 nearest tile features each vote for their tile with 1 - d/d_k, a tile counted once per query
 feature (its nearest feature): see the model's docstring for why.
 """
@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from astroapp.atomic import atomic_path
 from astroapp.digests import sha256_file
 from astroapp.index.errors import IndexCorruptError
 from astroapp.index.store import ChunkInfo, local_chunk_path
@@ -61,28 +60,35 @@ class LocalCodes:
         return np.concatenate(self._tiles), np.concatenate(self._codes)
 
 
-def build_local_index(model: Any, folder: Path, chunks: list[ChunkInfo], valid: np.ndarray,
-                      file_name: str) -> dict[str, Any]:
-    """The voting index of every valid tile's features, written atomically; returns its
-    manifest entry."""
-    import faiss
-
-    index = model.feature_index()
-    digests = {}
+def local_manifest(folder: Path, chunks: list[ChunkInfo], valid: np.ndarray,
+                   neighbours: int) -> dict[str, Any]:
+    """The manifest entry of an index's feature codes: their count and digests (the voting
+    index itself is assembled from them when the index is opened, `LocalVoter.open`)."""
+    digests, total = {}, 0
     for chunk in chunks:
-        tiles, codes = read_local_chunk(folder, chunk)
-        digests[local_chunk_path(folder, chunk.file).relative_to(folder).as_posix()] = (
-            sha256_file(local_chunk_path(folder, chunk.file)))
-        keep = valid[tiles]
-        if keep.any():
-            index.add_sa_codes(np.ascontiguousarray(codes[keep]), tiles[keep].astype(np.int64))
-    path = Path(folder) / file_name
-    with atomic_path(path) as tmp:
-        faiss.write_index(index, str(tmp))
-    return {"file": file_name, "ntotal": int(index.ntotal), "nlist": int(index.nlist),
-            "nprobe": NPROBE, "neighbours": int(model.neighbours),
-            "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
+        tiles, _codes = read_local_chunk(folder, chunk)
+        path = local_chunk_path(folder, chunk.file)
+        digests[path.relative_to(folder).as_posix()] = sha256_file(path)
+        total += int(valid[tiles].sum())
+    return {"ntotal": total, "nprobe": NPROBE, "neighbours": int(neighbours),
             "chunks_sha256": digests}
+
+
+def feature_quantizer(folder: Path) -> Any:
+    """The trained, empty IVF-PQ stored in the index's vocabulary file."""
+    import faiss
+    from safetensors import SafetensorError, safe_open
+
+    from astroapp.retrieval.sift_bow import VOCABULARY_FILE
+
+    path = Path(folder) / VOCABULARY_FILE
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            blob = f.get_tensor("quantizer")
+        return faiss.deserialize_index(np.ascontiguousarray(blob, dtype=np.uint8))
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        raise IndexCorruptError(f"{path}: no readable feature quantizer ({exc}): rebuild the "
+                                "index", part="faiss") from exc
 
 
 # Up to this many features in the allowed tiles, a region search decodes their codes and
@@ -111,20 +117,21 @@ class LocalVoter:
         self._codes: LRUCache[int, tuple[np.ndarray, np.ndarray]] = LRUCache(CHUNKS_CACHED)
 
     @classmethod
-    def open(cls, folder: Path, info: dict[str, Any], n_tiles: int,
+    def open(cls, folder: Path, info: dict[str, Any], valid: np.ndarray,
              chunks: list[ChunkInfo]) -> LocalVoter:
-        import faiss
-
-        path = Path(folder) / info["file"]
-        try:
-            index = faiss.read_index(str(path))
-        except RuntimeError as exc:
-            raise IndexCorruptError(f"{path} is not a readable feature index ({exc}): rebuild "
-                                    "the index", part="faiss") from exc
+        """The voting index of every valid tile's features, assembled from the chunks' codes
+        (as fast as reading them: no second copy of the codes is kept on disk)."""
+        index = feature_quantizer(folder)
+        for chunk in chunks:
+            tiles, codes = read_local_chunk(folder, chunk)
+            keep = valid[tiles]
+            if keep.any():
+                index.add_sa_codes(np.ascontiguousarray(codes[keep]), tiles[keep].astype(np.int64))
         if index.ntotal != int(info["ntotal"]):
-            raise IndexCorruptError(f"{path} holds {index.ntotal} features, the manifest says "
-                                    f"{info['ntotal']}: rebuild the index", part="faiss")
-        return cls(index, n_tiles, int(info["neighbours"]), int(info["nprobe"]), Path(folder),
+            raise IndexCorruptError(f"the feature codes of {folder} hold {index.ntotal} features, "
+                                    f"the manifest says {info['ntotal']}: rebuild the index",
+                                    part="chunks")
+        return cls(index, len(valid), int(info["neighbours"]), int(info["nprobe"]), Path(folder),
                    list(chunks))
 
     def votes(self, features: np.ndarray, tiles: np.ndarray | None = None) -> np.ndarray:

@@ -171,7 +171,6 @@ def verify_index(folder: str | Path) -> dict[str, Any]:
         load_chunk(folder, info, dim)
     local = manifest.get("local")
     if local is not None:
-        check_faiss_file(folder / local["file"], local)
         for name, digest in local.get("chunks_sha256", {}).items():
             try:
                 same = sha256_file(folder / name) == digest
@@ -230,7 +229,7 @@ def clear_index_files(folder: str | Path, keep_descriptors: bool) -> None:
     unless `keep_descriptors` the tile table and descriptor chunks."""
     folder = Path(folder)
     (folder / MANIFEST_NAME).unlink(missing_ok=True)
-    for p in [*folder.glob("index-*.faiss"), *folder.glob("local-*.faiss")]:
+    for p in folder.glob("index-*.faiss"):
         p.unlink(missing_ok=True)
     if not keep_descriptors:
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -318,8 +317,8 @@ class TileIndex:
             raise IndexCorruptError(f"{folder}: unknown faiss index type {finfo['type']!r}")
         voter = None
         if manifest.get("local") is not None:
-            check_faiss_file(folder / manifest["local"]["file"], manifest["local"])
-            voter = LocalVoter.open(folder, manifest["local"], n_tiles, chunks)
+            valid = np.array([r[9] == "ok" for r in tiles], dtype=bool)
+            voter = LocalVoter.open(folder, manifest["local"], valid, chunks)
         return cls(folder, manifest, searcher, tiles, vectors, voter)
 
     def adapt_model(self, model: Any) -> None:
