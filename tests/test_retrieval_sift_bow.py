@@ -121,10 +121,11 @@ def test_real_pairs_photo_finds_its_own_surroundings(shared_dir):
     assert sum(firsts) >= len(pairs) - 2, firsts
 
 
-def test_app_localizes_with_a_sift_bow_index_when_no_model_is_named(tmp_path, earthloc_folder,
-                                                                    world_tiles):
-    """The app's settings name no model: the index's own (sift-bow) is used, not refused as a
-    mismatch with the bundled CNN."""
+@pytest.mark.parametrize("model_name", ["sift-bow", "sift-vote"])
+def test_app_localizes_with_an_index_adapted_model_when_none_is_named(
+        tmp_path, earthloc_folder, world_tiles, model_name):
+    """The app's settings name no model: the index's own (sift-bow, sift-vote) is used, not
+    refused as a mismatch with the bundled CNN."""
     import threading
 
     from astroapp.catalog import Catalog
@@ -134,8 +135,8 @@ def test_app_localizes_with_a_sift_bow_index_when_no_model_is_named(tmp_path, ea
     from astroapp.progress import drain
 
     out = tmp_path / "idx"
-    assert main(["index", "build", str(earthloc_folder), "--model", "sift-bow", "--out", str(out),
-                 "-q"]) == 0
+    assert main(["index", "build", str(earthloc_folder), "--model", model_name, "--out",
+                 str(out), "-q"]) == 0
     refs, tiles = world_tiles
     photo = tmp_path / "photo.png"
     h = tiles[5].shape[0]
