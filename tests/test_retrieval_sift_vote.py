@@ -118,12 +118,16 @@ def test_damaged_feature_codes_are_found_and_rebuilt(tmp_path, earthloc_folder):
         TileIndex.open(out, model=load_model("sift-vote"))
 
 
-def test_a_distributed_build_is_refused_with_a_way_out(tmp_path, earthloc_folder):
+def test_a_distributed_build_is_refused_with_a_way_out(tmp_path, earthloc_folder, capsys):
     from astroapp.geo.sources.earthloc_folder import EarthLocFolderSource
 
     with pytest.raises(ValueError, match="without --ray"):
         build_index([EarthLocFolderSource(earthloc_folder)], load_model("sift-vote"),
                     tmp_path / "idx", embed_fn=lambda *a: 0)
+    assert main(["index", "build", str(earthloc_folder), "--out", str(tmp_path / "idx"),
+                 "--ray", "local", "-q"]) != 0
+    err = capsys.readouterr().err
+    assert "without --ray" in err and "Traceback" not in err
 
 
 def test_real_pairs_photos_find_their_surroundings_by_votes(tmp_path, shared_dir):
