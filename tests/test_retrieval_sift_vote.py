@@ -160,3 +160,19 @@ def test_real_pairs_photos_find_their_surroundings_by_votes(tmp_path, shared_dir
     found = index.search(describe_queries(model, photos), k=1)
     firsts = [owner[c[0].tile_id] == i for i, c in enumerate(found)]
     assert sum(firsts) >= len(pairs) - 1, firsts  # chance: 1 in len(pairs) per photo
+
+
+def test_tiles_without_texture_get_a_clear_error(tmp_path, capsys):
+    from astroapp.geo.tiles import block_footprint, block_id
+
+    folder = tmp_path / "db" / "2021_10"
+    folder.mkdir(parents=True)
+    for i in range(3):  # flat grey blocks: no SIFT feature to learn words from
+        bid = block_id(10, 300, 40 + 4 * i)
+        Image.fromarray(np.full((512, 512, 3), 100 + i, np.uint8)).save(
+            folder / format_earthloc_name(block_footprint(10, 300, 40 + 4 * i), bid, 2021))
+    assert main(["index", "build", str(tmp_path / "db"), "--out", str(tmp_path / "idx"),
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot learn sift-vote's vocabulary" in err and "texture" in err
+    assert "Traceback" not in err

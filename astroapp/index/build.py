@@ -32,7 +32,7 @@ import numpy as np
 from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, build_faiss, choose_index_type, write_index_atomic
 from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
-from astroapp.index.errors import IndexCorruptError, IndexMismatchError
+from astroapp.index.errors import IndexCorruptError, IndexMismatchError, IndexSourceError
 from astroapp.index.local_votes import LocalCodes, local_manifest
 from astroapp.index.manifest import (
     FORMAT,
@@ -234,7 +234,11 @@ def adapt_vocabulary(model: Any, out: Path, sources: Sequence[Any], seed: int = 
         except Exception as exc:  # noqa: BLE001 - an unreadable tile is left out of the sample
             log.debug("vocabulary sample: tile %s unreadable: %s", ref.tile_id, exc)
     t0 = time.perf_counter()
-    model.fit(images, seed=seed, expected_tiles=len(refs))
+    try:
+        model.fit(images, seed=seed, expected_tiles=len(refs))
+    except ValueError as exc:
+        raise IndexSourceError(f"{out}: cannot learn {model.name}'s vocabulary from these "
+                               f"tiles: {exc}") from exc
     model.save_vocabulary(out)
     log.info("%s vocabulary learned from %d tiles in %.1f s", model.name, len(images),
              time.perf_counter() - t0)

@@ -24,3 +24,8 @@ class IndexCorruptError(TileIndexError):
 
 class IndexMismatchError(TileIndexError):
     """The index was built with another model (name, weights or descriptor size)."""
+
+
+class IndexSourceError(TileIndexError, ValueError):
+    """The sources cannot make this index (e.g. too little texture for a model that learns
+    its vocabulary from them)."""

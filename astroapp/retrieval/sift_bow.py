@@ -148,7 +148,7 @@ class SiftBow(RetrievalModel):
 
         per_image = [d for d in per_image if len(d)]
         if len(per_image) < 2:
-            raise ValueError("too few tiles with texture to learn a sift-bow vocabulary "
+            raise ValueError(f"too few tiles with texture to learn a {self.name} vocabulary "
                              f"({len(per_image)}); the index needs textured imagery")
         rng = np.random.default_rng(seed)
         pool = np.concatenate(per_image).astype(np.float32)
