@@ -182,13 +182,18 @@ def test_driver_killed_then_resumed_reuses_finished_chunks(cluster, model, local
     assert_same_index(local_index, out)
 
 
-def test_sift_bow_vocabulary_learned_once_and_shipped(cluster, tmp_path):
-    """sift-bow learns its words from the index's tiles on the driver; the Ray workers embed
-    with that vocabulary: same vocabulary file, same descriptors as a local build."""
+@pytest.mark.parametrize("name", ["sift-bow", "sift-vote"])
+def test_vocabulary_learned_once_and_shipped(cluster, tmp_path, name):
+    """sift-bow and sift-vote learn their words (and sift-vote its feature quantizer) from the
+    index's tiles on the driver; the Ray workers embed with them: same vocabulary file, same
+    descriptors (and feature codes) as a local build."""
     from astroapp.index.distributed import build_index_ray
     from astroapp.retrieval.sift_bow import VOCABULARY_FILE, SiftBow
+    from astroapp.retrieval.sift_vote import SiftVote
 
     def make() -> SiftBow:
+        if name == "sift-vote":
+            return SiftVote(words=32, input_size=128, max_features=300, pq_bytes=8)
         return SiftBow(words=32, input_size=128, max_features=300)
 
     local, remote = tmp_path / "local", tmp_path / "ray"
@@ -204,6 +209,17 @@ def test_sift_bow_vocabulary_learned_once_and_shipped(cluster, tmp_path):
               for f in (local, remote))
     assert dl.shape == (16, 4, 32) and np.abs(dl).sum() > 0
     np.testing.assert_allclose(dl.astype(np.float32), dr.astype(np.float32), atol=2e-3)
+    if name == "sift-vote":
+        from astroapp.index import TileIndex
+        from astroapp.index.local_votes import read_local_chunk
+
+        codes = [[read_local_chunk(f, c) for c in TileStore(f, readonly=True).chunks()]
+                 for f in (local, remote)]
+        assert sum(len(t) for t, _ in codes[0]) > 0
+        for (tl, cl), (tr, cr) in zip(*codes, strict=True):
+            assert np.array_equal(tl, tr) and np.array_equal(cl, cr)
+        ml, mr = (TileIndex.open(f)._voter.index.ntotal for f in (local, remote))
+        assert ml == mr == sum(len(t) for t, _ in codes[0])
 
 
 def test_cli_build_with_ray_equals_local_cli_build(cluster, tmp_path, capsys):

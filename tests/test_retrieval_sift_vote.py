@@ -14,7 +14,7 @@ from world_blocks import N_TILES
 
 from astroapp.cli import main
 from astroapp.geo.sources.earthloc_folder import format_earthloc_name
-from astroapp.index import IndexCorruptError, Region, TileIndex, build_index, describe_queries
+from astroapp.index import IndexCorruptError, Region, TileIndex, describe_queries
 from astroapp.index.tile_index import verify_index
 from astroapp.retrieval import load_model
 from astroapp.retrieval.sift_bow import VOCABULARY_FILE, VocabularyMissingError
@@ -116,18 +116,6 @@ def test_damaged_feature_codes_are_found_and_rebuilt(tmp_path, earthloc_folder):
     codes.unlink()
     with pytest.raises(IndexCorruptError, match="feature codes"):
         TileIndex.open(out, model=load_model("sift-vote"))
-
-
-def test_a_distributed_build_is_refused_with_a_way_out(tmp_path, earthloc_folder, capsys):
-    from astroapp.geo.sources.earthloc_folder import EarthLocFolderSource
-
-    with pytest.raises(ValueError, match="without --ray"):
-        build_index([EarthLocFolderSource(earthloc_folder)], load_model("sift-vote"),
-                    tmp_path / "idx", embed_fn=lambda *a: 0)
-    assert main(["index", "build", str(earthloc_folder), "--out", str(tmp_path / "idx"),
-                 "--ray", "local", "-q"]) != 0
-    err = capsys.readouterr().err
-    assert "without --ray" in err and "Traceback" not in err
 
 
 def test_real_pairs_photos_find_their_surroundings_by_votes(tmp_path, shared_dir):

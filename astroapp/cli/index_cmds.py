@@ -92,10 +92,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.ray is not None:  # same build, tiles embedded by Ray tasks (index.distributed)
         from functools import partial
 
-        if getattr(model, "local_votes", False):
-            raise UserError(f"{model.name} keeps every tile's local features, which a "
-                            "distributed (Ray) build does not collect yet: build it without "
-                            "--ray, or use --model sift-bow with --ray")
         build = partial(build_index_ray, address=None if args.ray == "local" else args.ray,
                         num_cpus=args.ray_cpus)
     from astroapp.cli.progress import ProgressBars

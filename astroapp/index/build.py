@@ -119,10 +119,6 @@ def build_index(
         raise ValueError(f"dtype must be float16 or float32, got {dtype!r}")
     if chunk_size % batch_size:
         chunk_size = max(batch_size, (chunk_size // batch_size) * batch_size)
-    if embed_fn is not None and getattr(model, "local_votes", False):
-        raise ValueError(f"{model.name} keeps every tile's local features, which a distributed "
-                         "(Ray) build does not collect yet: build it without --ray, or use "
-                         "--model sift-bow with --ray")
     adapt_vocabulary(model, out, sources, seed)
     fp = fingerprint or model_fingerprint(model, weights)
     load_size = int(load_size or max(int(s) for s in model.input_size))

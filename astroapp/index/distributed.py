@@ -33,7 +33,7 @@ import numpy as np
 from astroapp.atomic import atomic_path, atomic_text
 from astroapp.index.build import BuildReport, build_index, chunk_bounds, embed_progress
 from astroapp.index.manifest import fingerprint_to_dict, model_fingerprint
-from astroapp.index.store import N_ROT, TileStore
+from astroapp.index.store import N_ROT, TileStore, local_chunk_path, write_local_chunk
 from astroapp.progress import ProgressFn
 
 log = logging.getLogger(__name__)
@@ -80,42 +80,58 @@ def _chunk_key(fp: dict[str, Any], items: Sequence[tuple[int, str, Any]], dtype:
     return h.hexdigest()
 
 
-def _staged_paths(stage: Path, start: int) -> tuple[Path, Path]:
-    return stage / f"chunk_{start:010d}.npy", stage / f"chunk_{start:010d}.json"
+Local = tuple[np.ndarray, np.ndarray] | None  # a local-vote model's (tile ids, feature codes)
+Staged = tuple[np.ndarray, list[tuple[int, str]], Local]
 
 
-def _read_staged(stage: Path, start: int, key: str, shape: tuple[int, ...], dtype: str
-                 ) -> tuple[np.ndarray, list[tuple[int, str]]] | None:
-    """A staged chunk (descriptors, failures) when complete and computed from `key`."""
-    npy, side = _staged_paths(stage, start)
+def _staged_paths(stage: Path, start: int) -> tuple[Path, Path, Path]:
+    """The chunk, its sidecar and (local-vote models) its feature codes."""
+    return (stage / f"chunk_{start:010d}.npy", stage / f"chunk_{start:010d}.json",
+            local_chunk_path(stage, f"chunk_{start:010d}.npy"))
+
+
+def _read_staged(stage: Path, start: int, key: str, shape: tuple[int, ...], dtype: str,
+                 voting: bool = False) -> Staged | None:
+    """A staged chunk (descriptors, failures, feature codes) when complete and computed
+    from `key`."""
+    npy, side, codes = _staged_paths(stage, start)
+    local: Local = None
     try:
         meta = json.loads(side.read_text(encoding="utf-8"))
         if meta.get("key") != key:
             return None
         arr = np.load(npy, allow_pickle=False)
-    except (OSError, ValueError, EOFError):
+        if voting:
+            with np.load(codes, allow_pickle=False) as z:
+                local = (z["tile"], z["codes"])
+    except (OSError, ValueError, EOFError, KeyError):
         return None
     if arr.shape != shape or str(arr.dtype) != dtype:
         return None
-    return arr, [(int(t), str(e)) for t, e in meta.get("failures", [])]
+    return arr, [(int(t), str(e)) for t, e in meta.get("failures", [])], local
 
 
 def _write_staged(stage: Path, start: int, key: str, desc: np.ndarray,
-                  failures: list[tuple[int, str]]) -> None:
-    """The chunk file first, then its sidecar: a sidecar only exists beside a whole chunk."""
-    npy, side = _staged_paths(stage, start)
+                  failures: list[tuple[int, str]], local: Local = None) -> None:
+    """The chunk file (and its codes) first, then its sidecar: a sidecar only exists beside
+    a whole chunk."""
+    npy, side, codes = _staged_paths(stage, start)
     with atomic_path(npy) as tmp, open(tmp, "wb") as f:
         np.save(f, desc, allow_pickle=False)
+    if local is not None:
+        write_local_chunk(codes, *local)
     with atomic_text(side) as f:
         json.dump({"key": key, "failures": failures}, f)
 
 
 def embed_chunk(model: Any, sources: dict[str, Any], items: Sequence[tuple[int, str, Any]],
                 start: int, end: int, batch_size: int, load_size: int, dtype: str,
-                workers: int = 1) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Descriptors (end-start, 4, D) of one chunk and its failed tiles, batched from `start`
-    in steps of `batch_size` as the local build batches it (same numbers)."""
+                workers: int = 1) -> Staged:
+    """Descriptors (end-start, 4, D) of one chunk, its failed tiles and (local-vote models)
+    its feature codes, batched from `start` in steps of `batch_size` as the local build
+    batches it (same numbers)."""
     from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
+    from astroapp.index.local_votes import LocalCodes
 
     by_id = {tid: (sources[sid], ref) for tid, sid, ref in items}
     batches = ([(t, *by_id[t]) for t in range(b, min(b + batch_size, end))]
@@ -123,16 +139,23 @@ def embed_chunk(model: Any, sources: dict[str, Any], items: Sequence[tuple[int, 
     buf = np.zeros((end - start, N_ROT, int(model.descriptor_dim)), dtype=np.dtype(dtype))
     failures: list[tuple[int, str]] = []
     channels_last = use_channels_last(model)
+    voting = bool(getattr(model, "local_votes", False))
+    local = LocalCodes()
     stream = prefetch_batches(batches, model, load_size, workers=workers)
     try:
         for loaded in stream:
-            if loaded.pixels is not None:
+            if loaded.pixels is not None and voting:
+                dense, codes = model.describe_tiles(loaded.pixels)
+                buf[np.asarray(loaded.ids) - start] = dense[:, None, :].astype(buf.dtype)
+                for tid, c in zip(loaded.ids, codes, strict=True):
+                    local.add(tid, c)
+            elif loaded.pixels is not None:
                 desc = embed_rotations(model, loaded.pixels, channels_last).numpy()
                 buf[np.asarray(loaded.ids) - start] = desc.astype(buf.dtype)
             failures.extend(loaded.failures)
     finally:
         stream.close()
-    return buf, failures
+    return buf, failures, local.arrays(model.code_size) if voting else None
 
 
 _worker_cache: dict[str, Any] = {}
@@ -161,16 +184,17 @@ def _worker_model(model_blob: Any) -> Any:
 
 def _chunk_task(model_ref: list, sources: dict[str, Any], items: list, start: int, end: int,
                 batch_size: int, load_size: int, dtype: str, stage: str, token: str,
-                key: str) -> tuple[int, np.ndarray | None, list[tuple[int, str]]]:
+                key: str) -> tuple[int, np.ndarray | None, list[tuple[int, str]], Local]:
     """One Ray task: embed a chunk; write it under `stage` when this worker sees the driver's
     folder (the token file is there), else return it through the object store."""
     model = _worker_model(model_ref[0])
-    desc, failures = embed_chunk(model, sources, items, start, end, batch_size, load_size, dtype)
+    desc, failures, local = embed_chunk(model, sources, items, start, end, batch_size,
+                                        load_size, dtype)
     folder = Path(stage)
     if (folder / token).is_file():
-        _write_staged(folder, start, key, desc, failures)
-        return start, None, failures
-    return start, desc, failures
+        _write_staged(folder, start, key, desc, failures, local)
+        return start, None, failures, None
+    return start, desc, failures, local
 
 
 class RayEmbedder:
@@ -206,6 +230,7 @@ class RayEmbedder:
         (stage / token).write_text("")
         fp = fingerprint_to_dict(model_fingerprint(model))
         dim = int(model.descriptor_dim)
+        voting = bool(getattr(model, "local_votes", False))
         # sources travel once: as a spec the worker reopens when known, else pickled
         sources = {}
         for source, _ref in pending.values():
@@ -225,7 +250,8 @@ class RayEmbedder:
         for start, end in bounds:
             items = [(t, str(pending[t][0].source_id), pending[t][1]) for t in range(start, end)]
             keys[start] = _chunk_key(fp, items, dtype)
-            staged = _read_staged(stage, start, keys[start], (end - start, N_ROT, dim), dtype)
+            staged = _read_staged(stage, start, keys[start], (end - start, N_ROT, dim), dtype,
+                                  voting)
             if staged is not None:
                 ready[start] = staged
                 self.reused += 1
@@ -243,8 +269,8 @@ class RayEmbedder:
                 # commit, in id order, every chunk that is ready
                 while ci < len(bounds) and bounds[ci][0] in ready:
                     start, end = bounds[ci]
-                    desc, failures = ready.pop(start)
-                    store.commit_chunk(start, desc, failures)
+                    desc, failures, local = ready.pop(start)
+                    store.commit_chunk(start, desc, failures, local)
                     for p in _staged_paths(stage, start):
                         p.unlink(missing_ok=True)
                     done += end - start
@@ -256,19 +282,19 @@ class RayEmbedder:
                 finished, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in finished:
                     start = in_flight.pop(ref)
-                    _, desc, failures = ray.get(ref)
+                    _, desc, failures, local = ray.get(ref)
                     end = dict(bounds)[start]
                     if desc is None:
                         staged = _read_staged(stage, start, keys[start],
-                                              (end - start, N_ROT, dim), dtype)
+                                              (end - start, N_ROT, dim), dtype, voting)
                         if staged is None:
                             raise RuntimeError(f"chunk {start} staged by a Ray worker is "
                                                f"unreadable in {stage}")
-                        desc, failures = staged
+                        desc, failures, local = staged
                     else:  # kept for a resume like a worker-staged chunk
-                        _write_staged(stage, start, keys[start], desc, failures)
+                        _write_staged(stage, start, keys[start], desc, failures, local)
                     self.computed += 1
-                    ready[start] = (desc, failures)
+                    ready[start] = (desc, failures, local)
         finally:
             for ref in in_flight:
                 ray.cancel(ref, force=False)

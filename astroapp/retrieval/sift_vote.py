@@ -56,6 +56,11 @@ class SiftVote(SiftBow):
         self.register_buffer("quantizer", torch.zeros(0, dtype=torch.uint8))
         self._faiss: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (Ray ships the model to its workers): the faiss encoder is rebuilt from
+        the quantizer buffer on first use."""
+        return {**super().__getstate__(), "_faiss": None}
+
     def prepare_state(self, state: dict[str, torch.Tensor]) -> None:
         q = state.get("quantizer")
         if q is not None:
