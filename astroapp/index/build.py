@@ -31,7 +31,7 @@ import numpy as np
 
 from astroapp.digests import sha256_file
 from astroapp.index.backend import ChunkVectors, build_faiss, choose_index_type, write_index_atomic
-from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
+from astroapp.index.embed import embed_tile_batch, prefetch_batches, use_channels_last
 from astroapp.index.errors import IndexCorruptError, IndexMismatchError, IndexSourceError
 from astroapp.index.local_votes import LocalCodes, local_manifest
 from astroapp.index.manifest import (
@@ -290,14 +290,10 @@ def _embed(store: TileStore, model: Any, pending: dict[int, tuple[Any, Any]], to
         failures: list[tuple[int, str]] = []
         for loaded in stream:
             start, end = bounds[ci]
-            if loaded.pixels is not None and voting:
-                dense, codes = model.describe_tiles(loaded.pixels)
-                buf[np.asarray(loaded.ids) - start] = dense[:, None, :].astype(np_dtype)
-                for tid, c in zip(loaded.ids, codes, strict=True):
-                    local.add(tid, c)
-            elif loaded.pixels is not None:
-                desc = embed_rotations(model, loaded.pixels, channels_last).numpy()
+            if loaded.pixels is not None:
+                desc, codes = embed_tile_batch(model, loaded.pixels, channels_last)
                 buf[np.asarray(loaded.ids) - start] = desc.astype(np_dtype)
+                local.extend(loaded.ids, codes)
             failures.extend(loaded.failures)
             n = len(loaded.ids) + len(loaded.failures)
             done += n

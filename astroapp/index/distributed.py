@@ -130,7 +130,7 @@ def embed_chunk(model: Any, sources: dict[str, Any], items: Sequence[tuple[int, 
     """Descriptors (end-start, 4, D) of one chunk, its failed tiles and (local-vote models)
     its feature codes, batched from `start` in steps of `batch_size` as the local build
     batches it (same numbers)."""
-    from astroapp.index.embed import embed_rotations, prefetch_batches, use_channels_last
+    from astroapp.index.embed import embed_tile_batch, prefetch_batches, use_channels_last
     from astroapp.index.local_votes import LocalCodes
 
     by_id = {tid: (sources[sid], ref) for tid, sid, ref in items}
@@ -144,14 +144,10 @@ def embed_chunk(model: Any, sources: dict[str, Any], items: Sequence[tuple[int, 
     stream = prefetch_batches(batches, model, load_size, workers=workers)
     try:
         for loaded in stream:
-            if loaded.pixels is not None and voting:
-                dense, codes = model.describe_tiles(loaded.pixels)
-                buf[np.asarray(loaded.ids) - start] = dense[:, None, :].astype(buf.dtype)
-                for tid, c in zip(loaded.ids, codes, strict=True):
-                    local.add(tid, c)
-            elif loaded.pixels is not None:
-                desc = embed_rotations(model, loaded.pixels, channels_last).numpy()
+            if loaded.pixels is not None:
+                desc, codes = embed_tile_batch(model, loaded.pixels, channels_last)
                 buf[np.asarray(loaded.ids) - start] = desc.astype(buf.dtype)
+                local.extend(loaded.ids, codes)
             failures.extend(loaded.failures)
     finally:
         stream.close()

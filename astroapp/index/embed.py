@@ -94,6 +94,16 @@ def embed_rotations(model: Any, batch: torch.Tensor, channels_last: bool = False
     return d.reshape(len(ANGLES), b, -1).transpose(0, 1).cpu()
 
 
+def embed_tile_batch(model: Any, batch: torch.Tensor, channels_last: bool = False
+                     ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """A batch of tiles as the index stores them: (B,4,D) descriptors at the 4 rotations and,
+    for a local-vote model (sift-vote, rotation invariant), each tile's feature codes."""
+    if getattr(model, "local_votes", False):
+        dense, codes = model.describe_tiles(batch)
+        return np.repeat(dense[:, None, :], len(ANGLES), axis=1), codes
+    return embed_rotations(model, batch, channels_last).numpy(), None
+
+
 @torch.inference_mode()
 def embed_images(model: Any, images: Sequence[np.ndarray], batch_size: int = 32,
                  precision: str | None = None) -> np.ndarray:

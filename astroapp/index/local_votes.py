@@ -11,6 +11,7 @@ feature (its nearest feature): see the model's docstring for why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,11 @@ class LocalCodes:
     def add(self, tile_id: int, codes: np.ndarray) -> None:
         self._tiles.append(np.full(len(codes), tile_id, dtype=np.int32))
         self._codes.append(codes)
+
+    def extend(self, tile_ids: Sequence[int], codes: Sequence[np.ndarray] | None) -> None:
+        """A batch's tiles and their codes (None: a model without local votes)."""
+        for tid, c in zip(tile_ids, codes or [], strict=codes is not None):
+            self.add(tid, c)
 
     def arrays(self, code_size: int) -> tuple[np.ndarray, np.ndarray]:
         if not self._codes:
