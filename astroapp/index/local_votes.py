@@ -102,7 +102,7 @@ def feature_quantizer(folder: Path) -> Any:
 # cells with a selector (most cells for a small region: seconds per photo).
 SUBSET_EXACT_MAX = 30_000
 CHUNKS_CACHED = 2  # chunks' codes kept for small-region searches (~50 MB each at 1,024 tiles)
-REGION_NPROBE_MAX = 4  # x NPROBE cells at most for a larger region (time grows with cells)  # chunks' codes kept in memory for region searches
+REGION_NPROBE_MAX = 4  # x NPROBE cells at most for a larger region (time grows with cells)
 
 
 @dataclass

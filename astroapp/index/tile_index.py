@@ -139,6 +139,18 @@ def _read_tile_table(folder: Path, manifest: dict[str, Any]) -> tuple[list[tuple
     return tiles, chunks
 
 
+def _check_chunk_digest(path: Path, expected: str, what: str) -> None:
+    """A stored chunk file (descriptors or feature codes) against its manifest sha256."""
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise IndexCorruptError(f"{what} {path} cannot be read ({exc.strerror or exc}); "
+                                f"{REBUILD_HINT}", part="chunks") from exc
+    if digest != expected:
+        raise IndexCorruptError(f"{what} {path} does not match the manifest (sha256 differs); "
+                                f"{REBUILD_HINT}", part="chunks")
+
+
 def verify_index(folder: str | Path) -> dict[str, Any]:
     """Check every file of a complete index against its manifest: the manifest's fields, the
     tile table, the faiss file and each descriptor chunk (hashed: reads everything). Returns
@@ -158,30 +170,10 @@ def verify_index(folder: str | Path) -> dict[str, Any]:
                 raise IndexCorruptError(f"descriptor chunk {folder / info.file} is not in the "
                                         f"manifest: the index is damaged; {REBUILD_HINT}",
                                         part="chunks")
-            try:
-                digest = sha256_file(folder / info.file)
-            except OSError as exc:
-                raise IndexCorruptError(f"descriptor chunk {folder / info.file} cannot be read "
-                                        f"({exc.strerror or exc}); {REBUILD_HINT}",
-                                        part="chunks") from exc
-            if digest != expected[info.file]:
-                raise IndexCorruptError(f"descriptor chunk {folder / info.file} does not match "
-                                        f"the manifest (sha256 differs); {REBUILD_HINT}",
-                                        part="chunks")
+            _check_chunk_digest(folder / info.file, expected[info.file], "descriptor chunk")
         load_chunk(folder, info, dim)
-    local = manifest.get("local")
-    if local is not None:
-        for name, digest in local.get("chunks_sha256", {}).items():
-            try:
-                same = sha256_file(folder / name) == digest
-            except OSError as exc:
-                raise IndexCorruptError(f"feature codes {folder / name} cannot be read "
-                                        f"({exc.strerror or exc}); {REBUILD_HINT}",
-                                        part="chunks") from exc
-            if not same:
-                raise IndexCorruptError(f"feature codes {folder / name} do not match the "
-                                        f"manifest (sha256 differs); {REBUILD_HINT}",
-                                        part="chunks")
+    for name, digest in (manifest.get("local") or {}).get("chunks_sha256", {}).items():
+        _check_chunk_digest(folder / name, digest, "feature codes")
     covered = sum(c.count for c in chunks)
     if manifest["faiss"]["type"] == "ivfpq" and covered != len(tiles):
         raise IndexCorruptError(f"{folder}: descriptor chunks cover {covered} of {len(tiles)} "
