@@ -272,12 +272,13 @@ def local_voting(db: Path, pairs: list[Pair], origin: dict, photos: Path, k: int
     """R@1/R@10 of nearest-neighbour voting on the blocks' RootSIFT features, no index and no
     prior: each photo feature finds its `k` nearest block features and votes for each block
     among them with the ratio-test weight 1 - d1/dk (Boiman et al. 2008's NBNN with Lowe's
-    ratio as weight). Not a product path (it keeps every local feature); it measures how far
-    the local features alone go before any aggregation into one vector per block."""
+    ratio as weight): sift-vote's scoring on the raw features instead of its IVF-PQ codes,
+    i.e. what the codes' quantisation costs."""
     import faiss
 
     from astroapp.catalog.photo_reader import read_photo
     from astroapp.geo.sources.earthloc_folder import parse_earthloc_name
+    from astroapp.index.local_votes import tally_votes
     from astroapp.matching.sift import SiftMatcher
     from astroapp.retrieval.base import resize_rgb
 
@@ -297,11 +298,7 @@ def local_voting(db: Path, pairs: list[Pair], origin: dict, photos: Path, k: int
         photo = read_photo(photos / f"{p.photo_id}.jpg", min_side=2 * BLOCK_PX).rgb
         photo = resize_rgb(photo, (BLOCK_PX, BLOCK_PX))  # as the descriptors see it
         dist, nn = index.search(sift.features(photo).descriptors, k)
-        weight = np.maximum(0.0, 1.0 - dist / np.maximum(dist[:, -1:], 1e-12))
-        pair_key = np.arange(len(nn))[:, None] * len(ids) + owner_all[nn]
-        _, first = np.unique(pair_key.ravel(), return_index=True)  # a block's nearest only
-        score = np.bincount(owner_all[nn].ravel()[first], weights=weight.ravel()[first],
-                            minlength=len(ids))
+        score = tally_votes(dist, owner_all[nn], len(ids))  # sift-vote's tally, exact features
         junk = [j for j, t in enumerate(ids) if origin.get(t) == i]
         score[junk] = -np.inf
         top = [ids[j] in p.true_tiles for j in np.argsort(-score)[:10]]

@@ -66,6 +66,21 @@ class LocalCodes:
         return np.concatenate(self._tiles), np.concatenate(self._codes)
 
 
+def tally_votes(dist: np.ndarray, tile: np.ndarray, n_tiles: int) -> np.ndarray:
+    """(n_tiles,) votes from each query feature's k nearest tile features (squared
+    distances `dist`, their tiles `tile`, -1 where none was found, nearest first): each tile
+    gets 1 - d/d_k from the feature's nearest among its own (Lowe's ratio against the k-th)."""
+    scores = np.zeros(n_tiles, dtype=np.float64)
+    ok = tile >= 0
+    last = np.where(ok, dist, -np.inf).max(axis=1, keepdims=True)
+    weight = np.where(ok, np.maximum(0.0, 1.0 - dist / np.maximum(last, 1e-12)), 0.0)
+    tile = np.where(ok, tile, 0)
+    key = (np.arange(len(tile))[:, None] * n_tiles + tile).ravel()
+    _, first = np.unique(key, return_index=True)  # a tile's nearest feature only
+    np.add.at(scores, tile.ravel()[first], weight.ravel()[first])
+    return scores
+
+
 def local_manifest(folder: Path, chunks: list[ChunkInfo], valid: np.ndarray,
                    neighbours: int) -> dict[str, Any]:
     """The manifest entry of an index's feature codes: their count and digests (the voting
@@ -143,9 +158,8 @@ class LocalVoter:
     def votes(self, features: np.ndarray, tiles: np.ndarray | None = None) -> np.ndarray:
         """(n_tiles,) vote totals; with `tiles`, neighbours are sought among those tiles'
         features only."""
-        scores = np.zeros(self.n_tiles, dtype=np.float64)
         if not len(features) or self.index.ntotal == 0 or (tiles is not None and not tiles.size):
-            return scores
+            return np.zeros(self.n_tiles, dtype=np.float64)
         q = np.ascontiguousarray(features, dtype=np.float32)
         k = max(2, self.neighbours)
         subset = self._subset(tiles) if tiles is not None else None
@@ -157,14 +171,7 @@ class LocalVoter:
             nn = np.where(found >= 0, owner[np.maximum(found, 0)], -1)
         else:
             dist, nn = self.index.search(q, k, params=self._params(tiles))
-        ok = nn >= 0
-        last = np.where(ok, dist, -np.inf).max(axis=1, keepdims=True)
-        weight = np.where(ok, np.maximum(0.0, 1.0 - dist / np.maximum(last, 1e-12)), 0.0)
-        tile = np.where(ok, nn, 0)
-        key = (np.arange(len(nn))[:, None] * self.n_tiles + tile).ravel()
-        _, first = np.unique(key, return_index=True)  # a tile's nearest feature only
-        np.add.at(scores, tile.ravel()[first], weight.ravel()[first])
-        return scores
+        return tally_votes(dist, nn, self.n_tiles)
 
     def _params(self, tiles: np.ndarray | None) -> Any:
         """IVF search parameters: with a tile selection, more cells probed the smaller its

@@ -395,10 +395,10 @@ def coregister(
             _ground_width_km(grid) if grid is not None else surroundings_km)
         surr_features = _SurroundingsFeatures(matcher, surr, size)
 
-        def scan(photo: PreparedPhoto, scans: tuple[tuple[float, ...], ...]) -> None:
+        def scan(photo: PreparedPhoto, scans: tuple[tuple[float, ...], ...]) -> bool:
             # The loop runs from each better window as the scales are scanned, coarse to
-            # fine, and the scan stops at the first accepted one; a seed whose first step
-            # finds fewer inliers than a seed has is not pursued (a chance window).
+            # fine, and the scan stops at the first accepted one (True); a seed whose first
+            # step finds fewer inliers than a seed has is not pursued (a chance window).
             for ratios_ in scans:
                 for seed in window_search.seeds(
                         photo.features_at, surr_features, matcher, side, size, ratios_, ks,
@@ -408,7 +408,8 @@ def coregister(
                                              min_first=MIN_FIRST_INLIERS))
                     attempts[-1].photo = photo
                     if _accepted(attempts[-1], calibration):
-                        return
+                        return True
+            return False
 
         # The hinted scales first; when they find nothing, the rest of the pyramid (a wrong
         # focal length, or a photo cropped to less than its lens shows, must not prevent a
@@ -422,14 +423,11 @@ def coregister(
     if search and hints is not None and not any(_accepted(a, calibration) for a in attempts):
         # An oblique photo: its foreshortening undone along each direction in turn (ASIFT),
         # at the hinted scales only, until one is accepted.
-        for factor in tilt.stretch_factors(hints.tilt_deg):
-            for direction in tilt.directions(factor):
-                scan(prepared.warped(tilt.stretch(size, direction, factor)), (ratios,))
-                if any(_accepted(a, calibration) for a in attempts):
-                    break
-            else:
-                continue
-            break
+        stretches = ((f, d) for f in tilt.stretch_factors(hints.tilt_deg)
+                     for d in tilt.directions(f))
+        for factor, direction in stretches:
+            if scan(prepared.warped(tilt.stretch(size, direction, factor)), (ratios,)):
+                break
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
 

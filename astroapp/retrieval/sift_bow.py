@@ -15,9 +15,9 @@ again on that benchmark's 5 photos among 1,100 distractors, no prior (R@10, 512 
 0.4): 4,096 words (two-level 64x64 k-means) 0.4; counts ** 0.5 instead of 0.25 0.4-0.6;
 photo keypoints masked for clouds/space and haze-stretched 0.4; 4,096-word BoW PCA-whitened
 to 64-512-D 0.2-0.6; best of the block and four 2/3-side sub-windows: no change. The same
-RootSIFT features voting for blocks by nearest neighbours with a ratio-test weight (no
-quantisation, `benchmarks.real_world --local-voting`) reach 0.8: what is lost is in
-aggregating a block into one vector, not in the features.
+RootSIFT features voting for blocks by nearest neighbours with a ratio-test weight reach
+0.8: what is lost is in aggregating a block into one vector, not in the features; that is
+the `sift-vote` model (retrieval/sift_vote.py), the default for real imagery.
 
     model = load_model("sift-bow")                 # unfitted: no vocabulary yet
     model.fit(sample_tiles)                        # or model.load_vocabulary(index_dir)
