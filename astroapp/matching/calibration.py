@@ -86,23 +86,27 @@ def calibration_for(matcher: Any) -> Calibration:
     cal = getattr(matcher, "calibration", None)
     if cal is not None:
         return cal
-    for path in (user_calibration_path(matcher.name), calibration_path(matcher.name)):
+    return calibration_named(matcher.name, matcher.settings() if hasattr(matcher, "settings") else {})
+
+
+def calibration_named(name: str, settings: dict[str, Any]) -> Calibration:
+    """The calibration file for `name` (the user's, else the shipped one), else the strict
+    stand-in; a warning when it was made with other `settings`."""
+    for path in (user_calibration_path(name), calibration_path(name)):
         if path.is_file():
             cal = Calibration.load(path)
-            settings = matcher.settings() if hasattr(matcher, "settings") else {}
             common = set(cal.settings) & set(settings)
             if any(cal.settings[k] != settings[k] for k in common):
                 log.warning("calibration %s was made with other %s settings (%s, now %s): "
-                            "re-run `astroapp calibrate`", path, matcher.name, cal.settings,
-                            settings)
+                            "re-run `astroapp calibrate`", path, name, cal.settings, settings)
             return cal
-    path = calibration_path(matcher.name)
+    path = calibration_path(name)
     log.warning(
         "matcher %r has no calibration (%s): nothing will be auto-accepted; run `astroapp calibrate`",
-        matcher.name,
+        name,
         path,
     )
-    return uncalibrated(matcher.name)
+    return uncalibrated(name)
 
 
 def fit_logistic(inliers: np.ndarray, labels: np.ndarray, iters: int = 200) -> tuple[float, float]:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from astroapp.matching import tilt, window_search
+from astroapp.matching import dense_refine, dense_search, tilt, window_search
 from astroapp.matching.base import Features, Matcher, Matches
 from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import (
@@ -58,6 +58,8 @@ RANSAC_THRESHOLD_PX = 3.0
 MIN_MATCHES = 8
 MIN_FIRST_INLIERS = 12  # a loop (after a search) whose first step finds fewer is not pursued
 CONVERGED_PX = 1.0  # a step that moves no corner of the view further than this ends the loop
+DENSE_NAME = "dense-orientation"  # the dense stage's calibration (models/matchers/<name>.json)
+DENSE_POSES = 5  # the dense search's best distinct poses refined, best first
 
 
 class PreparedPhoto:
@@ -90,6 +92,13 @@ class PreparedPhoto:
         self.to_square = scale_centres(self.original_size, (self.size, self.size))
         self._features: dict[int, Features] = {}
         self._scaled: dict[tuple[int, int], Features] = {}
+        self._patches: dense_refine.PhotoPatches | None = None
+
+    def patches(self) -> dense_refine.PhotoPatches:
+        """The square's orientation field for the dense stage (computed once)."""
+        if self._patches is None:
+            self._patches = dense_refine.PhotoPatches(self.square, self.mask)
+        return self._patches
 
     def rotation(self, k: int) -> np.ndarray:
         """Pixel-centre map from the original photo to the square rotated by -k quarter turns."""
@@ -135,7 +144,7 @@ class PreparedPhoto:
         mask = cv2.warpAffine(self.mask, affine[:2], dsize, flags=cv2.INTER_NEAREST)
         out.mask = cv2.erode(mask, np.ones((5, 5), np.uint8))
         out.to_square = affine @ self.to_square
-        out._features, out._scaled = {}, {}
+        out._features, out._scaled, out._patches = {}, {}, None
         return out
 
 
@@ -167,6 +176,7 @@ class CoregResult:
     grid: MercatorGrid | None = None
     matcher: str = ""
     threshold: int | None = None
+    stage: str = "keypoints"  # "keypoints" (the matcher's) or "dense" (orientation fields)
 
     @property
     def has_footprint(self) -> bool:
@@ -221,6 +231,7 @@ class CoregResult:
             "matcher": self.matcher,
             "threshold": self.threshold,
             "iteration_inliers": list(self.iteration_inliers),
+            "stage": self.stage,
         }
         fp = self.footprint
         if fp is not None:
@@ -430,7 +441,14 @@ def coregister(
                 break
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
+    return _result(prepared, best, surr_to_orig, surr_size, calibration, grid, t0,
+                   angle=best.k * 90 if (angle is not None or len(ks) > 1) else None)
 
+
+def _result(prepared: PreparedPhoto, best: _Attempt, surr_to_orig: np.ndarray,
+            surr_size: tuple[int, int], calibration: Any, grid: MercatorGrid | None,
+            t0: float, angle: int | None, stage: str = "keypoints") -> CoregResult:
+    """The kept attempt as a CoregResult in the original photo's and surroundings' pixels."""
     homography = corners = None
     corr = np.zeros((0, 4), np.float64)
     if best.h_square is not None:
@@ -455,13 +473,78 @@ def coregister(
         photo_size=prepared.original_size,
         surroundings_size=surr_size,
         seconds=time.perf_counter() - t0,
-        angle=best.k * 90 if (angle is not None or len(ks) > 1) else None,
+        angle=angle,
         reason=best.reason,
         iteration_inliers=best.iteration_inliers,
         grid=grid,
-        matcher=matcher.name,
+        matcher=prepared.matcher.name if stage == "keypoints" else DENSE_NAME,
         threshold=int(calibration.threshold),
+        stage=stage,
     )
+
+
+def coregister_dense(
+    photo: PreparedPhoto,
+    surroundings_img: np.ndarray,
+    grid: MercatorGrid | None = None,
+    calibration: Any | None = None,
+    cancel: Any | None = None,
+    hints: ViewingHints | None = None,
+    surroundings_km: float | None = None,
+    poses: int = DENSE_POSES,
+) -> CoregResult:
+    """Coregister by orientation fields (`dense_search`, `dense_refine`), for the photos
+    keypoints cannot match: frozen or flooded water, haze, seasons, low detail. Slower than
+    `coregister` (~5-10 s a candidate), so the pipeline runs it only after keypoints have
+    failed on every candidate, on the best few. Any rotation is searched (`angle` is not
+    needed); its inlier counts have their own calibration (`dense-orientation`)."""
+    t0 = time.perf_counter()
+    if calibration is None:
+        calibration = dense_calibration()
+    if surroundings_img.ndim != 3 or surroundings_img.shape[2] != 3 or surroundings_img.dtype != np.uint8:
+        raise ValueError(
+            f"surroundings must be RGB uint8 (H, W, 3), got {surroundings_img.dtype} {surroundings_img.shape}"
+        )
+    size = photo.size
+    surr_size = (int(surroundings_img.shape[1]), int(surroundings_img.shape[0]))
+    side = 3 * size
+    surr = resize_square(surroundings_img, side)
+    surr_to_orig = scale_centres((side, side), surr_size)
+    hinted = window_search.ratios_for(
+        hints.ground_width_km() if hints is not None else None,
+        _ground_width_km(grid) if grid is not None else surroundings_km)
+    ratios = dense_search.ratios_between(min(hinted), max(hinted))
+    w, h = photo.original_size
+    found = dense_search.search_poses(photo.square, surr, ratios, dense_search.stretches(w / h),
+                                      photo_mask=photo.mask, top=poses, cancel=cancel)
+    patches = photo.patches()
+    empty = np.zeros((0, 2), np.float32)
+    attempts = [_Attempt(0, 0, None, empty, empty, "no pose found", [])]
+    for pose in found:
+        fit = dense_refine.refine(patches, surr, pose.affine, cancel=cancel)
+        attempts.append(_Attempt(0, fit.inliers, fit.homography, fit.pts_photo, fit.pts_surr,
+                                 fit.reason, fit.iteration_inliers))
+        if _accepted(attempts[-1], calibration):
+            break
+    ok = [a for a in attempts if a.h_square is not None]
+    best = max(ok or attempts, key=lambda a: a.inliers)
+    return _result(photo, best, surr_to_orig, surr_size, calibration, grid, t0, angle=None,
+                   stage="dense")
+
+
+def dense_settings() -> dict[str, Any]:
+    """What the dense stage's inlier counts depend on (kept with its calibration)."""
+    return {"size": DEFAULT_SIZE, "patch": dense_refine.PATCH, "step": dense_refine.STEP,
+            "radii": list(dense_refine.RADII), "min_peak": dense_refine.MIN_PEAK,
+            "min_distinct": dense_refine.MIN_DISTINCT, "sigma": dense_refine.SIGMA,
+            "search_side": dense_search.SEARCH_SIDE, "poses": DENSE_POSES}
+
+
+def dense_calibration() -> Any:
+    """The dense stage's calibration (`dense-orientation`), see `astroapp calibrate --dense`."""
+    from astroapp.matching.calibration import calibration_named
+
+    return calibration_named(DENSE_NAME, dense_settings())
 
 
 def _accepted(attempt: _Attempt, calibration: Any) -> bool:
