@@ -343,7 +343,9 @@ def pipeline(work: Path, index_dir: Path, pairs: list[Pair], photos: Path, nasa:
                 inside = b[0] <= mx[0] <= b[2] and b[1] <= my[0] <= b[3]
                 verdict = "correct" if inside else "wrong"
                 counts[verdict] += 1
-            print(f"  {photo.nasa_id}: {verdict} (inliers {loc.inliers if loc else None})")
+            stage = (loc.method or {}).get("coregistration_stage") if loc else None
+            print(f"  {photo.nasa_id}: {verdict} (inliers {loc.inliers if loc else None}, "
+                  f"{stage or 'no'} stage)")
     finally:
         catalog.close()
     counts["seconds_per_photo"] = round(seconds / max(len(pairs), 1), 1)
@@ -359,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also measure nearest-neighbour voting on the blocks' RootSIFT features "
                          "(the local features' own ceiling, no index)")
     ap.add_argument("--no-pipeline", action="store_true")
+    ap.add_argument("--reuse-index", action="store_true",
+                    help="keep an index already built in --work (same database and seed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pairs", type=Path, default=REAL_PAIRS,
                     help="folder of pairs (query.jpg, surroundings.jpg, meta.json per photo)")
@@ -377,12 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models:
         idx = work / f"index-{name}"
-        if idx.exists():
-            shutil.rmtree(idx)
-        t0 = time.perf_counter()
-        _cli("index", "build", str(db), "--model", name, "--out", str(idx), "-q", env=env)
-        build_s = time.perf_counter() - t0
-        print(f"{name}: built in {build_s:.0f} s, {_folder_mb(idx):.1f} MB")
+        if args.reuse_index and (idx / "manifest.json").is_file():
+            build_s = float("nan")
+            print(f"{name}: reusing {idx}, {_folder_mb(idx):.1f} MB")
+        else:
+            if idx.exists():
+                shutil.rmtree(idx)
+            t0 = time.perf_counter()
+            _cli("index", "build", str(db), "--model", name, "--out", str(idx), "-q", env=env)
+            build_s = time.perf_counter() - t0
+            print(f"{name}: built in {build_s:.0f} s, {_folder_mb(idx):.1f} MB")
         rec = recall(idx, name, pairs, origin, photos)
         rows.append((name, build_s * 1000 / n_tiles, _folder_mb(idx) * 1000 / n_tiles, rec))
     print()

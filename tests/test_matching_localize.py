@@ -259,3 +259,47 @@ def test_a_photo_is_decoded_once_per_localization(tmp_path, world, monkeypatch):
     assert [o.photo_id for o in summary.outcomes] == ids[:1]
     assert decoded == [photos[0][0].name]
     cat.close()
+
+
+def test_dense_stage_localizes_what_keypoints_cannot(tmp_path, world):
+    """A photo whose contrast is inverted (as frozen lakes are, bright against a summer
+    mosaic's dark water): SIFT's descriptors turn with the gradients, keypoints accept no
+    candidate, and the dense stage (orientation fields, polarity-invariant) localizes it."""
+    from astroapp.gui.review_text import describe_method
+
+    root, model, photos, _, _ = world
+    path, truth = photos[0]
+    inverted = tmp_path / "ISS070-E-77.jpg"
+    cv2.imwrite(str(inverted), 255 - cv2.imread(str(path)))
+    cat = Catalog(tmp_path / "cat.sqlite")
+    pid = cat.add_photo(path=inverted, sha256="a" * 64)
+    service = LocalizationService(cat, index=root / "idx", model=model, matcher="sift",
+                                  settings=LocalizeSettings(k=12, max_candidates=12))
+    frame = service.read_frame(pid)
+    found = service.retrieve(pid, frame)
+    true = next(c for c in found.candidates
+                if Footprint.from_list(c.footprint_list()).polygon().contains(
+                    shapely.Point(*truth.centroid())))
+    keypoints = service.coregister(pid, true, frame)
+    assert not keypoints.accepted
+    dense = service.coregister(pid, true, frame, stage="dense")
+    assert dense.accepted and dense.stage == "dense" and dense.matcher == "dense-orientation"
+    assert dense.footprint.iou(truth) > 0.6
+
+    # through the whole pipeline: keypoints on every candidate, then the dense stage
+    off = localize_photos(cat, [pid], index_dir=root / "idx", model=model, matcher="sift",
+                          k=12, max_candidates=12, dense_candidates=0)
+    assert off.outcomes[0].outcome == "review"
+    assert cat.latest_localization(pid).method["dense_candidates"] == 0
+    on = localize_photos(cat, [pid], index_dir=root / "idx", model=model, matcher="sift",
+                         k=12, max_candidates=12, dense_candidates=12)
+    assert on.outcomes[0].outcome == "localized", on.outcomes[0]
+    loc = cat.latest_localization(pid)
+    assert loc.method["coregistration_stage"] == "dense"
+    assert loc.method["matcher"] == "dense-orientation"
+    assert loc.inliers >= loc.method["matcher_threshold"]
+    assert [t["stage"] for t in loc.method["tried"]][:12] == ["keypoints"] * 12
+    assert loc.method["tried"][-1]["stage"] == "dense"
+    assert Footprint.from_list(loc.footprint).iou(truth) > 0.6
+    assert "orientation fields" in describe_method(loc.method)
+    cat.close()

@@ -22,7 +22,10 @@ def describe_method(method: Any) -> str:
         return text
     parts = [stage]
     settings = []
-    if method.get("matcher"):
+    if method.get("coregistration_stage") == "dense":
+        # keypoints accepted no candidate; outlines matched by orientation fields did
+        settings.append("orientation fields, keypoints having matched no candidate")
+    elif method.get("matcher"):
         settings.append(f"{method['matcher']} matcher")
     if method.get("size"):
         settings.append(f"{method['size']} px")

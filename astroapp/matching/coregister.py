@@ -354,6 +354,7 @@ def coregister(
     hints: ViewingHints | None = None,
     surroundings_km: float | None = None,
     search: bool = True,
+    dense: bool = False,
 ) -> CoregResult:
     """Coregister a photo against a candidate's 3x3 surroundings (north-up, RGB uint8).
 
@@ -366,6 +367,8 @@ def coregister(
     else `surroundings_km`) set the scales the first step searches; without them it
     searches a pyramid of scales. `search=False` starts from the central tile only
     (EarthMatch's original loop), as do matchers without `match_subsets`.
+    `dense=True`: when keypoints accept nothing, `coregister_dense` runs too and its result
+    is returned when it is accepted (or when keypoints found no homography at all).
     """
     from astroapp.matching.calibration import calibration_for
     from astroapp.matching.registry import get_matcher
@@ -441,8 +444,15 @@ def coregister(
                 break
     ok = [a for a in attempts if a.h_square is not None]
     best = max(ok or attempts, key=lambda a: a.inliers)
-    return _result(prepared, best, surr_to_orig, surr_size, calibration, grid, t0,
-                   angle=best.k * 90 if (angle is not None or len(ks) > 1) else None)
+    result = _result(prepared, best, surr_to_orig, surr_size, calibration, grid, t0,
+                     angle=best.k * 90 if (angle is not None or len(ks) > 1) else None)
+    if dense and not result.accepted:
+        fallback = coregister_dense(prepared, surroundings_img, grid, cancel=cancel, hints=hints,
+                                    surroundings_km=surroundings_km)
+        if fallback.accepted or (result.homography is None and fallback.homography is not None):
+            fallback.seconds = time.perf_counter() - t0
+            return fallback
+    return result
 
 
 def _result(prepared: PreparedPhoto, best: _Attempt, surr_to_orig: np.ndarray,

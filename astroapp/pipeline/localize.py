@@ -39,7 +39,7 @@ from astroapp.matching import (
     coregister,
     get_matcher,
 )
-from astroapp.matching.coregister import DEFAULT_ITERATIONS, DEFAULT_SIZE
+from astroapp.matching.coregister import DEFAULT_ITERATIONS, DEFAULT_SIZE, coregister_dense
 from astroapp.pipeline.rerank import Reranker, tile_reader
 from astroapp.pipeline.tiles import SourceCache, candidate_surroundings
 from astroapp.progress import Progress, ProgressFn, drain
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_K = 10
 DEFAULT_MAX_CANDIDATES = 10
+# Candidates the dense stage (orientation fields, ~5-15 s each) tries, best first, when
+# keypoints accepted none of them: low-detail, hazy or seasonal photos (0: off).
+DEFAULT_DENSE_CANDIDATES = 5
 GCP_GRID = 5
 MAX_STORED_CORRESPONDENCES = 500
 
@@ -254,12 +257,13 @@ def coregister_candidate(
     frame = read_photo(photo.path, min_side=2 * size)
     prepared = PreparedPhoto(frame.rgb, matcher, size, frame_size=frame.file_size)
     res = coregister_on(prepared, source, chosen, size, iterations=iterations, cancel=cancel,
-                        hints=photo_hints(catalog, photo))
+                        hints=photo_hints(catalog, photo), stage="both")
     method = dict(loc.method) if isinstance(loc.method, dict) else {}
     method.pop("tried", None)
     cal = getattr(matcher, "calibration", None)
-    method.update(stage="coregistration", matcher=matcher.name, size=size, iterations=iterations,
-                  matcher_threshold=getattr(cal, "threshold", None),
+    method.update(stage="coregistration", matcher=res.matcher, size=size, iterations=iterations,
+                  coregistration_stage=res.stage,
+                  matcher_threshold=res.threshold if res.stage == "dense" else getattr(cal, "threshold", None),
                   matcher_calibrated=getattr(cal, "calibrated", None),
                   chosen_by=reviewer, chosen_rank=candidate_rank)
     timings = {"coregistration_s": round(res.seconds, 4),
@@ -333,20 +337,37 @@ def rerank_candidates(reranker: Reranker, frame: Any, found: Any, sources: Sourc
     return cands
 
 
+def _better(res: CoregResult, best: CoregResult | None) -> bool:
+    """Whether `res` replaces the best result so far: any footprint beats none; inlier
+    counts compare within a stage, confidences (calibrated per stage) across stages."""
+    if best is None:
+        return True
+    if res.homography is None:
+        return False
+    if best.homography is None:
+        return True
+    if res.stage == best.stage:
+        return res.inliers > best.inliers
+    return res.accepted or res.confidence > best.confidence
+
+
 def coregister_on(prepared: PreparedPhoto, source: Any, cand: Any, size: int, *,
                   iterations: int = DEFAULT_ITERATIONS, cancel: threading.Event | None = None,
-                  hints: Any = None) -> CoregResult:
+                  hints: Any = None, stage: str = "keypoints") -> CoregResult:
     """The coregistration step: the prepared photo against one candidate's 3x3 surroundings
     (read from `source`); SurroundingsUnavailable when they cannot be read, CoregCancelled
-    on cancel."""
+    on cancel. `stage`: "keypoints" (the matcher's), "dense" (orientation fields only) or
+    "both" (dense when keypoints accept nothing)."""
     try:
         surr, grid = candidate_surroundings(source, cand, size)
     except Exception as exc:  # noqa: BLE001 - any source failure: the caller decides
         raise SurroundingsUnavailable(str(exc)) from exc
     if cancel is not None and cancel.is_set():
         raise CoregCancelled()
+    if stage == "dense":
+        return coregister_dense(prepared, surr, grid=grid, cancel=cancel, hints=hints)
     return coregister(prepared, surr, grid=grid, angle=cand.angle, iterations=iterations,
-                      cancel=cancel, hints=hints)
+                      cancel=cancel, hints=hints, dense=stage == "both")
 
 
 def localize_photo(
@@ -364,11 +385,13 @@ def localize_photo(
     use_prior: bool = True,
     reranker: Reranker | None = None,
     cancel: threading.Event | None = None,
+    dense_candidates: int = DEFAULT_DENSE_CANDIDATES,
 ) -> LocalizeOutcome:
     """Localize one photo (status already `localizing`); raises CoregCancelled on cancel.
 
     With a `reranker`, its shortlist is retrieved and verified geometrically first; the
-    best `k` of the new order are kept and coregistered in that order.
+    best `k` of the new order are kept and coregistered in that order. When keypoints
+    accept no candidate, the dense stage tries the first `dense_candidates` of them.
     """
     t0 = time.perf_counter()
     photo = catalog.get_photo(photo_id)
@@ -390,32 +413,37 @@ def localize_photo(
     best: CoregResult | None = None
     best_cand = None
     tried = 0
-    per_candidate = []
+    per_candidate: list[dict[str, Any]] = []
     t1 = time.perf_counter()
-    for cand in cands[:max_candidates]:
-        if cancel is not None and cancel.is_set():
-            raise CoregCancelled()
-        tried += 1
-        try:
-            res = coregister_on(prepared, sources.get(cand.source_id), cand, size,
-                                iterations=iterations, cancel=cancel, hints=hints)
-        except SurroundingsUnavailable as exc:  # an unreadable candidate: try the next one
-            log.warning("photo %s: candidate %s unavailable: %s", photo_id, cand.tile_id, exc)
-            per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id,
-                                  "error": f"surroundings unavailable: {exc}"})
-            continue
-        per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "inliers": res.inliers,
-                              "confidence": round(res.confidence, 6), "reason": res.reason,
-                              "seconds": round(res.seconds, 3)})
-        better = best is None or (res.homography is not None and
-                                  (best.homography is None or res.inliers > best.inliers))
-        if better:
-            best, best_cand = res, cand
-        if res.accepted:
+    # Keypoints on every candidate first (fast, and what most photos need); then, when none
+    # is accepted, the dense stage on the best few.
+    dense = cands[:min(max_candidates, dense_candidates)]
+    passes = [("keypoints", cands[:max_candidates]), ("dense", dense)]
+    for stage, todo in passes:
+        if best is not None and best.accepted:
             break
+        for cand in todo:
+            if cancel is not None and cancel.is_set():
+                raise CoregCancelled()
+            tried += stage == "keypoints"
+            try:
+                res = coregister_on(prepared, sources.get(cand.source_id), cand, size,
+                                    iterations=iterations, cancel=cancel, hints=hints, stage=stage)
+            except SurroundingsUnavailable as exc:  # an unreadable candidate: try the next one
+                log.warning("photo %s: candidate %s unavailable: %s", photo_id, cand.tile_id, exc)
+                per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "stage": stage,
+                                      "error": f"surroundings unavailable: {exc}"})
+                continue
+            per_candidate.append({"rank": cand.rank, "tile_id": cand.tile_id, "stage": stage,
+                                  "inliers": res.inliers, "confidence": round(res.confidence, 6),
+                                  "reason": res.reason, "seconds": round(res.seconds, 3)})
+            if _better(res, best):
+                best, best_cand = res, cand
+            if res.accepted:
+                break
     t_coreg = time.perf_counter() - t1
     errors = [c["error"] for c in per_candidate if "error" in c]
-    if errors and len(errors) == len(per_candidate):
+    if errors and len(errors) == len(per_candidate) and tried:
         raise RuntimeError(f"no candidate's surroundings could be read ({errors[0]})")
     if best_cand is None and cands:
         best_cand = cands[0]
@@ -424,9 +452,12 @@ def localize_photo(
         "stage": "coregistration",
         "model": index.fingerprint.name,
         "index": str(index.folder),
-        "matcher": matcher.name,
-        "matcher_threshold": getattr(cal, "threshold", None),
+        "matcher": best.matcher if best is not None and best.stage == "dense" else matcher.name,
+        "matcher_threshold": (best.threshold if best is not None and best.stage == "dense"
+                              else getattr(cal, "threshold", None)),
         "matcher_calibrated": getattr(cal, "calibrated", None),
+        "coregistration_stage": best.stage if best is not None else None,
+        "dense_candidates": len(dense),
         "size": size,
         "iterations": iterations,
         "k": k,
@@ -470,6 +501,7 @@ def iter_localize(
     use_prior: bool = True,
     rerank: bool | Reranker = True,
     weights: Any = None,
+    dense_candidates: int = DEFAULT_DENSE_CANDIDATES,
 ) -> Generator[Progress, None, LocalizeSummary]:
     """Localize photos one by one, recording each result in the catalogue; returns the
     LocalizeSummary (superqt's `thread_worker` drives this generator directly).
@@ -482,7 +514,8 @@ def iter_localize(
     `index_dir`: a tile index folder or open TileIndex (None: the demo world's index);
     `model`: a retrieval model or its name (None: the bundled one); `matcher`: a Matcher or
     its name (None: "sift"); `weights`: the weights file when `model` is a name; `rerank`:
-    verify a shortlist geometrically before coregistration (True: `Reranker()` defaults).
+    verify a shortlist geometrically before coregistration (True: `Reranker()` defaults);
+    `dense_candidates`: how many candidates the dense stage tries when keypoints accept none.
     `cancel` set -> stops within about a second, the current photo back to its old status.
     """
     t0 = time.perf_counter()
@@ -514,7 +547,7 @@ def iter_localize(
             out = localize_photo(catalog, pid, index, model, matcher, sources, k=k,
                                  max_candidates=max_candidates, size=size,
                                  iterations=iterations, use_prior=use_prior, reranker=reranker,
-                                 cancel=cancel)
+                                 cancel=cancel, dense_candidates=dense_candidates)
         except CoregCancelled:
             catalog.set_status(pid, previous, previous_reason)
             summary.outcomes.append(LocalizeOutcome(pid, "cancelled"))

@@ -40,6 +40,7 @@ class LocalizeSettings:
     iterations: int = DEFAULT_ITERATIONS
     use_prior: bool = True
     rerank: bool | int | Reranker = True  # True: Reranker() defaults; an int: its shortlist
+    dense_candidates: int = steps.DEFAULT_DENSE_CANDIDATES  # 0: no dense stage
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -62,7 +63,8 @@ class LocalizeSettings:
     def options(self) -> dict[str, Any]:
         return {"k": self.k, "max_candidates": self.max_candidates, "size": self.size,
                 "iterations": self.iterations, "use_prior": self.use_prior,
-                "rerank": self.reranker() or False, **self.extra}
+                "rerank": self.reranker() or False, "dense_candidates": self.dense_candidates,
+                **self.extra}
 
 
 class LocalizationService:
@@ -151,15 +153,17 @@ class LocalizationService:
                                        budget=len(found.candidates), cancel=cancel)
 
     def coregister(self, photo_id: int, candidate: Any, frame: Any = None,
-                   cancel: threading.Event | None = None) -> CoregResult:
-        """Coregister the photo against one candidate's surroundings (nothing stored)."""
+                   cancel: threading.Event | None = None, stage: str = "keypoints"
+                   ) -> CoregResult:
+        """Coregister the photo against one candidate's surroundings (nothing stored);
+        `stage` as in `pipeline.localize.coregister_on`."""
         frame = frame if frame is not None else self.read_frame(photo_id)
         prepared = PreparedPhoto(frame.rgb, self.matcher, self.settings.size,
                                  frame_size=frame.file_size)
         return steps.coregister_on(prepared, self.sources.get(candidate.source_id), candidate,
                                    self.settings.size, iterations=self.settings.iterations,
-                                   cancel=cancel, hints=steps.photo_hints(self.catalog,
-                                                                          self.photo(photo_id)))
+                                   cancel=cancel, stage=stage,
+                                   hints=steps.photo_hints(self.catalog, self.photo(photo_id)))
 
     def store(self, photo_id: int, result: CoregResult | None, candidate: Any,
               candidates: Sequence[Any], method: dict | None = None,
