@@ -79,17 +79,23 @@ def _hints(args: argparse.Namespace) -> Any:
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from astroapp.matching.calibrate import (
+        dense_stage,
         fit_from_samples,
+        keypoint_stage,
         samples_from_folder,
         samples_from_renders,
         write_samples,
     )
     from astroapp.matching.calibration import user_calibration_path
 
-    matcher = _matcher(args.matcher)
-    matcher.calibration = None  # measure raw inlier counts
     if args.renders <= 0 and not args.labelled:
         raise UserError("nothing to calibrate on: give --renders N > 0 and/or --labelled DIR")
+    if args.dense:
+        stage = dense_stage()
+    else:
+        matcher = _matcher(args.matcher)
+        matcher.calibration = None  # measure raw inlier counts
+        stage = keypoint_stage(matcher)
 
     from astroapp.cli.progress import ProgressBars
 
@@ -97,14 +103,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     samples = []
     sources = []
     if args.renders > 0:
-        samples += samples_from_renders(matcher, n=args.renders, seed=args.seed,
+        samples += samples_from_renders(stage, n=args.renders, seed=args.seed,
                                         wrong_per_photo=args.wrong_per_photo,
                                         source=args.source, progress=progress)
         sources.append(f"{args.renders} renders of {args.source} (seed {args.seed}, "
                        f"{args.wrong_per_photo} wrong pairs each)")
     for folder in args.labelled or []:
         try:
-            got, errors = samples_from_folder(matcher, folder, progress=progress)
+            got, errors = samples_from_folder(stage, folder, progress=progress)
         except (OSError, ValueError) as exc:
             raise UserError(str(exc)) from exc
         for err in errors:
@@ -113,14 +119,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         sources.append(f"labelled set {folder} ({len(got)} pairs)")
     progress.close()
     try:
-        cal = fit_from_samples(matcher, samples, "; ".join(sources))
+        cal = fit_from_samples(stage, samples, "; ".join(sources))
     except ValueError as exc:
         raise UserError(f"calibration failed: {exc}") from exc
-    out = cal.save(args.output or user_calibration_path(matcher.name))
+    out = cal.save(args.output or user_calibration_path(stage.name))
     if args.samples:
         write_samples(args.samples, samples)
     s = cal.samples
-    print(f"{matcher.name}: P(correct) = 1 / (1 + exp(-({cal.intercept:.3f} + {cal.slope:.4f} "
+    print(f"{stage.name}: P(correct) = 1 / (1 + exp(-({cal.intercept:.3f} + {cal.slope:.4f} "
           f"* inliers))); threshold T = {cal.threshold} inliers (P >= {cal.target})")
     print(f"pairs: {s['correct']} correct, {s['wrong']} wrong; wrong max {s['wrong_max_inliers']} "
           f"inliers, correct median {s['correct_median_inliers']}; correct pairs accepted at T: "
@@ -249,7 +255,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "folder of pair sub-folders (query.jpg, surroundings.jpg) with labels.csv "
         "(pair,correct[,angle]) or a label.json per pair.",
     )
-    p.add_argument("--matcher", default="sift", help="matcher name (default: sift)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--matcher", default="sift", help="matcher name (default: sift)")
+    which.add_argument("--dense", action="store_true",
+                       help="calibrate the dense stage (orientation fields, for photos keypoints "
+                       "cannot match) instead of a matcher; writes dense-orientation.json")
     p.add_argument("--renders", type=int, default=150,
                    help="synthetic photos rendered for calibration (default 150; 0: none)")
     p.add_argument("--wrong-per-photo", type=int, default=2,

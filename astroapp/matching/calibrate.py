@@ -8,6 +8,9 @@ conservative stand-in for a wrong pair that happens to pass the rules. A correct
 contributes its final inlier count (0 when rejected) and counts as correct only when the
 footprint it produced is right.
 
+The same measurement calibrates either a matcher (its keypoint coregistration, `coregister`)
+or the dense stage (`coregister_dense`, calibration `dense-orientation`): a `Stage` says which.
+
 Two sources of labelled pairs:
 - renders of a tile source (default the bundled world): each synthetic photo against the
   surroundings of the block containing it (correct when the resulting footprint lands on the
@@ -23,20 +26,69 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from astroapp.matching.base import Matcher
 from astroapp.matching.calibration import Calibration, fit_calibration, uncalibrated
-from astroapp.matching.coregister import DEFAULT_SIZE, PreparedPhoto, coregister
+from astroapp.matching.coregister import (
+    DEFAULT_SIZE,
+    DENSE_NAME,
+    CoregResult,
+    PreparedPhoto,
+    coregister,
+    coregister_dense,
+    dense_settings,
+)
 from astroapp.matching.imageio import read_rgb
 from astroapp.progress import Progress, ProgressFn
+
+if TYPE_CHECKING:
+    from astroapp.geo.tiles import MercatorGrid
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What is calibrated: a matcher's keypoint coregistration, or the dense stage (which
+    prepares the photo with SIFT, as the pipeline does, but counts orientation-patch inliers).
+    """
+
+    name: str  # the calibration's name (models/matchers/<name>.json)
+    matcher: Matcher  # prepares the photo
+    settings: dict[str, Any] = field(default_factory=dict)
+    dense: bool = False
+
+    def measure(self, photo: PreparedPhoto, surroundings: np.ndarray,
+                grid: MercatorGrid | None = None, angle: int | None = None) -> CoregResult:
+        """Coregister with a neutral calibration: raw inlier counts, nothing accepted early
+        (the dense stage then refines all its poses). `angle` is ignored by the dense stage,
+        which searches every rotation."""
+        neutral = uncalibrated(self.name)
+        if self.dense:
+            return coregister_dense(photo, surroundings, grid=grid, calibration=neutral)
+        return coregister(photo, surroundings, grid=grid, angle=angle, calibration=neutral)
+
+
+def keypoint_stage(matcher: Matcher) -> Stage:
+    return Stage(matcher.name, matcher, matcher.settings() if hasattr(matcher, "settings") else {})
+
+
+def dense_stage() -> Stage:
+    from astroapp.matching.registry import get_matcher
+
+    matcher = get_matcher("sift", calibrated=False)
+    return Stage(DENSE_NAME, matcher, dense_settings(), dense=True)
+
+
+def _stage(target: Matcher | Stage) -> Stage:
+    return target if isinstance(target, Stage) else keypoint_stage(target)
 
 
 @dataclass
@@ -58,7 +110,7 @@ def sample_inliers(res, correct: bool) -> int:
 
 
 def samples_from_renders(
-    matcher: Matcher,
+    target: Matcher | Stage,
     n: int = 150,
     seed: int = 0,
     wrong_per_photo: int = 2,
@@ -74,14 +126,14 @@ def samples_from_renders(
         render_pairs,
     )
 
+    stage = _stage(target)
     src = open_source(source)
-    neutral = uncalibrated(matcher.name)  # inliers only; acceptance is what we calibrate
     out: list[Sample] = []
     for i, pairs in enumerate(render_pairs(src, n, seed=seed, wrong_per_photo=wrong_per_photo,
                                            split=split, side=size)):
-        prepared = PreparedPhoto(pairs[0].photo, matcher, size)
+        prepared = PreparedPhoto(pairs[0].photo, stage.matcher, size)
         for pair in pairs:
-            res = coregister(prepared, pair.surroundings, grid=pair.grid, calibration=neutral)
+            res = stage.measure(prepared, pair.surroundings, grid=pair.grid)
             fp = res.footprint
             good = pair.correct and is_correct_localization(fp, pair.truth)
             err = float(np.median(corner_errors_km(fp, pair.truth))) if fp is not None else None
@@ -148,10 +200,11 @@ def read_labels(folder: Path) -> list[tuple[Path, bool, int | None]]:
 
 
 def samples_from_folder(
-    matcher: Matcher, folder: Path, size: int = DEFAULT_SIZE, progress: ProgressFn | None = None
+    target: Matcher | Stage, folder: Path, size: int = DEFAULT_SIZE,
+    progress: ProgressFn | None = None,
 ) -> tuple[list[Sample], list[str]]:
     """Samples of a user's labelled set, plus errors (one per unreadable pair, which is skipped)."""
-    neutral = uncalibrated(matcher.name)
+    stage = _stage(target)
     labels = read_labels(folder)
     out: list[Sample] = []
     errors: list[str] = []
@@ -159,8 +212,7 @@ def samples_from_folder(
         try:
             photo = read_rgb(_find_image(pair, "query"))
             surr = read_rgb(_find_image(pair, "surroundings"))
-            res = coregister(photo, surr, matcher=matcher, angle=angle, size=size,
-                             calibration=neutral)
+            res = stage.measure(PreparedPhoto(photo, stage.matcher, size), surr, angle=angle)
         except (OSError, ValueError) as exc:
             errors.append(f"{pair}: {exc}")
             continue
@@ -172,11 +224,11 @@ def samples_from_folder(
     return out, errors
 
 
-def fit_from_samples(matcher: Matcher, samples: list[Sample], source: str) -> Calibration:
+def fit_from_samples(target: Matcher | Stage, samples: list[Sample], source: str) -> Calibration:
+    stage = _stage(target)
     inl = np.array([s.inliers for s in samples], dtype=np.float64)
     lab = np.array([s.correct for s in samples], dtype=bool)
-    settings = matcher.settings() if hasattr(matcher, "settings") else {}
-    cal = fit_calibration(matcher.name, inl, lab, settings=settings, source=source)
+    cal = fit_calibration(stage.name, inl, lab, settings=stage.settings, source=source)
     kinds: dict[str, int] = {}
     for s in samples:
         kinds[s.kind] = kinds.get(s.kind, 0) + 1
