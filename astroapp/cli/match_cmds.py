@@ -42,19 +42,25 @@ def _cmd_match(args: argparse.Namespace) -> int:
     matcher = _matcher(args.matcher)
     result = coregister(photo, surroundings, matcher=matcher, angle=args.angle, size=args.size,
                         iterations=args.iterations, hints=hints,
-                        surroundings_km=args.surroundings_km)
+                        surroundings_km=args.surroundings_km, dense=not args.no_dense)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         verdict = "accepted" if result.accepted else "rejected"
         print(f"{verdict}: confidence {result.confidence:.4f}, {result.inliers} inliers "
-              f"(threshold {result.threshold}, matcher {result.matcher}), {result.seconds:.2f} s")
+              f"(threshold {result.threshold}, {_stage_text(result)}), {result.seconds:.2f} s")
         if result.reason:
             print(f"reason: {result.reason}")
         if result.corners_px is not None:
             corners = ", ".join(f"({x:.1f}, {y:.1f})" for x, y in result.corners_px)
             print(f"corners in surroundings px (TL, TR, BR, BL): {corners}")
     return 0
+
+
+def _stage_text(result: Any) -> str:
+    if result.stage == "dense":
+        return "matched by orientation fields"
+    return f"matcher {result.matcher}"
 
 
 def _hints(args: argparse.Namespace) -> Any:
@@ -184,8 +190,11 @@ def _cmd_localize(args: argparse.Namespace) -> int:
             if event.result is not None:  # a photo finished: its line stays above the bar
                 bars.write(event.text())
 
+        if args.dense_candidates < 0:
+            raise UserError(f"--dense-candidates must be >= 0, got {args.dense_candidates}")
         settings = LocalizeSettings(k=args.k, max_candidates=args.max_candidates, size=args.size,
-                                    use_prior=not args.no_prior, rerank=_reranker(args))
+                                    use_prior=not args.no_prior, rerank=_reranker(args),
+                                    dense_candidates=args.dense_candidates)
         service = LocalizationService(catalog, index=args.index, model=args.model,
                                       matcher=matcher, settings=settings, weights=args.weights)
         try:
@@ -243,6 +252,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ISS altitude in km (default 420)")
     p.add_argument("--surroundings-km", type=float, default=None,
                    help="ground width of SURROUNDINGS in km, if known")
+    p.add_argument("--no-dense", action="store_true",
+                   help="keypoints only: no orientation-field matching when they accept nothing")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_cmd_match)
 
@@ -296,6 +307,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-candidates", type=int, default=10,
                    help="candidates coregistered at most per photo (default 10)")
     p.add_argument("--size", type=int, default=512, help="side S of the photo square (default 512)")
+    p.add_argument("--dense-candidates", type=int, default=5, metavar="N",
+                   help="when keypoints accept no candidate, match the best N by orientation "
+                   "fields (slower, ~5-15 s each; for hazy, seasonal, low-detail photos; "
+                   "0: off; default 5)")
     p.add_argument("--no-prior", action="store_true",
                    help="ignore NASA nadir points (search the whole index)")
     p.add_argument("--shortlist", type=int, default=100,
