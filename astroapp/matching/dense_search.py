@@ -2,21 +2,27 @@
 
 When keypoints find nothing (a frozen lake that is dark in the mosaic, haze, a 50 mm photo
 whose detail is a few lakes) the photo's outlines may still agree with the mosaic's. This
-search tries every pose of the photo over the surroundings at a coarse size: angles a few
-degrees apart, scales between the footprints the surroundings can hold, and stretches of
-the square's sides (a photo squashed to a square, or foreshortened); for each it correlates
-the photo's polarity-invariant orientation field (`orientation`) with the surroundings'
-(normalised cross-correlation of the two channels, through the FFT) and keeps the best
-translation. A template's chance correlation grows as it shrinks, so poses are ranked by the
-peak's height over its own correlation map's spread (peak-to-sidelobe ratio), which makes
-small and large footprints comparable. The few best distinct poses go to `dense_refine`,
-which decides: a pose is only a starting point.
+search tries every pose of the photo over the surroundings: angles a few degrees apart,
+scales between the footprints the surroundings can hold, and stretches of the square's sides
+(a photo squashed to a square, or foreshortened); for each it correlates the photo's
+polarity-invariant orientation field (`orientation`) with the surroundings' (normalised
+cross-correlation, the two channels taken as one complex number, through the FFT with the
+surroundings' spectrum computed once) and keeps the best translation. A template's chance
+correlation grows as it shrinks, so poses are ranked by the peak's height over its own
+correlation map's spread (peak-to-sidelobe ratio), which makes small and large footprints
+comparable.
+
+The search runs coarse to fine: every pose at a smaller side and a wider angle step (a third
+of the work; a true pose stays among the best few there), then the best `SURVIVORS` again at
+the full side, with the angles either side of theirs. The few best
+distinct poses go to `dense_refine`, which decides: a pose is only a starting point.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,12 +33,19 @@ from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import scale_centres
 from astroapp.matching.orientation import equalised_grey, orientation_field
 
-SEARCH_SIDE = 256  # px: photo and surroundings sides for the search
+SEARCH_SIDE = 256  # px: photo and surroundings sides for the (fine) search
 ANGLE_STEP_DEG = 5.0
+# The coarse level: every pose at this side and angle step (a 50 mm photo's lakes are lost at
+# 128 px, and at 10 degrees its true pose falls out of the best hundred; at 160 px and 7.5
+# degrees it stays among the best few), then the best SURVIVORS at SEARCH_SIDE, each at its
+# angle and half a coarse step either side.
+COARSE_SIDE = 160  # px (0: no coarse level, every pose at SEARCH_SIDE)
+COARSE_ANGLE_STEP_DEG = 7.5
+SURVIVORS = 48
 SCALE_STEP = 1.17  # footprint scales this far apart (the correlation peak tolerates ~8 %)
 MIN_RATIO, MAX_RATIO = 1.4, 5.0  # surroundings width / footprint width the search covers
 STRETCHES = (1.0, 1.25, 1.5, 2.0)  # each along the square's x (and its inverse along y)
-MIN_TEMPLATE_PX = 24
+MIN_TEMPLATE_FRACTION = 24 / 256  # of the side: smaller templates correlate by chance
 DISTINCT_PX = 0.06  # poses closer than this fraction of the side (and angle) are one
 DISTINCT_DEG = 15.0
 SIGMA = 1.0
@@ -74,6 +87,79 @@ def _linear(ratio: float, stretch: float, angle_deg: float, n: int, side: int) -
     return rot @ np.diag([w, h])
 
 
+class _Level:
+    """The photo and the surroundings at one search side: the surroundings' orientation
+    field as a complex image, its spectrum and energy computed once for every pose."""
+
+    def __init__(self, photo: np.ndarray, surroundings: np.ndarray, photo_mask: np.ndarray | None,
+                 side: int) -> None:
+        self.side = side
+        small = cv2.resize(surroundings, (side, side), interpolation=cv2.INTER_AREA)
+        field, _ = orientation_field(equalised_grey(small, 4), SIGMA)
+        self.spectrum = cv2.dft(field, flags=cv2.DFT_COMPLEX_OUTPUT)
+        self.energy = cv2.integral(np.ascontiguousarray((field * field).sum(axis=2)),
+                                   sdepth=cv2.CV_64F)
+        self.grey = equalised_grey(cv2.resize(photo, (side, side), interpolation=cv2.INTER_AREA), 4)
+        self.valid = np.ones((side, side), np.uint8)
+        if photo_mask is not None:
+            self.valid = (cv2.resize(photo_mask, (side, side), interpolation=cv2.INTER_NEAREST) > 0
+                          ).astype(np.uint8)
+        self.centre = np.array([(side - 1) / 2.0, (side - 1) / 2.0])
+        self.box = np.array([[0, 0], [side - 1, 0], [side - 1, side - 1], [0, side - 1]],
+                            np.float64) - self.centre
+        self.erode = np.ones((max(3, side // 37 | 1),) * 2, np.uint8)  # 7 px at 256
+        self._pad = np.zeros((side, side, 2), np.float32)
+
+    def correlate(self, template: np.ndarray) -> np.ndarray:
+        """Normalised cross-correlation (as cv2.TM_CCORR_NORMED) of an (h, w, 2) template
+        at every position where it lies inside the surroundings: the real part of the
+        complex correlation is the sum of the two channels' correlations."""
+        h, w = template.shape[:2]
+        pad = self._pad
+        pad.fill(0.0)
+        pad[:h, :w] = template
+        prod = cv2.mulSpectrums(self.spectrum, cv2.dft(pad, flags=cv2.DFT_COMPLEX_OUTPUT), 0,
+                                conjB=True)
+        side = self.side
+        corr = cv2.idft(prod, flags=cv2.DFT_SCALE)[: side - h + 1, : side - w + 1, 0]
+        e = self.energy
+        window = e[h:, w:] - e[:-h, w:] - e[h:, :-w] + e[:-h, :-w]
+        norm = np.sqrt(np.maximum(window, 0.0) * float((template * template).sum()))
+        return np.where(norm > 1e-9, corr / np.maximum(norm, 1e-9), 0.0)
+
+    def score(self, ratio: float, stretch: float, angle: float) -> tuple[float, np.ndarray] | None:
+        """Peak-to-sidelobe ratio of one pose and its affine (this level's pixel centres),
+        or None when its template is too small, too large or mostly cloud."""
+        side = self.side
+        lin = _linear(ratio, stretch, angle, side, side)
+        corners = self.box @ lin.T
+        lo = corners.min(axis=0)
+        w, h = (int(v) for v in np.ceil(corners.max(axis=0) - lo) + 1)
+        if min(w, h) < MIN_TEMPLATE_FRACTION * side or max(w, h) >= side:
+            return None
+        t = np.hstack([lin, (-lo - lin @ self.centre)[:, None]])
+        warped = cv2.warpAffine(self.grey, t, (w, h), flags=cv2.INTER_AREA,
+                                borderMode=cv2.BORDER_REFLECT)
+        inside = cv2.warpAffine(self.valid, t, (w, h), flags=cv2.INTER_NEAREST)
+        inside = cv2.erode(inside, self.erode).astype(np.float32)
+        if inside.mean() < 0.25:
+            return None
+        field, _ = orientation_field(warped, SIGMA)
+        corr = self.correlate(field * inside[..., None])
+        _, peak, _, loc = cv2.minMaxLoc(corr)
+        psr = (peak - float(corr.mean())) / (float(corr.std()) + 1e-6)
+        # photo centre -> surroundings: the template's top-left at loc holds -lo
+        shift = np.array(loc, np.float64) - lo
+        affine = np.eye(3)
+        affine[:2, :2] = lin
+        affine[:2, 2] = shift - lin @ self.centre
+        return psr, affine
+
+
+def _angles(step: float) -> Iterator[float]:
+    return (float(a) for a in np.arange(0.0, 360.0, step))
+
+
 def search_poses(
     photo: np.ndarray,
     surroundings: np.ndarray,
@@ -84,51 +170,43 @@ def search_poses(
     side: int = SEARCH_SIDE,
     top: int = 5,
     cancel: Any = None,
+    coarse_side: int = COARSE_SIDE,
 ) -> list[Pose]:
     """The `top` best distinct poses of `photo` (square, RGB or grey uint8) over
     `surroundings` (square), best first. `photo_mask` (255: ground) keeps clouds out of the
-    template. Affines map the given images' pixel centres."""
-    n = side
-    surr_small = cv2.resize(surroundings, (side, side), interpolation=cv2.INTER_AREA)
-    surr_field, _ = orientation_field(equalised_grey(surr_small, 4), SIGMA)
-    grey = equalised_grey(cv2.resize(photo, (n, n), interpolation=cv2.INTER_AREA), 4)
-    valid = np.ones((n, n), np.uint8)
-    if photo_mask is not None:
-        valid = (cv2.resize(photo_mask, (n, n), interpolation=cv2.INTER_NEAREST) > 0).astype(np.uint8)
-    centre = np.array([(n - 1) / 2.0, (n - 1) / 2.0])
-    box = np.array([[0, 0], [n - 1, 0], [n - 1, n - 1], [0, n - 1]], np.float64) - centre
-    erode = np.ones((7, 7), np.uint8)
+    template. `coarse_side` 0 searches every pose at `side` (slower, for comparison).
+    Affines map the given images' pixel centres."""
+    fine = _Level(photo, surroundings, photo_mask, side)
     found: list[tuple[float, float, float, float, np.ndarray]] = []
-    for ratio, stretch, angle in itertools.product(ratios, aspects,
-                                                   np.arange(0.0, 360.0, angle_step)):
-        check_cancel(cancel)
-        lin = _linear(ratio, stretch, float(angle), n, side)
-        corners = box @ lin.T
-        lo = corners.min(axis=0)
-        w, h = (int(v) for v in np.ceil(corners.max(axis=0) - lo) + 1)
-        if min(w, h) < MIN_TEMPLATE_PX or max(w, h) >= side:
-            continue
-        t = np.hstack([lin, (-lo - lin @ centre)[:, None]])
-        warped = cv2.warpAffine(grey, t, (w, h), flags=cv2.INTER_AREA,
-                                borderMode=cv2.BORDER_REFLECT)
-        inside = cv2.warpAffine(valid, t, (w, h), flags=cv2.INTER_NEAREST)
-        inside = cv2.erode(inside, erode).astype(np.float32)
-        if inside.mean() < 0.25:
-            continue
-        field, _ = orientation_field(warped, SIGMA)
-        corr = cv2.matchTemplate(surr_field, field * inside[..., None], cv2.TM_CCORR_NORMED)
-        corr = np.nan_to_num(corr, nan=0.0, posinf=0.0, neginf=0.0)
-        _, peak, _, loc = cv2.minMaxLoc(corr)
-        psr = (peak - float(corr.mean())) / (float(corr.std()) + 1e-6)
-        # photo centre -> surroundings: the template's top-left at loc holds -lo
-        shift = np.array(loc, np.float64) - lo
-        affine = np.eye(3)
-        affine[:2, :2] = lin
-        affine[:2, 2] = shift - lin @ centre
-        found.append((psr, ratio, stretch, float(angle), affine))
+    if coarse_side and coarse_side < side:
+        coarse = _Level(photo, surroundings, photo_mask, coarse_side)
+        coarse_found = []
+        coarse_step = COARSE_ANGLE_STEP_DEG * angle_step / ANGLE_STEP_DEG
+        for ratio, stretch, angle in itertools.product(ratios, aspects, _angles(coarse_step)):
+            check_cancel(cancel)
+            got = coarse.score(ratio, stretch, angle)
+            if got is not None:
+                coarse_found.append((got[0], ratio, stretch, angle))
+        coarse_found.sort(key=lambda f: -f[0])
+        tried: set[tuple[float, float, float]] = set()
+        for _, ratio, stretch, angle in coarse_found[:SURVIVORS]:
+            for da in (-coarse_step / 2, 0.0, coarse_step / 2):
+                a = float((angle + da) % 360.0)
+                if (ratio, stretch, a) in tried:
+                    continue
+                tried.add((ratio, stretch, a))
+                check_cancel(cancel)
+                got = fine.score(ratio, stretch, a)
+                if got is not None:
+                    found.append((got[0], ratio, stretch, a, got[1]))
+    else:
+        for ratio, stretch, angle in itertools.product(ratios, aspects, _angles(angle_step)):
+            check_cancel(cancel)
+            got = fine.score(ratio, stretch, angle)
+            if got is not None:
+                found.append((got[0], ratio, stretch, angle, got[1]))
     found.sort(key=lambda f: -f[0])
-    to_small = scale_centres(photo.shape[1::-1], (n, n))
-    to_surr = scale_centres((side, side), surroundings.shape[1::-1])
+    centre = fine.centre
     kept: list[Pose] = []
     for psr, ratio, stretch, angle, affine in found:
         centre_at = affine[:2, :2] @ centre + affine[:2, 2]
@@ -138,6 +216,8 @@ def search_poses(
         kept.append(Pose(psr, ratio, stretch, angle, affine))
         if len(kept) >= top:
             break
+    to_small = scale_centres(photo.shape[1::-1], (side, side))
+    to_surr = scale_centres((side, side), surroundings.shape[1::-1])
     return [Pose(p.score, p.ratio, p.stretch, p.angle_deg, to_surr @ p.affine @ to_small) for p in kept]
 
 
