@@ -99,7 +99,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.dense:
         stage = dense_stage()
     else:
-        matcher = _matcher(args.matcher)
+        matcher = _matcher(args.matcher or "sift")
         matcher.calibration = None  # measure raw inlier counts
         stage = keypoint_stage(matcher)
 
@@ -267,7 +267,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(pair,correct[,angle]) or a label.json per pair.",
     )
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--matcher", default="sift", help="matcher name (default: sift)")
+    which.add_argument("--matcher", default=None, help="matcher name (default: sift)")
     which.add_argument("--dense", action="store_true",
                        help="calibrate the dense stage (orientation fields, for photos keypoints "
                        "cannot match) instead of a matcher; writes dense-orientation.json")
