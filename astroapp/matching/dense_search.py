@@ -12,6 +12,15 @@ correlation grows as it shrinks, so poses are ranked by the peak's height over i
 correlation map's spread (peak-to-sidelobe ratio), which makes small and large footprints
 comparable.
 
+An oblique photo sees the ground foreshortened along its line of sight; stretching the
+square along its own axes does not undo that unless the line of sight happens to lie along
+one of them. Given the tilt (`tilt_deg`), the search adds the stretches `tilt` simulates
+(1/cos of the tilt): along the line of sight on the ground when its azimuth is known
+(`azimuth_deg`, from the nadir point to the photo's centre; one more shape per stretch), else
+along ASIFT's sampled directions in the photo (a few more per stretch). On real pairs
+foreshortened by a further 1.7 (54 deg), the axes-only search lost one of three and ranked
+the others barely above chance; with either, all three ranked first with twice the margin.
+
 The search runs coarse to fine: every pose at a smaller side and a wider angle step (a third
 of the work; a true pose stays among the best few there), then the best `SURVIVORS` again at
 the full side, with the angles either side of theirs. The few best
@@ -29,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from astroapp.matching import tilt
 from astroapp.matching.cancel import check_cancel
 from astroapp.matching.geometry import scale_centres
 from astroapp.matching.orientation import equalised_grey, orientation_field
@@ -60,6 +70,22 @@ class Pose:
     stretch: float  # footprint width / height, over the square's own
     angle_deg: float
     affine: np.ndarray  # 3x3: photo square pixel centres -> surroundings pixel centres
+    tilt_stretch: float = 1.0  # a foreshortening undone on top of `stretch` (1: none)
+    # ...along this direction (degrees counter-clockwise from the x axis, as seen on screen):
+    # on the ground (the surroundings) when the azimuth was given, else in the photo
+    tilt_direction_deg: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """A pose's shape: its linear map is (1/ratio) * left @ R(angle) @ right, in units of
+    the search side (left, right 2x2 with unit determinant)."""
+
+    stretch: float
+    tilt_stretch: float
+    tilt_direction_deg: float
+    left: np.ndarray
+    right: np.ndarray
 
 
 def ratios_between(lo: float, hi: float) -> tuple[float, ...]:
@@ -78,13 +104,35 @@ def stretches(base: float = 1.0) -> tuple[float, ...]:
     return tuple(sorted(out))
 
 
-def _linear(ratio: float, stretch: float, angle_deg: float, n: int, side: int) -> np.ndarray:
-    """2x2 map of the n-px photo square (about its centre) onto the side-px surroundings."""
-    w = side / ratio * math.sqrt(stretch) / n
-    h = side / ratio / math.sqrt(stretch) / n
+def _rotation(angle_deg: float) -> np.ndarray:
     a = math.radians(angle_deg)
-    rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    return rot @ np.diag([w, h])
+    return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+
+
+def _along(factor: float, direction_deg: float) -> np.ndarray:
+    """Unit-determinant stretch by `factor` along a direction (counter-clockwise from the x
+    axis as seen on screen, where y points down) against its perpendicular."""
+    a = math.radians(direction_deg)
+    u = np.array([math.cos(a), -math.sin(a)])
+    return (np.eye(2) + (factor - 1.0) * np.outer(u, u)) / math.sqrt(factor)
+
+
+def _shapes(aspects: tuple[float, ...], base: float, tilt_deg: tuple[float, float] | None,
+            azimuth_deg: float | None) -> list[_Shape]:
+    """The aspects' shapes (stretches along the square's axes), then the tilt's: each of
+    `tilt.stretch_factors` along the line of sight on the ground (azimuth given) or along
+    `tilt.directions` in the photo, applied to the photo's own aspect `base`."""
+    eye = np.eye(2)
+    out = [_Shape(s, 1.0, 0.0, eye, np.diag([math.sqrt(s), 1.0 / math.sqrt(s)])) for s in aspects]
+    own = np.diag([math.sqrt(base), 1.0 / math.sqrt(base)])
+    for factor in tilt.stretch_factors(tilt_deg):
+        if azimuth_deg is not None:
+            ground = 90.0 - azimuth_deg  # a bearing (clockwise from north), north up
+            out.append(_Shape(base, factor, ground % 360.0, _along(factor, ground), own))
+        else:
+            out.extend(_Shape(base, factor, d, eye, _along(factor, d) @ own)
+                       for d in tilt.directions(factor))
+    return out
 
 
 class _Level:
@@ -127,11 +175,15 @@ class _Level:
         norm = np.sqrt(np.maximum(window, 0.0) * float((template * template).sum()))
         return np.where(norm > 1e-9, corr / np.maximum(norm, 1e-9), 0.0)
 
-    def score(self, ratio: float, stretch: float, angle: float) -> tuple[float, np.ndarray] | None:
+    def score(self, ratio: float, shape: _Shape, angle: float) -> tuple[float, np.ndarray] | None:
         """Peak-to-sidelobe ratio of one pose and its affine (this level's pixel centres),
         or None when its template is too small, too large or mostly cloud."""
+        return self.score_linear(shape.left @ _rotation(angle) @ shape.right / ratio)
+
+    def score_linear(self, lin: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """`score` for a pose given by its 2x2 map of the photo square (about its centre)
+        onto the surroundings, both at this level's side."""
         side = self.side
-        lin = _linear(ratio, stretch, angle, side, side)
         corners = self.box @ lin.T
         lo = corners.min(axis=0)
         w, h = (int(v) for v in np.ceil(corners.max(axis=0) - lo) + 1)
@@ -171,54 +223,64 @@ def search_poses(
     top: int = 5,
     cancel: Any = None,
     coarse_side: int = COARSE_SIDE,
+    tilt_deg: tuple[float, float] | None = None,
+    azimuth_deg: float | None = None,
+    base_aspect: float = 1.0,
 ) -> list[Pose]:
     """The `top` best distinct poses of `photo` (square, RGB or grey uint8) over
     `surroundings` (square), best first. `photo_mask` (255: ground) keeps clouds out of the
-    template. `coarse_side` 0 searches every pose at `side` (slower, for comparison).
-    Affines map the given images' pixel centres."""
+    template. `tilt_deg` (min, max degrees off nadir, as `ViewingHints.tilt_deg`) adds the
+    foreshortenings it implies, along `azimuth_deg` (the line of sight's bearing on the
+    ground, clockwise from north, from the nadir point to the photo's centre) when given;
+    `base_aspect` is the photo's own width / height (what the square squashed).
+    `coarse_side` 0 searches every pose at `side` (slower, for comparison). Affines map the
+    given images' pixel centres."""
     fine = _Level(photo, surroundings, photo_mask, side)
-    found: list[tuple[float, float, float, float, np.ndarray]] = []
+    shapes = _shapes(aspects, base_aspect, tilt_deg, azimuth_deg)
+    found: list[tuple[float, float, _Shape, float, np.ndarray]] = []
     if coarse_side and coarse_side < side:
         coarse = _Level(photo, surroundings, photo_mask, coarse_side)
         coarse_found = []
         coarse_step = COARSE_ANGLE_STEP_DEG * angle_step / ANGLE_STEP_DEG
-        for ratio, stretch, angle in itertools.product(ratios, aspects, _angles(coarse_step)):
+        for ratio, shape, angle in itertools.product(ratios, shapes, _angles(coarse_step)):
             check_cancel(cancel)
-            got = coarse.score(ratio, stretch, angle)
+            got = coarse.score(ratio, shape, angle)
             if got is not None:
-                coarse_found.append((got[0], ratio, stretch, angle))
+                coarse_found.append((got[0], ratio, shape, angle))
         coarse_found.sort(key=lambda f: -f[0])
-        tried: set[tuple[float, float, float]] = set()
-        for _, ratio, stretch, angle in coarse_found[:SURVIVORS]:
+        tried: set[tuple[float, int, float]] = set()
+        for _, ratio, shape, angle in coarse_found[:SURVIVORS]:
             for da in (-coarse_step / 2, 0.0, coarse_step / 2):
                 a = float((angle + da) % 360.0)
-                if (ratio, stretch, a) in tried:
+                if (ratio, id(shape), a) in tried:
                     continue
-                tried.add((ratio, stretch, a))
+                tried.add((ratio, id(shape), a))
                 check_cancel(cancel)
-                got = fine.score(ratio, stretch, a)
+                got = fine.score(ratio, shape, a)
                 if got is not None:
-                    found.append((got[0], ratio, stretch, a, got[1]))
+                    found.append((got[0], ratio, shape, a, got[1]))
     else:
-        for ratio, stretch, angle in itertools.product(ratios, aspects, _angles(angle_step)):
+        for ratio, shape, angle in itertools.product(ratios, shapes, _angles(angle_step)):
             check_cancel(cancel)
-            got = fine.score(ratio, stretch, angle)
+            got = fine.score(ratio, shape, angle)
             if got is not None:
-                found.append((got[0], ratio, stretch, angle, got[1]))
+                found.append((got[0], ratio, shape, angle, got[1]))
     found.sort(key=lambda f: -f[0])
     centre = fine.centre
     kept: list[Pose] = []
-    for psr, ratio, stretch, angle, affine in found:
+    for psr, ratio, shape, angle, affine in found:
         centre_at = affine[:2, :2] @ centre + affine[:2, 2]
         if any(np.linalg.norm(centre_at - (k.affine[:2, :2] @ centre + k.affine[:2, 2])) < DISTINCT_PX * side
                and _angle_gap(angle, k.angle_deg) < DISTINCT_DEG for k in kept):
             continue
-        kept.append(Pose(psr, ratio, stretch, angle, affine))
+        kept.append(Pose(psr, ratio, shape.stretch, angle, affine, shape.tilt_stretch,
+                         shape.tilt_direction_deg))
         if len(kept) >= top:
             break
     to_small = scale_centres(photo.shape[1::-1], (side, side))
     to_surr = scale_centres((side, side), surroundings.shape[1::-1])
-    return [Pose(p.score, p.ratio, p.stretch, p.angle_deg, to_surr @ p.affine @ to_small) for p in kept]
+    return [Pose(p.score, p.ratio, p.stretch, p.angle_deg, to_surr @ p.affine @ to_small,
+                 p.tilt_stretch, p.tilt_direction_deg) for p in kept]
 
 
 def _angle_gap(a: float, b: float) -> float:
