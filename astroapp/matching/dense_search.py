@@ -25,10 +25,11 @@ direction holds on a real oblique photo: ISS064-E-358's (43 deg) alignment, its 
 squash to a square taken out, stretches the ground 1.46 along a bearing of 82 deg; NASA's
 nadir -> centre bearing is 68 deg, 1/cos(43 deg) = 1.37.
 
-The search runs coarse to fine: every pose at a smaller side and a wider angle step (a third
-of the work; a true pose stays among the best few there), then the best `SURVIVORS` again at
-the full side, with the angles either side of theirs. The few best
-distinct poses go to `dense_refine`, which decides: a pose is only a starting point.
+The search runs coarse to fine: every pose at a smaller side (0.4 of the pixels); the best
+`SURVIVORS` again at the full side, with the angles and scales either side of theirs; the best
+few distinct ones climbed to their peak in angle and scale (it is narrow: a pose a grid step
+off scores about as high as chance ones). The few best distinct poses go to `dense_refine`,
+which decides: a pose is only a starting point.
 """
 
 from __future__ import annotations
@@ -50,17 +51,19 @@ from astroapp.matching.orientation import equalised_grey, orientation_field
 SEARCH_SIDE = 256  # px: photo and surroundings sides for the (fine) search
 ANGLE_STEP_DEG = 5.0
 # The coarse level: every pose at this side and angle step (a 50 mm photo's lakes are lost at
-# 128 px, and at 10 degrees its true pose falls out of the best hundred; at 160 px and 7.5
-# degrees it stays among the best few), then the best SURVIVORS at SEARCH_SIDE, each at its
-# angle and half a coarse step either side.
+# 128 px; ISS062-E-24032's peak is so narrow in angle that at 7.5 degrees its true pose ranked
+# 40th at the coarse level and fell out after it, at 5 degrees it ranks first), then the best
+# SURVIVORS at SEARCH_SIDE, each at its angle and half a coarse step either side.
 COARSE_SIDE = 160  # px (0: no coarse level, every pose at SEARCH_SIDE)
-COARSE_ANGLE_STEP_DEG = 7.5
-SURVIVORS = 96
+COARSE_ANGLE_STEP_DEG = 5.0
+SURVIVORS = 48
 SCALE_STEP = 1.1  # footprint scales this far apart at the coarse level (see search_poses)
 MIN_RATIO, MAX_RATIO = 1.4, 5.0  # surroundings width / footprint width the search covers
 STRETCHES = (1.0, 1.25, 1.5, 2.0)  # each along the square's x (and its inverse along y)
 MIN_TEMPLATE_FRACTION = 24 / 256  # of the side: smaller templates correlate by chance
 MIN_WINDOW_ENERGY = 0.5  # of the surroundings' mean field energy per imaged pixel
+POLISHED = 10  # best distinct poses whose angle and scale are climbed to their peak
+POLISH_ROUNDS = 2
 DISTINCT_PX = 0.06  # poses closer than this fraction of the side (and angle) are one
 DISTINCT_DEG = 15.0
 SIGMA = 1.0
@@ -280,21 +283,56 @@ def search_poses(
             if got is not None:
                 found.append((got[0], ratio, shape, angle, got[1]))
     found.sort(key=lambda f: -f[0])
-    centre = fine.centre
-    kept: list[Pose] = []
-    for psr, ratio, shape, angle, affine in found:
-        centre_at = affine[:2, :2] @ centre + affine[:2, 2]
-        if any(np.linalg.norm(centre_at - (k.affine[:2, :2] @ centre + k.affine[:2, 2])) < DISTINCT_PX * side
-               and _angle_gap(angle, k.angle_deg) < DISTINCT_DEG for k in kept):
-            continue
-        kept.append(Pose(psr, ratio, shape.stretch, angle, affine, shape.tilt_stretch,
-                         shape.tilt_direction_deg))
-        if len(kept) >= top:
-            break
+    polished = [_polish(fine, f, angle_step / 2, cancel)
+                for f in _distinct(found, fine.centre, side, max(top, POLISHED))]
+    polished.sort(key=lambda f: -f[0])
+    kept = [Pose(psr, ratio, shape.stretch, angle, affine, shape.tilt_stretch, shape.tilt_direction_deg)
+            for psr, ratio, shape, angle, affine in _distinct(polished, fine.centre, side, top)]
     to_small = scale_centres(photo.shape[1::-1], (side, side))
     to_surr = scale_centres((side, side), surroundings.shape[1::-1])
     return [Pose(p.score, p.ratio, p.stretch, p.angle_deg, to_surr @ p.affine @ to_small,
                  p.tilt_stretch, p.tilt_direction_deg) for p in kept]
+
+
+_Found = tuple[float, float, _Shape, float, np.ndarray]  # psr, ratio, shape, angle, affine
+
+
+def _distinct(found: list[_Found], centre: np.ndarray, side: int, n: int) -> list[_Found]:
+    """The first n of `found` (best first) that no better one lies close to."""
+    kept: list[_Found] = []
+    for f in found:
+        at = f[4][:2, :2] @ centre + f[4][:2, 2]
+        if any(np.linalg.norm(at - (k[4][:2, :2] @ centre + k[4][:2, 2])) < DISTINCT_PX * side
+               and _angle_gap(f[3], k[3]) < DISTINCT_DEG for k in kept):
+            continue
+        kept.append(f)
+        if len(kept) >= n:
+            break
+    return kept
+
+
+def _polish(level: _Level, f: _Found, step_deg: float, cancel: Any) -> _Found:
+    """Climb the peak-to-sidelobe ratio from a pose, in angle and scale, with halving steps:
+    the peak is narrow (ISS062-E-24032's true pose scores 9 at its angle, 4.8 five degrees
+    off), so a pose a grid step off would rank behind chance ones."""
+    step_ratio = SCALE_STEP ** 0.25
+    for _ in range(POLISH_ROUNDS):
+        for _ in range(4):
+            psr, ratio, shape, angle, _affine = f
+            moves = ((ratio * step_ratio, angle), (ratio / step_ratio, angle),
+                     (ratio, (angle + step_deg) % 360.0), (ratio, (angle - step_deg) % 360.0))
+            best = f
+            for r, a in moves:
+                check_cancel(cancel)
+                got = level.score(r, shape, a)
+                if got is not None and got[0] > best[0]:
+                    best = (got[0], r, shape, a, got[1])
+            if best is f:
+                break
+            f = best
+        step_deg /= 2
+        step_ratio = math.sqrt(step_ratio)
+    return f
 
 
 def _angle_gap(a: float, b: float) -> float:
