@@ -186,6 +186,30 @@ def test_logistic_calibration_threshold(tmp_path):
         fit_calibration("test", right, np.ones(300))
 
 
+def test_null_tail_calibration_puts_the_threshold_where_chance_stops():
+    """The dense stage's calibration: from the wrong pairs' tail alone. Wrong counts drawn
+    from a shifted exponential (median 17, mean excess 3, like the measured ones): the
+    threshold lies where that tail falls to 1e-5, with P = target there, low at chance."""
+    from astroapp.matching.calibration import fit_null_tail
+
+    rng = np.random.default_rng(3)
+    wrong = np.round(15 + rng.exponential(3.0, 2000))
+    right = np.array([140, 494, 822])
+    cal = fit_null_tail("dense-test", np.concatenate([wrong, right]),
+                        np.concatenate([np.zeros(wrong.size), np.ones(3)]))
+    median = np.median(wrong)
+    excess = (wrong[wrong > median] - median).mean()
+    expected = median + excess * np.log(0.5 / 1e-5)
+    assert abs(cal.threshold - expected) <= 1.0 and cal.threshold > wrong.max()
+    # the fitted tail's chance of a wrong pair at the threshold: ~1e-5 (2000 draws: none)
+    assert (wrong >= cal.threshold).mean() == 0.0
+    assert cal.probability(cal.threshold) == pytest.approx(0.999, abs=1e-6)
+    assert cal.probability(median) < 0.05 and cal.probability(140) > 0.999
+    assert cal.samples["correct_recall_at_threshold"] == 1.0
+    with pytest.raises(ValueError, match="at least 20 wrong"):
+        fit_null_tail("dense-test", right, np.array([0, 1, 1]))
+
+
 def test_reduced_decode_reports_full_frame_pixels(scene, matcher):
     """A photo decoded at half scale still gets results in the full file's pixel frame."""
     surr, grid = scene

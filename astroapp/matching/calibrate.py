@@ -33,7 +33,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from astroapp.matching.base import Matcher
-from astroapp.matching.calibration import Calibration, fit_calibration, uncalibrated
+from astroapp.matching.calibration import (
+    Calibration,
+    fit_calibration,
+    fit_null_tail,
+    uncalibrated,
+)
 from astroapp.matching.coregister import (
     DEFAULT_SIZE,
     DENSE_NAME,
@@ -228,7 +233,9 @@ def fit_from_samples(target: Matcher | Stage, samples: list[Sample], source: str
     stage = _stage(target)
     inl = np.array([s.inliers for s in samples], dtype=np.float64)
     lab = np.array([s.correct for s in samples], dtype=bool)
-    cal = fit_calibration(stage.name, inl, lab, settings=stage.settings, source=source)
+    # the dense stage: a threshold from the wrong pairs' tail (see fit_null_tail)
+    fit = fit_null_tail if stage.dense else fit_calibration
+    cal = fit(stage.name, inl, lab, settings=stage.settings, source=source)
     kinds: dict[str, int] = {}
     for s in samples:
         kinds[s.kind] = kinds.get(s.kind, 0) + 1

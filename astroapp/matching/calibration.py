@@ -185,3 +185,62 @@ def fit_calibration(
         settings=settings or {},
         created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
     )
+
+
+NULL_TAIL_RATE = 1e-5  # chance of a wrong pair reaching the threshold, by the fitted tail
+
+
+def fit_null_tail(
+    name: str,
+    inliers: np.ndarray,
+    labels: np.ndarray,
+    rate: float = NULL_TAIL_RATE,
+    target: float = TARGET_PROBABILITY,
+    settings: dict | None = None,
+    source: str = "",
+) -> Calibration:
+    """A calibration from the wrong pairs' distribution alone, for a stage whose correct
+    calibration pairs are not the photos it will meet.
+
+    The dense stage runs only on photos keypoints could not match; the renders it can be
+    calibrated on are mostly ones keypoints match, and whatever it finds of them says little
+    about a hazy or frozen real photo. What must hold is that a wrong pair does not pass, so
+    the threshold comes from the wrong pairs' upper tail: inlier counts above their median
+    `m` fitted as exponential (mean excess `e`, the maximum-likelihood fit), and the threshold
+    where that tail falls to `rate` (never below the largest wrong count + 1). The curve
+    P(correct | inliers) = sigmoid((inliers - threshold) / e + logit(target)) rises one
+    e-fold per `e` inliers, as the tail's odds do, and reaches `target` at the threshold.
+    """
+    inliers = np.asarray(inliers, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    wrong = inliers[~labels]
+    if wrong.size < 20:
+        raise ValueError(f"a tail fit needs at least 20 wrong pairs, got {wrong.size}")
+    median = float(np.median(wrong))
+    excess = wrong[wrong > median] - median
+    mean_excess = float(excess.mean()) if excess.size else 1.0
+    tail = median + mean_excess * math.log(0.5 / rate)
+    threshold = max(math.ceil(tail), int(wrong.max()) + 1)
+    slope = 1.0 / mean_excess
+    intercept = math.log(target / (1 - target)) - slope * threshold
+    right = inliers[labels]
+    samples = {
+        "source": source,
+        "correct": int(labels.sum()),
+        "wrong": int(wrong.size),
+        "wrong_max_inliers": int(wrong.max()),
+        "fit": (f"wrong pairs' tail: median {median:.1f}, mean excess {mean_excess:.2f}, "
+                f"exponential tail at {rate:g}"),
+        "correct_median_inliers": float(np.median(right)) if right.size else None,
+        "correct_recall_at_threshold": float((right >= threshold).mean()) if right.size else None,
+    }
+    return Calibration(
+        matcher=name,
+        intercept=intercept,
+        slope=slope,
+        threshold=int(threshold),
+        target=target,
+        samples=samples,
+        settings=settings or {},
+        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+    )
