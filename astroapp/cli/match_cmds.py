@@ -88,14 +88,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         dense_stage,
         fit_from_samples,
         keypoint_stage,
+        read_samples,
         samples_from_folder,
         samples_from_renders,
         write_samples,
     )
     from astroapp.matching.calibration import user_calibration_path
 
-    if args.renders <= 0 and not args.labelled:
-        raise UserError("nothing to calibrate on: give --renders N > 0 and/or --labelled DIR")
+    if args.renders <= 0 and not args.labelled and not args.from_samples:
+        raise UserError("nothing to calibrate on: give --renders N > 0, --labelled DIR "
+                        "and/or --from-samples FILE")
     if args.dense:
         stage = dense_stage()
     else:
@@ -124,13 +126,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         samples += got
         sources.append(f"labelled set {folder} ({len(got)} pairs)")
     progress.close()
+    for path in args.from_samples or []:
+        try:
+            got = read_samples(path)
+        except (OSError, ValueError) as exc:
+            raise UserError(str(exc)) from exc
+        samples += got
+        sources.append(f"samples of {path} ({len(got)} pairs)")
+    if args.samples:  # before the fit: a failed fit keeps what was measured
+        write_samples(args.samples, samples)
     try:
         cal = fit_from_samples(stage, samples, "; ".join(sources))
     except ValueError as exc:
         raise UserError(f"calibration failed: {exc}") from exc
     out = cal.save(args.output or user_calibration_path(stage.name))
-    if args.samples:
-        write_samples(args.samples, samples)
     s = cal.samples
     print(f"{stage.name}: P(correct) = 1 / (1 + exp(-({cal.intercept:.3f} + {cal.slope:.4f} "
           f"* inliers))); threshold T = {cal.threshold} inliers (P >= {cal.target})")
@@ -282,7 +291,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=None,
                    help="calibration file to write (default: <data dir>/matchers/<name>.json, "
                    "which takes precedence over the shipped one)")
-    p.add_argument("--samples", type=Path, default=None, help="also write the per-pair samples (json)")
+    p.add_argument("--samples", type=Path, default=None,
+                   help="also write the per-pair samples (json), even when the fit fails")
+    p.add_argument("--from-samples", type=Path, action="append", metavar="FILE",
+                   help="samples written by an earlier --samples, to fit with (repeatable): "
+                   "refit without measuring again")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_cmd_calibrate)
 

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from astroapp.atomic import atomic_text
 from astroapp.matching.base import Matcher
 from astroapp.matching.calibration import (
     Calibration,
@@ -246,4 +247,18 @@ def fit_from_samples(target: Matcher | Stage, samples: list[Sample], source: str
 
 
 def write_samples(path: Path, samples: list[Sample]) -> None:
-    path.write_text(json.dumps([asdict(s) for s in samples], indent=1) + "\n", encoding="utf-8")
+    """The per-pair samples as JSON (`astroapp calibrate --samples`), to refit from later."""
+    with atomic_text(path) as fh:
+        fh.write(json.dumps([asdict(s) for s in samples], indent=1) + "\n")
+
+
+def read_samples(path: Path) -> list[Sample]:
+    """Samples written by `write_samples` (`astroapp calibrate --from-samples`): a fit can be
+    redone without measuring again (the dense stage's measurement takes about an hour)."""
+    try:
+        rows = json.loads(Path(path).read_text(encoding="utf-8"))
+        known = set(Sample.__dataclass_fields__)
+        return [Sample(**{k: v for k, v in row.items() if k in known}) for row in rows]
+    except (json.JSONDecodeError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a samples file written by `astroapp calibrate "
+                         f"--samples` ({exc})") from exc
