@@ -158,8 +158,9 @@ def test_cancel_stops_the_dense_stage(inverted_case):
 # ------------------------------------------------------------------ real photos
 
 
+@pytest.mark.slow
 def test_real_pair_accepted_and_cross_pair_rejected(shared_dir):
-    """ISS062-E-24032 (frozen lakes bright in the photo, dark in the mosaic; keypoints never
+    """15-25 s. ISS062-E-24032 (frozen lakes bright in the photo, dark in the mosaic; keypoints never
     matched it) is accepted at the shipped calibration; its photo on another pair's
     surroundings is not. (The shipped fit used the real cross pairs as wrong pairs and no
     real pair as a correct one.)"""
