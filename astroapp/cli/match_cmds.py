@@ -279,7 +279,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("--matcher", default=None, help="matcher name (default: sift)")
     which.add_argument("--dense", action="store_true",
                        help="calibrate the dense stage (orientation fields, for photos keypoints "
-                       "cannot match) instead of a matcher; writes dense-orientation.json")
+                       "cannot match) instead of a matcher: its threshold comes from the wrong "
+                       "pairs' tail (at least 20 wrong pairs); writes dense-orientation.json")
     p.add_argument("--renders", type=int, default=150,
                    help="synthetic photos rendered for calibration (default 150; 0: none)")
     p.add_argument("--wrong-per-photo", type=int, default=2,
