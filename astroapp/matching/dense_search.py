@@ -19,7 +19,7 @@ one of them. Given the tilt (`tilt_deg`), the search adds the stretches `tilt` s
 (`azimuth_deg`, from the nadir point to the photo's centre; one more shape per stretch), else
 along ASIFT's sampled directions in the photo (a few more per stretch). On the four found
 real pairs foreshortened by a further 1.7 (54 deg) along two directions
-(benchmarks/dense_search.py), the axes-only search found 4 of the 8, the tilt's stretches 6
+(benchmarks/dense_search.py), the axes-only search found 3 of the 8, the tilt's stretches 6
 (either way; the 50 mm photo's small lakes were lost by all), wrong pairs no better. The
 direction holds on a real oblique photo: ISS064-E-358's (43 deg) alignment, its 3:2 frame's
 squash to a square taken out, stretches the ground 1.46 along a bearing of 82 deg; NASA's
