@@ -528,8 +528,10 @@ def coregister_dense(
         _ground_width_km(grid) if grid is not None else surroundings_km)
     ratios = dense_search.ratios_between(min(hinted), max(hinted))
     w, h = photo.original_size
+    # an oblique photo: its foreshortening along ASIFT's directions too (tilt.py)
     found = dense_search.search_poses(photo.square, surr, ratios, dense_search.stretches(w / h),
-                                      top=poses, cancel=cancel)
+                                      top=poses, cancel=cancel, base_aspect=w / h,
+                                      tilt_deg=hints.tilt_deg if hints is not None else None)
     patches = photo.patches()
     empty = np.zeros((0, 2), np.float32)
     attempts = [_Attempt(0, 0, None, empty, empty, "no pose found", [])]
@@ -550,7 +552,10 @@ def dense_settings() -> dict[str, Any]:
     return {"size": DEFAULT_SIZE, "patch": dense_refine.PATCH, "step": dense_refine.STEP,
             "radii": list(dense_refine.RADII), "min_peak": dense_refine.MIN_PEAK,
             "min_distinct": dense_refine.MIN_DISTINCT, "sigma": dense_refine.SIGMA,
-            "search_side": dense_search.SEARCH_SIDE, "poses": DENSE_POSES, "cloud_mask": False}
+            "search_side": dense_search.SEARCH_SIDE, "coarse_side": dense_search.COARSE_SIDE,
+            "coarse_angle_step": dense_search.COARSE_ANGLE_STEP_DEG,
+            "survivors": dense_search.SURVIVORS, "scale_step": dense_search.SCALE_STEP,
+            "polished": dense_search.POLISHED, "poses": DENSE_POSES, "cloud_mask": False}
 
 
 def dense_calibration() -> Any:
