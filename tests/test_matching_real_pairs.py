@@ -140,3 +140,19 @@ def test_match_cli_json_contract(pairs, tmp_path, capsys):
     assert "missing.jpg" in capsys.readouterr().err
     assert main(["match", cmd[4], cmd[5], "--angle", "45"]) != 0
     assert "--angle" in capsys.readouterr().err
+
+
+def test_dense_flags(pairs, tmp_path, capsys):
+    """`match --no-dense` stays with keypoints; a negative `--dense-candidates` is refused
+    before anything is opened (exit 2, a one-line message)."""
+    name = next(n for n, p in pairs.items() if p["reference"] is not None)
+    other = next(n for n in pairs if n != name)
+    query = str(pairs[name]["dir"] / "query.jpg")
+    assert main(["match", query, str(pairs[other]["dir"] / "surroundings.jpg"), "--no-dense",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert data["accepted"] is False and data["stage"] == "keypoints"
+    cat = tmp_path / "never.sqlite"
+    assert main(["--catalog", str(cat), "localize", "--dense-candidates", "-1"]) == 2
+    assert "--dense-candidates must be >= 0" in capsys.readouterr().err
+    assert not cat.exists()

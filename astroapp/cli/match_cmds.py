@@ -159,6 +159,8 @@ def _cmd_localize(args: argparse.Namespace) -> int:
 
     if args.index is not None and not args.index.is_dir():
         raise UserError(f"--index {args.index}: no such folder")
+    if args.dense_candidates < 0:
+        raise UserError(f"--dense-candidates must be >= 0, got {args.dense_candidates}")
     matcher = _matcher(args.matcher)
     with open_catalog(args, write=True) as catalog:
         from astroapp.catalog.leases import release_stale_localizing
@@ -199,8 +201,6 @@ def _cmd_localize(args: argparse.Namespace) -> int:
             if event.result is not None:  # a photo finished: its line stays above the bar
                 bars.write(event.text())
 
-        if args.dense_candidates < 0:
-            raise UserError(f"--dense-candidates must be >= 0, got {args.dense_candidates}")
         settings = LocalizeSettings(k=args.k, max_candidates=args.max_candidates, size=args.size,
                                     use_prior=not args.no_prior, rerank=_reranker(args),
                                     dense_candidates=args.dense_candidates)
