@@ -165,18 +165,26 @@ def fit_calibration(
     threshold = max(math.ceil((logit - intercept) / slope), 1)
     wrong_max = int(inliers[~labels].max()) if (~labels).any() else 0
     threshold = max(threshold, wrong_max + 1)
+    return _calibration(matcher_name, intercept, slope, threshold, target, inliers, labels,
+                        "logistic regression, Firth-penalised", settings, source)
+
+
+def _calibration(name: str, intercept: float, slope: float, threshold: int, target: float,
+                 inliers: np.ndarray, labels: np.ndarray, fit: str, settings: dict | None,
+                 source: str) -> Calibration:
+    """A fitted Calibration with its record of the samples it came from."""
     right = inliers[labels]
     samples = {
         "source": source,
         "correct": int(labels.sum()),
         "wrong": int((~labels).sum()),
-        "wrong_max_inliers": wrong_max,
-        "fit": "logistic regression, Firth-penalised",
+        "wrong_max_inliers": int(inliers[~labels].max()) if (~labels).any() else 0,
+        "fit": fit,
         "correct_median_inliers": float(np.median(right)) if right.size else None,
         "correct_recall_at_threshold": float((right >= threshold).mean()) if right.size else None,
     }
     return Calibration(
-        matcher=matcher_name,
+        matcher=name,
         intercept=intercept,
         slope=slope,
         threshold=int(threshold),
@@ -223,24 +231,7 @@ def fit_null_tail(
     threshold = max(math.ceil(tail), int(wrong.max()) + 1)
     slope = 1.0 / mean_excess
     intercept = math.log(target / (1 - target)) - slope * threshold
-    right = inliers[labels]
-    samples = {
-        "source": source,
-        "correct": int(labels.sum()),
-        "wrong": int(wrong.size),
-        "wrong_max_inliers": int(wrong.max()),
-        "fit": (f"wrong pairs' tail: median {median:.1f}, mean excess {mean_excess:.2f}, "
-                f"exponential tail at {rate:g}"),
-        "correct_median_inliers": float(np.median(right)) if right.size else None,
-        "correct_recall_at_threshold": float((right >= threshold).mean()) if right.size else None,
-    }
-    return Calibration(
-        matcher=name,
-        intercept=intercept,
-        slope=slope,
-        threshold=int(threshold),
-        target=target,
-        samples=samples,
-        settings=settings or {},
-        created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
-    )
+    fit = (f"wrong pairs' tail: median {median:.1f}, mean excess {mean_excess:.2f}, "
+           f"exponential tail at {rate:g}")
+    return _calibration(name, intercept, slope, threshold, target, inliers, labels, fit,
+                        settings, source)
