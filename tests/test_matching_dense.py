@@ -185,7 +185,7 @@ RECORDED = Path(__file__).parent / "data" / "dense_orientation_samples.json"
 
 def test_shipped_calibration_refits_from_its_recorded_samples(tmp_path, capsys):
     """tests/data/dense_orientation_samples.json is the measurement the shipped
-    dense-orientation.json was fitted on (`astroapp calibrate --dense --renders 40 --labelled
+    dense-orientation.json was fitted on (`astroapp calibrate --dense --renders 30 --labelled
     <real cross pairs> --samples`); refitting it through the CLI gives the shipped fit."""
     from astroapp.cli import main
     from astroapp.matching.calibration import calibration_path
