@@ -74,7 +74,10 @@ from astroapp.matching import get_matcher
 from astroapp.export.html_map import LEAFLET_DIR
 model = load_model()
 cal = get_matcher("sift").calibration
+from astroapp.matching.coregister import dense_calibration
+dense = dense_calibration()
 print(json.dumps({
+    "dense_calibrated": bool(dense.calibrated), "dense_threshold": dense.threshold,
     "astroapp": astroapp.__file__, "models": str(config.MODELS_DIR),
     "resources": str(config.RESOURCES_DIR), "model": model.name,
     "calibrated": bool(cal.calibrated), "threshold": cal.threshold,
@@ -94,6 +97,7 @@ def test_installed_wheel_loads_bundled_model_calibration_and_leaflet(installed, 
     assert Path(probe["resources"]).resolve() == site / "astroapp" / "bundled" / "resources"
     assert probe["model"] == "astroapp-small"
     assert probe["calibrated"] and probe["threshold"] > 0
+    assert probe["dense_calibrated"] and 0 < probe["dense_threshold"] < 1000
     assert probe["leaflet"] > 100_000
 
 
@@ -107,6 +111,7 @@ def test_environment_overrides_still_win(tmp_path, monkeypatch):
     bundled = config.bundled_dir("astroapp.bundled.models", "ASTROAPP_MODELS")
     assert (bundled / "astroapp-small.safetensors").is_file()
     assert (bundled / "matchers" / "sift.json").is_file()
+    assert (bundled / "matchers" / "dense-orientation.json").is_file()  # the dense stage's
 
 
 @pytest.mark.slow
