@@ -186,6 +186,18 @@ def test_logistic_calibration_threshold(tmp_path):
         fit_calibration("test", right, np.ones(300))
 
 
+def test_logistic_fit_of_a_tiny_separated_set_rises():
+    """One correct and one or two wrong pairs (a user's first labelled set): the Firth fit
+    converges to a rising curve instead of oscillating to a negative slope."""
+    from astroapp.matching.calibration import fit_logistic
+
+    for x, y in (([833, 16], [1, 0]), ([833, 16, 15], [1, 0, 0]), ([142, 16], [1, 0])):
+        intercept, slope = fit_logistic(np.array(x, float), np.array(y, float))
+        assert slope > 0
+        p = 1 / (1 + np.exp(-(intercept + slope * np.array(x, float))))
+        assert p[0] > 0.5 > p[1]
+
+
 def test_null_tail_calibration_puts_the_threshold_where_chance_stops():
     """The dense stage's calibration: from the wrong pairs' tail alone. Wrong counts drawn
     from a shifted exponential (median 17, mean excess 3, like the measured ones): the

@@ -125,17 +125,32 @@ def fit_logistic(inliers: np.ndarray, labels: np.ndarray, iters: int = 200) -> t
     # Standardise for conditioning, then map the coefficients back.
     mu, sd = x.mean(), x.std() or 1.0
     design = np.column_stack([np.ones_like(x), (x - mu) / sd])
-    w = np.zeros(2)
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ w, -60, 60)))
+
+    def penalised(w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        eta = design @ w
+        p = 1.0 / (1.0 + np.exp(-np.clip(eta, -60, 60)))
         weight = p * (1 - p)
         info = (design * weight[:, None]).T @ design + 1e-12 * np.eye(2)
+        loglik = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+        return loglik + 0.5 * float(np.linalg.slogdet(info)[1]), p, weight, info
+
+    w = np.zeros(2)
+    value, p, weight, info = penalised(w)
+    for _ in range(iters):
         info_inv = np.linalg.inv(info)
         root = design * np.sqrt(weight)[:, None]
         hat = np.einsum("ij,jk,ik->i", root, info_inv, root)
         step = info_inv @ (design.T @ (y - p + hat * (0.5 - p)))
         step *= min(1.0, 5.0 / max(np.abs(step).max(), 1e-12))  # damp the first steps
-        w += step
+        # Halve the step until the penalised likelihood does not drop (as logistf does):
+        # a tiny separated set (one correct pair) otherwise oscillates to a negative slope.
+        for _ in range(30):
+            new = penalised(w + step)
+            if new[0] >= value - 1e-12:
+                break
+            step = step / 2
+        w = w + step
+        value, p, weight, info = new
         if np.abs(step).max() < 1e-10:
             break
     slope = w[1] / sd
