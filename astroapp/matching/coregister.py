@@ -387,10 +387,7 @@ def coregister(
     size = prepared.size
     if calibration is None:
         calibration = calibration_for(matcher)
-    if surroundings_img.ndim != 3 or surroundings_img.shape[2] != 3 or surroundings_img.dtype != np.uint8:
-        raise ValueError(
-            f"surroundings must be RGB uint8 (H, W, 3), got {surroundings_img.dtype} {surroundings_img.shape}"
-        )
+    _check_surroundings(surroundings_img)
     surr_size = (int(surroundings_img.shape[1]), int(surroundings_img.shape[0]))
     side = 3 * size
     surr = normalise(resize_square(surroundings_img, side), clahe=not _equalises(matcher))
@@ -407,9 +404,7 @@ def coregister(
     # many windows from one descriptor product (SIFT); a learned matcher pays per window.
     search = search and window_search.searchable(matcher)
     if search:
-        ratios = window_search.ratios_for(
-            hints.ground_width_km() if hints is not None else None,
-            _ground_width_km(grid) if grid is not None else surroundings_km)
+        ratios = _hinted_ratios(hints, grid, surroundings_km)
         surr_features = _SurroundingsFeatures(matcher, surr, size)
 
         def scan(photo: PreparedPhoto, scans: tuple[tuple[float, ...], ...]) -> bool:
@@ -514,18 +509,13 @@ def coregister_dense(
     t0 = time.perf_counter()
     if calibration is None:
         calibration = dense_calibration()
-    if surroundings_img.ndim != 3 or surroundings_img.shape[2] != 3 or surroundings_img.dtype != np.uint8:
-        raise ValueError(
-            f"surroundings must be RGB uint8 (H, W, 3), got {surroundings_img.dtype} {surroundings_img.shape}"
-        )
+    _check_surroundings(surroundings_img)
     size = photo.size
     surr_size = (int(surroundings_img.shape[1]), int(surroundings_img.shape[0]))
     side = 3 * size
     surr = resize_square(surroundings_img, side)
     surr_to_orig = scale_centres((side, side), surr_size)
-    hinted = window_search.ratios_for(
-        hints.ground_width_km() if hints is not None else None,
-        _ground_width_km(grid) if grid is not None else surroundings_km)
+    hinted = _hinted_ratios(hints, grid, surroundings_km)
     ratios = dense_search.ratios_between(min(hinted), max(hinted))
     w, h = photo.original_size
     # an oblique photo: its foreshortening along ASIFT's directions too (tilt.py)
@@ -563,6 +553,21 @@ def dense_calibration() -> Any:
     from astroapp.matching.calibration import calibration_named
 
     return calibration_named(DENSE_NAME, dense_settings())
+
+
+def _check_surroundings(surroundings_img: np.ndarray) -> None:
+    if surroundings_img.ndim != 3 or surroundings_img.shape[2] != 3 or surroundings_img.dtype != np.uint8:
+        raise ValueError(
+            f"surroundings must be RGB uint8 (H, W, 3), got {surroundings_img.dtype} {surroundings_img.shape}"
+        )
+
+
+def _hinted_ratios(hints: ViewingHints | None, grid: MercatorGrid | None,
+                   surroundings_km: float | None) -> tuple[float, ...]:
+    """The scale ratios the viewing hints and the surroundings' width point to (both stages)."""
+    return window_search.ratios_for(
+        hints.ground_width_km() if hints is not None else None,
+        _ground_width_km(grid) if grid is not None else surroundings_km)
 
 
 def _accepted(attempt: _Attempt, calibration: Any) -> bool:

@@ -263,7 +263,7 @@ def coregister_candidate(
     cal = getattr(matcher, "calibration", None)
     method.update(stage="coregistration", matcher=res.matcher, size=size, iterations=iterations,
                   coregistration_stage=res.stage,
-                  matcher_threshold=res.threshold if res.stage == "dense" else getattr(cal, "threshold", None),
+                  matcher_threshold=res.threshold,
                   matcher_calibrated=getattr(cal, "calibrated", None),
                   chosen_by=reviewer, chosen_rank=candidate_rank)
     timings = {"coregistration_s": round(res.seconds, 4),
@@ -443,7 +443,7 @@ def localize_photo(
                 break
     t_coreg = time.perf_counter() - t1
     errors = [c["error"] for c in per_candidate if "error" in c]
-    if errors and len(errors) == len(per_candidate) and tried:
+    if errors and len(errors) == len(per_candidate):
         raise RuntimeError(f"no candidate's surroundings could be read ({errors[0]})")
     if best_cand is None and cands:
         best_cand = cands[0]
@@ -452,9 +452,9 @@ def localize_photo(
         "stage": "coregistration",
         "model": index.fingerprint.name,
         "index": str(index.folder),
-        "matcher": best.matcher if best is not None and best.stage == "dense" else matcher.name,
-        "matcher_threshold": (best.threshold if best is not None and best.stage == "dense"
-                              else getattr(cal, "threshold", None)),
+        # the result's own (a dense result's are the dense stage's)
+        "matcher": best.matcher if best is not None else matcher.name,
+        "matcher_threshold": best.threshold if best is not None else getattr(cal, "threshold", None),
         "matcher_calibrated": getattr(cal, "calibrated", None),
         "coregistration_stage": best.stage if best is not None else None,
         "dense_candidates": len(dense),
